@@ -1,0 +1,45 @@
+"""The Annotation record: what the tracker says about one segment."""
+
+from __future__ import annotations
+
+from .segment import Segment
+
+
+class Annotation:
+    """One segment with both endpoints' states before and after it, and why.
+
+    ``client_path``/``server_path`` list every state an endpoint passed through on this
+    segment (None when it did not change), e.g. a crossing FIN's
+    ``["ESTABLISHED", "FIN_WAIT_1", "CLOSING"]``. ``analysis`` holds flags such as
+    "retransmission", "keep_alive", "rst_out_of_window", "state_inferred".
+    """
+
+    __slots__ = ("seg", "conn", "client", "server", "from_client", "client_before",
+                 "client_after", "server_before", "server_after", "client_path",
+                 "server_path", "event", "analysis", "note", "rel_seq", "rel_ack")
+
+    def __init__(self, seg: Segment, conn: int, client: str, server: str, from_client: bool,
+                 client_before: str, client_after: str, server_before: str, server_after: str,
+                 client_path: list[str] | None, server_path: list[str] | None, event: str,
+                 analysis: list[str], note: str, rel_seq: int, rel_ack: int) -> None:
+        self.seg = seg
+        self.conn = conn
+        self.client = client
+        self.server = server
+        self.from_client = from_client
+        self.client_before = client_before
+        self.client_after = client_after
+        self.server_before = server_before
+        self.server_after = server_after
+        self.client_path = client_path
+        self.server_path = server_path
+        self.event = event
+        self.analysis = analysis
+        self.note = note
+        self.rel_seq = rel_seq
+        self.rel_ack = rel_ack
+
+    @property
+    def direction(self) -> str:
+        """"c>s" for client to server, "s>c" the other way."""
+        return "c>s" if self.from_client else "s>c"

@@ -1,0 +1,164 @@
+"""Command line: ``rawinspect replay``, ``rawinspect states``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence
+
+from . import __version__
+from .annotation import Annotation
+from .capfile import CaptureFileError
+from .render import FORMATS, make_renderer
+from .replay import Stats, read_segments, run
+from .states_doc import states_mermaid, states_table
+from .tracker import DEFAULT_HOLD, DEFAULT_MSL, Tracker
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_NOPRIV = 0, 1, 2, 77
+
+
+class UsageError(Exception):
+    """A bad option value: reported in one line, exit 2."""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    p = argparse.ArgumentParser(
+        prog="rawinspect",
+        description="Annotate every TCP segment with the TCP state of both endpoints.")
+    p.add_argument("--version", action="version", version=f"rawinspect {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    r = sub.add_parser("replay", help="annotate a pcap or pcapng file (no privileges needed)",
+                       description="Annotate every TCP segment of a pcap/pcapng file.")
+    r.add_argument("file", metavar="FILE", help="pcap or pcapng capture file")
+    add_output_options(r)
+
+    s = sub.add_parser("states", help="print the TCP transition table the tracker uses")
+    s.add_argument("--format", choices=("table", "mermaid"), default="table",
+                   help="table (default) or a Mermaid state diagram")
+    return p
+
+
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that prints annotations."""
+    p.add_argument("--format", "-T", choices=FORMATS, default="table",
+                   help="table (default) or jsonl: one JSON object per segment")
+    p.add_argument("--conn", type=_positive_int, action="append", metavar="N",
+                   help="show only connection N (repeatable)")
+    p.add_argument("--host", metavar="ADDR", help="show only segments to or from ADDR")
+    p.add_argument("--port", type=_port, metavar="PORT",
+                   help="show only segments to or from PORT")
+    p.add_argument("-c", "--count", type=_positive_int, metavar="N",
+                   help="stop after showing N segments")
+    p.add_argument("--msl", type=_positive_float, default=DEFAULT_MSL, metavar="SECONDS",
+                   help=f"maximum segment lifetime; TIME_WAIT lasts 2*MSL (default {DEFAULT_MSL:g})")
+    p.add_argument("--hold", type=_positive_float, default=DEFAULT_HOLD, metavar="SECONDS",
+                   help="how long a SYN or FIN waits for the peer's answer before it is "
+                        f"annotated (default {DEFAULT_HOLD:g})")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                   help="colour the table (auto: only on a terminal)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no closing summary line")
+
+
+def make_filter(args: argparse.Namespace) -> Callable[[Annotation], bool] | None:
+    """The display filter the options ask for, or None for everything."""
+    conns = set(args.conn or ())
+    host, port = args.host, args.port
+    if host is not None:
+        import ipaddress
+        try:
+            host = str(ipaddress.ip_address(host.strip("[]")))
+        except ValueError:
+            raise UsageError(f"--host: not an IP address: {args.host!r}") from None
+    if not conns and host is None and port is None:
+        return None
+
+    def keep(a: Annotation) -> bool:
+        seg = a.seg
+        return ((not conns or a.conn in conns)
+                and (host is None or seg.src == host or seg.dst == host)
+                and (port is None or seg.sport == port or seg.dport == port))
+    return keep
+
+
+def use_color(choice: str) -> bool:
+    """Colour only on a terminal, unless asked; NO_COLOR is honoured."""
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty()
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    keep = make_filter(args)
+    renderer = make_renderer(args.format, sys.stdout, use_color(args.color))
+    stats = Stats()
+    tracker = Tracker(msl=args.msl, hold=args.hold)
+    try:
+        run(read_segments(args.file, stats), tracker, renderer.write, keep, stats, args.count)
+    except CaptureFileError as e:
+        renderer.close()
+        sys.stdout.flush()
+        if not args.quiet:
+            print(f"rawinspect: {stats.summary()}", file=sys.stderr)
+        print(f"rawinspect: error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    renderer.close()
+    if not args.quiet:
+        sys.stdout.flush()
+        print(f"rawinspect: {stats.summary()}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_states(args: argparse.Namespace) -> int:
+    print(states_mermaid() if args.format == "mermaid" else states_table())
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rawinspect`` command."""
+    args = build_parser().parse_args(argv)
+    handler = {"replay": cmd_replay, "states": cmd_states}[args.command]
+    try:
+        return handler(args)
+    except UsageError as e:
+        print(f"rawinspect: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (| head): stop quietly, as tcpdump does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK

@@ -1,0 +1,254 @@
+"""Bytes to Segment: link layer, IPv4/IPv6 and TCP headers, decoded with ``struct``.
+
+``Decoder.decode`` returns a Segment, or a short string saying why the packet was
+skipped (not IP, not TCP, unsupported link type...). Checksums are never checked:
+loopback captures usually carry unfilled ones.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from .segment import SYN, Segment
+
+# Link types (LINKTYPE_* numbers as in pcap files).
+LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_SLL = 0, 1, 101, 108, 113
+LT_IPV4, LT_IPV6, LT_NFLOG, LT_SLL2, LT_ETH_MPACKET = 228, 229, 239, 276, 274
+LT_RAW_ALIASES = (12, 14)  # DLT_RAW on some BSDs
+
+LINKTYPE_NAMES = {
+    LT_NULL: "BSD loopback", LT_ETHERNET: "Ethernet", LT_RAW: "raw IP", 12: "raw IP",
+    14: "raw IP", LT_LOOP: "OpenBSD loopback", LT_SLL: "Linux cooked (SLL)",
+    LT_IPV4: "raw IPv4", LT_IPV6: "raw IPv6", LT_NFLOG: "NFLOG", LT_SLL2: "Linux cooked (SLL2)",
+}
+SUPPORTED_LINKTYPES = frozenset(LINKTYPE_NAMES)
+
+ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
+VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
+BSD_AF_INET6 = (10, 24, 28, 30)
+IPV6_EXT = (0, 43, 60, 51, 135, 139, 140)
+
+_u16 = struct.Struct("!H").unpack_from
+_u32le = struct.Struct("<I").unpack_from
+_eth_ip4_tcp = struct.Struct("!12xHBxHxxHxB2x4s4sHHIIHH")  # fast path, IHL=5
+_ip4 = struct.Struct("!BxHxxHxB2x4s4s")
+_ip6 = struct.Struct("!4xHBx16s16s")
+_tcp = struct.Struct("!HHIIHH")
+_nflog_tlv = struct.Struct("<HH")
+
+SKIP_NOT_IP = "not IP"
+SKIP_NOT_TCP = "not TCP"
+SKIP_FRAGMENT = "IP fragment without TCP header"
+SKIP_TRUNCATED = "cut short before the TCP flags"
+SKIP_BAD_IP = "malformed IP header"
+
+
+def unsupported(linktype: int) -> str:
+    """The skip reason for a link type we do not decode."""
+    return f"unsupported link type {linktype}"
+
+
+class Decoder:
+    """Decodes packet records into Segments, caching printable addresses."""
+
+    def __init__(self) -> None:
+        self._addr4: dict[bytes, str] = {}
+        self._addr6: dict[bytes, str] = {}
+
+    def _a4(self, raw: bytes) -> str:
+        s = self._addr4.get(raw)
+        if s is None:
+            if len(self._addr4) > 65536:
+                self._addr4.clear()
+            s = self._addr4[raw] = socket.inet_ntoa(raw)
+        return s
+
+    def _a6(self, raw: bytes) -> str:
+        s = self._addr6.get(raw)
+        if s is None:
+            if len(self._addr6) > 65536:
+                self._addr6.clear()
+            s = self._addr6[raw] = socket.inet_ntop(socket.AF_INET6, raw)
+        return s
+
+    def decode(self, frame: int, linktype: int, ts: float, buf: bytes, off: int,
+               caplen: int, wirelen: int) -> Segment | str:
+        """Decode one packet record; a Segment, or the reason it was skipped."""
+        end = off + caplen
+        if linktype == LT_ETHERNET and caplen >= 54:
+            # Fast path: untagged Ethernet, IPv4 without options, TCP.
+            (etype, vihl, totlen, frag, proto, s, d, sport, dport, seq, ack, offfl,
+             win) = _eth_ip4_tcp.unpack_from(buf, off)
+            if etype == ETH_IPV4 and vihl == 0x45 and proto == 6 and not frag & 0x3FFF:
+                hl = (offfl >> 12) * 4
+                if totlen == 0:
+                    totlen = wirelen - 14
+                if off + 34 + hl <= end and hl >= 20:
+                    flags = offfl & 0x1FF
+                    return Segment(frame, ts, self._a4(s), sport, self._a4(d), dport, seq, ack,
+                                   flags, win, max(totlen - 20 - hl, 0),
+                                   _options(buf, off + 54, off + 34 + hl) if flags & SYN else None)
+        net = self._link(linktype, buf, off, end)
+        if isinstance(net, str):
+            return net
+        proto, pos = net
+        if proto == 4:
+            return self._ipv4(frame, ts, buf, pos, end, wirelen - (pos - off))
+        return self._ipv6(frame, ts, buf, pos, end, wirelen - (pos - off))
+
+    def _link(self, linktype: int, buf: bytes, off: int, end: int) -> tuple[int, int] | str:
+        """(IP version, offset of the IP header) or a skip reason."""
+        if linktype == LT_ETHERNET:
+            pos = off + 12
+            if pos + 2 > end:
+                return SKIP_NOT_IP
+            etype = _u16(buf, pos)[0]
+            while etype in VLAN_TYPES and pos + 6 <= end:
+                pos += 4
+                etype = _u16(buf, pos)[0]
+            return _ethertype(etype, pos + 2)
+        if linktype in (LT_RAW, LT_IPV4, LT_IPV6) or linktype in LT_RAW_ALIASES:
+            if off >= end:
+                return SKIP_NOT_IP
+            version = buf[off] >> 4
+            return (version, off) if version in (4, 6) else SKIP_NOT_IP
+        if linktype == LT_SLL:
+            return _ethertype(_u16(buf, off + 14)[0], off + 16) if off + 16 <= end else SKIP_NOT_IP
+        if linktype == LT_SLL2:
+            return _ethertype(_u16(buf, off)[0], off + 20) if off + 20 <= end else SKIP_NOT_IP
+        if linktype in (LT_NULL, LT_LOOP):
+            if off + 4 > end:
+                return SKIP_NOT_IP
+            raw = buf[off:off + 4]
+            family = int.from_bytes(raw, "big" if linktype == LT_LOOP else "little")
+            if linktype == LT_NULL and family > 0xFFFF:  # written by a big-endian host
+                family = int.from_bytes(raw, "big")
+            if family == 2:
+                return 4, off + 4
+            if family in BSD_AF_INET6:
+                return 6, off + 4
+            return SKIP_NOT_IP
+        if linktype == LT_NFLOG:
+            return _nflog(buf, off, end)
+        return unsupported(linktype)
+
+    def _ipv4(self, frame: int, ts: float, buf: bytes, pos: int, end: int,
+              wire: int) -> Segment | str:
+        if pos + 20 > end:
+            return SKIP_BAD_IP
+        vihl, totlen, frag, proto, s, d = _ip4.unpack_from(buf, pos)
+        ihl = (vihl & 0x0F) * 4
+        if vihl >> 4 != 4 or ihl < 20:
+            return SKIP_BAD_IP
+        if proto != 6:
+            return SKIP_NOT_TCP
+        issues: tuple[str, ...] = ()
+        if frag & 0x3FFF:
+            if frag & 0x1FFF:
+                return SKIP_FRAGMENT
+            issues = ("ip_fragment",)
+        if totlen == 0:  # TSO/GRO super-segment
+            totlen = wire
+        return self._tcp(frame, ts, buf, pos + ihl, end, totlen - ihl, self._a4(s),
+                         self._a4(d), issues)
+
+    def _ipv6(self, frame: int, ts: float, buf: bytes, pos: int, end: int,
+              wire: int) -> Segment | str:
+        if pos + 40 > end:
+            return SKIP_BAD_IP
+        plen, nxt, s, d = _ip6.unpack_from(buf, pos)
+        if buf[pos] >> 4 != 6:
+            return SKIP_BAD_IP
+        if plen == 0:  # jumbogram or TSO
+            plen = wire - 40
+        p = pos + 40
+        issues: tuple[str, ...] = ()
+        while nxt in IPV6_EXT or nxt == 44:
+            if p + 8 > end:
+                return SKIP_NOT_TCP
+            if nxt == 44:
+                if _u16(buf, p + 2)[0] & 0xFFF8:
+                    return SKIP_FRAGMENT
+                issues = ("ip_fragment",)
+                hlen = 8
+            elif nxt == 51:
+                hlen = (buf[p + 1] + 2) * 4
+            else:
+                hlen = (buf[p + 1] + 1) * 8
+            nxt = buf[p]
+            p += hlen
+            plen -= hlen
+        if nxt != 6:
+            return SKIP_NOT_TCP
+        return self._tcp(frame, ts, buf, p, end, plen, self._a6(s), self._a6(d), issues)
+
+    def _tcp(self, frame: int, ts: float, buf: bytes, pos: int, end: int, iplen: int,
+             src: str, dst: str, issues: tuple[str, ...]) -> Segment | str:
+        avail = end - pos
+        if avail < 14:
+            return SKIP_TRUNCATED
+        if avail < 20:
+            sport, dport, seq, ack = struct.unpack_from("!HHII", buf, pos)
+            offfl, win = _u16(buf, pos + 12)[0], 0
+        else:
+            sport, dport, seq, ack, offfl, win = _tcp.unpack_from(buf, pos)
+        hl = (offfl >> 12) * 4
+        if hl > avail:
+            issues += ("truncated",)
+        flags = offfl & 0x1FF
+        opts = _options(buf, pos + 20, min(pos + hl, end)) if flags & SYN else None
+        return Segment(frame, ts, src, sport, dst, dport, seq, ack, flags, win,
+                       max(iplen - max(hl, 20), 0), opts, issues)
+
+
+def _ethertype(etype: int, pos: int) -> tuple[int, int] | str:
+    if etype == ETH_IPV4:
+        return 4, pos
+    if etype == ETH_IPV6:
+        return 6, pos
+    return SKIP_NOT_IP
+
+
+def _nflog(buf: bytes, off: int, end: int) -> tuple[int, int] | str:
+    """NFLOG: 4-byte header (family first), then TLVs in host byte order; 9 = payload."""
+    if off + 4 > end:
+        return SKIP_NOT_IP
+    family = buf[off]
+    pos = off + 4
+    while pos + 4 <= end:
+        length, ttype = _nflog_tlv.unpack_from(buf, pos)
+        if length < 4:
+            break
+        if ttype & 0x7FFF == 9:
+            version = 4 if family == 2 else 6 if family == 10 else buf[pos + 4] >> 4
+            return version, pos + 4
+        pos += (length + 3) & ~3
+    return SKIP_NOT_IP
+
+
+def _options(buf: bytes, pos: int, end: int) -> dict[str, int]:
+    """The TCP options of interest on a SYN: mss, wscale, sack_perm, tfo (cookie length)."""
+    opts: dict[str, int] = {}
+    while pos < end:
+        kind = buf[pos]
+        if kind == 0:
+            break
+        if kind == 1:
+            pos += 1
+            continue
+        if pos + 1 >= end:
+            break
+        length = buf[pos + 1]
+        if length < 2 or pos + length > end:
+            break
+        if kind == 2 and length == 4:
+            opts["mss"] = _u16(buf, pos + 2)[0]
+        elif kind == 3 and length == 3:
+            opts["wscale"] = min(buf[pos + 2], 14)
+        elif kind == 4:
+            opts["sack_perm"] = 1
+        elif kind == 34:
+            opts["tfo"] = length - 2
+        pos += length
+    return opts

@@ -1,0 +1,88 @@
+"""Replay: capture file → Segments → Tracker → renderer, with the closing counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from .annotation import Annotation
+from .capfile import open_capture
+from .decode import Decoder
+from .segment import Segment
+from .tracker import Tracker
+
+
+@dataclass
+class Stats:
+    """What a run read: packets, TCP segments, connections and skipped packets by reason."""
+    packets: int = 0
+    segments: int = 0
+    connections: int = 0
+    shown: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        """The closing line."""
+        conns = f"{self.connections} connection{'s' if self.connections != 1 else ''}"
+        line = f"{self.packets} packets read, {self.segments} TCP segments, {conns}"
+        if self.shown != self.segments:
+            line += f", {self.shown} shown"
+        if self.skipped:
+            parts = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
+            line += f"; skipped: {parts}"
+        return line
+
+
+def read_segments(path: str, stats: Stats) -> Iterator[Segment]:
+    """Decode every record of a capture file; count what is not TCP."""
+    decode = Decoder().decode
+    skipped = stats.skipped
+    frame = 0
+    try:
+        for rec in open_capture(path):
+            frame += 1
+            seg = decode(frame, *rec)
+            if seg.__class__ is str:
+                skipped[seg] += 1  # type: ignore[index]
+                continue
+            stats.segments += 1
+            yield seg  # type: ignore[misc]
+    finally:
+        stats.packets = frame
+
+
+Sink = Callable[[list[Annotation]], None]
+
+
+def run(segments: Iterator[Segment], tracker: Tracker, sink: Sink,
+        keep: Callable[[Annotation], bool] | None, stats: Stats, count: int | None) -> None:
+    """Feed segments through the tracker; pass final annotations (filtered) to ``sink``."""
+    feed = tracker.feed
+    try:
+        for seg in segments:
+            anns = feed(seg)
+            if anns and not _emit(anns, sink, keep, stats, count):
+                return
+    finally:
+        # Also on a damaged file: everything read before the damage is shown.
+        _emit(tracker.finish(), sink, keep, stats, count)
+        stats.connections = tracker.connections
+
+
+def _emit(anns: list[Annotation], sink: Sink, keep: Callable[[Annotation], bool] | None,
+          stats: Stats, count: int | None) -> bool:
+    """Hand annotations on; False once the display count is reached."""
+    if keep is not None:
+        anns = [a for a in anns if keep(a)]
+    if count is not None and stats.shown + len(anns) >= count:
+        if stats.shown >= count:
+            return False
+        anns = anns[:count - stats.shown]
+        stats.shown += len(anns)
+        sink(anns)
+        return False
+    stats.shown += len(anns)
+    if anns:
+        sink(anns)
+    return True

@@ -1,0 +1,464 @@
+"""The sans-IO core: TCP segments in, annotations out.
+
+``Tracker.feed(segment)`` returns the annotations that are final, in frame order. It
+does no I/O and reads no clock: time comes only from the segments' timestamps (and from
+``flush(now)`` for a live capture), so replay and live capture agree on the same packets.
+
+Causality over capture order: a SYN or FIN is held until the peer's next segment says
+how it was received. A peer whose own SYN or FIN does not acknowledge ours sent it before
+ours arrived (the two crossed), so the peer's receipt is applied after its own send:
+simultaneous open and simultaneous close. A SYN answered by RST met no listener; a SYN
+retransmitted without answer was dropped. Held segments wait at most ``hold`` seconds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Iterable
+
+from . import transitions as T
+from .annotation import Annotation
+from .segment import ACK, FIN, RST, SYN, Segment, endpoint
+
+MASK = 0xFFFFFFFF
+
+# How a held SYN or FIN was answered.
+NORMAL, CROSSED, REFUSED, UNANSWERED, RETRY = "normal", "crossed", "refused", "unanswered", "retry"
+HOLD_SYN, HOLD_FIN = "SYN", "FIN"
+
+DEFAULT_MSL = 30.0   # Linux: TIME_WAIT lasts 60 s = 2MSL
+DEFAULT_HOLD = 1.0   # seconds a SYN or FIN waits for the peer's answer (Linux's initial RTO)
+
+
+def seq_lt(a: int, b: int) -> bool:
+    """a comes before b in 32-bit sequence space."""
+    return ((a - b) & MASK) > 0x7FFFFFFF
+
+
+class Endpoint:
+    """One side of a connection: its state and the sequence bookkeeping we need."""
+
+    __slots__ = ("addr", "port", "state", "inferred", "base", "nxt", "syn_seq", "fin_end",
+                 "fin_acked", "last_ack", "win", "wscale", "sent", "tw_until")
+
+    def __init__(self, addr: str, port: int, state: str, inferred: bool) -> None:
+        self.addr = addr
+        self.port = port
+        self.state = state
+        self.inferred = inferred       # state assumed, not seen (capture began mid-way)
+        self.base: int | None = None   # sequence number that relative numbers count from
+        self.nxt: int | None = None    # highest sequence number sent + 1
+        self.syn_seq: int | None = None
+        self.fin_end: int | None = None  # sequence number just after our FIN
+        self.fin_acked = False
+        self.last_ack: int | None = None  # last acknowledgement sent (= our RCV.NXT)
+        self.win: int | None = None       # last window advertised, scaled
+        self.wscale = -1                  # window scale offered in our SYN (-1: none)
+        self.sent = 0                     # segments sent
+        self.tw_until = 0.0               # when TIME_WAIT ends
+
+
+class Slot:
+    """A segment waiting in the output queue until its annotation is final."""
+
+    __slots__ = ("seg", "conn", "from_client", "ann")
+
+    def __init__(self, seg: Segment, conn: "Connection", from_client: bool) -> None:
+        self.seg = seg
+        self.conn = conn
+        self.from_client = from_client
+        self.ann: Annotation | None = None
+
+
+class Connection:
+    """One TCP connection: both endpoints, and any segments held for causality."""
+
+    __slots__ = ("id", "c", "s", "client", "server", "first_ts", "last_ts", "segments",
+                 "queue", "hold_kind", "hold_from_client", "hold_end", "hold_token",
+                 "resolution", "deferred", "wscale_ok")
+
+    def __init__(self, cid: int, c: Endpoint, s: Endpoint, ts: float) -> None:
+        self.id = cid
+        self.c = c
+        self.s = s
+        self.client = endpoint(c.addr, c.port)
+        self.server = endpoint(s.addr, s.port)
+        self.first_ts = ts
+        self.last_ts = ts
+        self.segments = 0
+        self.queue: list[Slot] | None = None
+        self.hold_kind = ""
+        self.hold_from_client = True
+        self.hold_end = 0          # FIN hold: sequence number the peer must acknowledge
+        self.hold_token = 0
+        self.resolution: str | None = None
+        self.deferred: tuple[Endpoint, str] | None = None
+        self.wscale_ok = False
+
+    def finished(self) -> bool:
+        """Both endpoints are CLOSED or in TIME_WAIT (or the handshake never started)."""
+        done = (T.CLOSED, T.TIME_WAIT, T.LISTEN)
+        return self.c.state in done and self.s.state in done
+
+
+class Tracker:
+    """Connection table and TCP state inference for both endpoints of every connection."""
+
+    def __init__(self, msl: float = DEFAULT_MSL, hold: float = DEFAULT_HOLD) -> None:
+        self.time_wait = 2 * msl
+        self.hold = hold
+        self.connections = 0
+        self._by_key: dict[tuple[str, int, str, int], tuple[Connection, bool]] = {}
+        self._pending: deque[Slot] = deque()
+        self._holds: deque[tuple[float, int, Connection]] = deque()
+        self._token = 0
+
+    # ---- public interface -------------------------------------------------------------
+    def feed(self, seg: Segment) -> list[Annotation]:
+        """Annotate one segment; returns the annotations now final, in frame order."""
+        if self._holds and self._holds[0][0] < seg.ts:
+            self._expire(seg.ts)
+        conn, from_client = self._lookup(seg)
+        if conn.queue is None and not self._pending and not self._starts_hold(conn, seg, from_client):
+            return [self._process(conn, seg, from_client)]
+        slot = Slot(seg, conn, from_client)
+        self._pending.append(slot)
+        self._dispatch(slot)
+        return self._drain()
+
+    def flush(self, now: float) -> list[Annotation]:
+        """Release segments held longer than ``hold`` seconds before ``now`` (live capture)."""
+        self._expire(now)
+        return self._drain()
+
+    def finish(self) -> list[Annotation]:
+        """End of input: resolve everything still held and return the rest."""
+        while self._holds:
+            _, token, conn = self._holds.popleft()
+            if conn.queue is not None and conn.hold_token == token:
+                self._resolve(conn, UNANSWERED if conn.hold_kind == HOLD_SYN else NORMAL)
+        return self._drain()
+
+    def feed_all(self, segments: Iterable[Segment]) -> list[Annotation]:
+        """Annotate a whole sequence of segments (convenience for tests and small files)."""
+        out: list[Annotation] = []
+        for seg in segments:
+            out.extend(self.feed(seg))
+        out.extend(self.finish())
+        return out
+
+    # ---- connection table -------------------------------------------------------------
+    def _lookup(self, seg: Segment) -> tuple[Connection, bool]:
+        key = (seg.src, seg.sport, seg.dst, seg.dport)
+        hit = self._by_key.get(key)
+        flags = seg.flags
+        if hit is not None:
+            conn, from_client = hit
+            if not (flags & SYN and not flags & ACK) or conn.queue is not None:
+                return hit
+            if from_client and not self._port_reused(conn, seg):
+                return hit
+            if not from_client and conn.s.sent == 0:
+                return hit  # the server's own SYN: simultaneous open
+            if not from_client and not conn.finished():
+                return hit
+        return self._new_connection(seg, key)
+
+    def _port_reused(self, conn: Connection, seg: Segment) -> bool:
+        """A client SYN with a new initial sequence number starts a new connection."""
+        if conn.c.syn_seq is None:
+            return conn.finished() and conn.segments > 0
+        return seg.seq != conn.c.syn_seq
+
+    def _new_connection(self, seg: Segment, key: tuple[str, int, str, int]) -> tuple[Connection, bool]:
+        flags = seg.flags
+        if flags & SYN:
+            sender_is_client = not flags & ACK
+        else:  # mid-stream: the well-known (lower) port is the server's
+            sender_is_client = seg.sport > seg.dport or (seg.sport == seg.dport)
+        if sender_is_client:
+            ca, cp, sa, sp = seg.src, seg.sport, seg.dst, seg.dport
+        else:
+            ca, cp, sa, sp = seg.dst, seg.dport, seg.src, seg.sport
+        if flags & SYN and not flags & ACK:
+            c, s = Endpoint(ca, cp, T.CLOSED, False), Endpoint(sa, sp, T.LISTEN, False)
+        elif flags & SYN:  # SYN+ACK first: the client's SYN was not captured
+            c, s = Endpoint(ca, cp, T.SYN_SENT, True), Endpoint(sa, sp, T.LISTEN, True)
+        else:
+            c, s = Endpoint(ca, cp, T.ESTABLISHED, True), Endpoint(sa, sp, T.ESTABLISHED, True)
+        self.connections += 1
+        conn = Connection(self.connections, c, s, seg.ts)
+        self._by_key[(ca, cp, sa, sp)] = (conn, True)
+        self._by_key[(sa, sp, ca, cp)] = (conn, False)
+        return conn, key == (ca, cp, sa, sp)
+
+    # ---- holding segments for causality -----------------------------------------------
+    def _starts_hold(self, conn: Connection, seg: Segment, from_client: bool) -> bool:
+        flags = seg.flags
+        if flags & RST:
+            return False
+        peer = conn.s if from_client else conn.c
+        if flags & SYN:
+            return not flags & ACK and peer.sent == 0
+        if flags & FIN:
+            me = conn.c if from_client else conn.s
+            return me.fin_end is None and peer.fin_end is None and peer.state not in (
+                T.CLOSED, T.LISTEN, T.SYN_SENT)
+        return False
+
+    def _dispatch(self, slot: Slot) -> None:
+        conn = slot.conn
+        if conn.queue is not None:
+            how = self._answer(conn, slot)
+            if how is None:
+                conn.queue.append(slot)
+            elif how == RETRY:
+                self._resolve(conn, UNANSWERED)
+                self._dispatch(slot)
+            else:
+                conn.queue.append(slot)
+                self._resolve(conn, how)
+            return
+        if self._starts_hold(conn, slot.seg, slot.from_client):
+            seg = slot.seg
+            self._token += 1
+            conn.queue = [slot]
+            conn.hold_kind = HOLD_SYN if seg.flags & SYN else HOLD_FIN
+            conn.hold_from_client = slot.from_client
+            conn.hold_end = (seg.seq + seg.payload + 1) & MASK
+            conn.hold_token = self._token
+            self._holds.append((seg.ts + self.hold, self._token, conn))
+            return
+        slot.ann = self._process(conn, slot.seg, slot.from_client)
+
+    def _answer(self, conn: Connection, slot: Slot) -> str | None:
+        """How ``slot`` answers the connection's held SYN or FIN, or None if it does not."""
+        flags = slot.seg.flags
+        if slot.from_client == conn.hold_from_client:
+            if conn.hold_kind == HOLD_SYN and flags & SYN and not flags & ACK:
+                return RETRY
+            return None if len(conn.queue or ()) < 10000 else NORMAL
+        if conn.hold_kind == HOLD_SYN:
+            if flags & RST:
+                return REFUSED
+            return CROSSED if flags & SYN and not flags & ACK else NORMAL
+        if flags & RST or (flags & ACK and not seq_lt(slot.seg.ack, conn.hold_end)):
+            return NORMAL
+        return CROSSED if flags & FIN else None
+
+    def _resolve(self, conn: Connection, how: str) -> None:
+        queue = conn.queue or []
+        conn.queue = None
+        first, rest = queue[0], queue[1:]
+        conn.resolution = how
+        first.ann = self._process(conn, first.seg, first.from_client)
+        conn.resolution = None
+        for slot in rest:
+            self._dispatch(slot)
+
+    def _expire(self, now: float) -> None:
+        holds = self._holds
+        while holds and holds[0][0] < now:
+            _, token, conn = holds.popleft()
+            if conn.queue is not None and conn.hold_token == token:
+                self._resolve(conn, UNANSWERED if conn.hold_kind == HOLD_SYN else NORMAL)
+
+    def _drain(self) -> list[Annotation]:
+        out: list[Annotation] = []
+        pending = self._pending
+        while pending and pending[0].ann is not None:
+            out.append(pending.popleft().ann)  # type: ignore[arg-type]
+        return out
+
+    # ---- the state inference ----------------------------------------------------------
+    def _process(self, conn: Connection, seg: Segment, from_client: bool) -> Annotation:
+        if from_client:
+            s, r = conn.c, conn.s
+        else:
+            s, r = conn.s, conn.c
+        ts = seg.ts
+        who_s, who_r = ("client", "server") if from_client else ("server", "client")
+        conn.segments += 1
+        conn.last_ts = ts
+        analysis: list[str] = []
+        notes: list[str] = []
+        for ep in (s, r):
+            if ep.state == T.TIME_WAIT and ts >= ep.tw_until:
+                ep.state = T.CLOSED
+                analysis.append("time_wait_expired")
+        if s.inferred or r.inferred:
+            analysis.append("state_inferred")
+        sb, rb = s.state, r.state
+        s_path: list[str] | None = None
+        r_path: list[str] | None = None
+        flags = seg.flags
+        seq = seg.seq
+        plen = seg.payload
+        how = conn.resolution
+        conn.resolution = None
+
+        if s.base is None:
+            s.base = seq if flags & SYN else (seq - 1) & MASK
+        if flags & ACK and r.base is None:
+            r.base = (seg.ack - 1) & MASK
+        end = (seq + plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & MASK
+
+        # Retransmissions and keep-alives: sequence space this sender already used.
+        retrans = False
+        if s.nxt is not None and not flags & RST:
+            if end != seq and seq_lt(seq, s.nxt):
+                if plen <= 1 and not flags & (SYN | FIN) and ((seq + 1) & MASK) == s.nxt:
+                    analysis.append("keep_alive")
+                else:
+                    retrans = True
+                    analysis.append("retransmission")
+        if not flags & RST and (s.nxt is None or seq_lt(s.nxt, end)):
+            s.nxt = end
+
+        if flags & RST:
+            event = "RST"
+            if self._rst_acceptable(seg, s, r):
+                s_path = self._step(s, T.SEND_RST, s_path, notes, who_s)
+                r_path = self._step(r, T.RECV_RST, r_path, notes, who_r)
+            else:
+                analysis.append("rst_out_of_window")
+                notes.append("RST outside the receiver's window: ignored (RFC 5961)")
+        elif flags & SYN:
+            if flags & ACK:
+                event = "SYN+ACK"
+                if s.syn_seq == seq:
+                    if not retrans:
+                        analysis.append("retransmission")
+                    notes.append("SYN+ACK seen again")
+                else:
+                    s.syn_seq = seq
+                    self._note_wscale(conn, seg, s)
+                    s_path = self._step(s, T.SEND_SYNACK, s_path, notes, who_s)
+                if r.syn_seq is None and r.state == T.SYN_SENT:
+                    r.syn_seq = (seg.ack - 1) & MASK  # the SYN we did not capture
+                if r.syn_seq is not None and seg.ack == (r.syn_seq + 1) & MASK:
+                    r_path = self._step(r, T.RECV_SYNACK, r_path, notes, who_r)
+                else:
+                    analysis.append("synack_bad_ack")
+            else:
+                event = "SYN"
+                if s.syn_seq == seq or s.state not in (T.CLOSED, T.LISTEN):
+                    if not retrans:
+                        analysis.append("retransmission")
+                    notes.append("SYN retransmitted" if s.syn_seq == seq else
+                                 "SYN after the handshake (capture reordering?)")
+                else:
+                    s.syn_seq = seq
+                    s_path = self._step(s, T.SEND_SYN, s_path, notes, who_s)
+                    self._note_wscale(conn, seg, s)
+                if how in (REFUSED, CROSSED):  # nobody listened / the peer opened actively
+                    r.state = rb = T.CLOSED
+                    r.inferred = False
+                if how == CROSSED:
+                    conn.deferred = (r, T.RECV_SYN)
+                    notes.append("crossed the peer's SYN on the wire")
+                elif how == UNANSWERED:
+                    notes.append("no answer: SYN dropped or lost")
+                elif r.state in (T.LISTEN, T.CLOSED, T.SYN_SENT):
+                    r_path = self._step(r, T.RECV_SYN, r_path, notes, who_r)
+            s_path = self._apply_deferred(conn, s, s_path, notes, who_s)
+        else:
+            event = "FIN" if flags & FIN else "data" if plen else "ACK" if flags & ACK else "none"
+            new_fin = False
+            if flags & FIN:
+                if s.fin_end is not None:
+                    if not retrans:
+                        analysis.append("retransmission")
+                    notes.append("FIN retransmitted")
+                else:
+                    s.fin_end = end
+                    new_fin = True
+                    s_path = self._step(s, T.SEND_FIN, s_path, notes, who_s)
+                    s_path = self._apply_deferred(conn, s, s_path, notes, who_s)
+            elif retrans:
+                notes.append("data retransmitted")
+            # The receiver processes the acknowledgement first, then the FIN.
+            acks_fin = False
+            if flags & ACK:
+                ack = seg.ack
+                if r.state == T.SYN_RCVD and r.syn_seq is not None and not seq_lt(ack, (r.syn_seq + 1) & MASK):
+                    r_path = self._step(r, T.RECV_ACK_OF_SYN, r_path, notes, who_r)
+                if r.fin_end is not None and not r.fin_acked and not seq_lt(ack, r.fin_end):
+                    r.fin_acked = acks_fin = True
+            if new_fin:
+                if how == CROSSED:
+                    conn.deferred = (r, T.RECV_FIN)
+                    notes.append("crossed the peer's FIN on the wire")
+                elif acks_fin and r.state == T.FIN_WAIT_1:
+                    r_path = self._step(r, T.RECV_FIN_ACK_OF_FIN, r_path, notes, who_r)
+                else:
+                    if acks_fin:
+                        r_path = self._step(r, T.RECV_ACK_OF_FIN, r_path, notes, who_r)
+                    r_path = self._step(r, T.RECV_FIN, r_path, notes, who_r)
+            elif acks_fin:
+                r_path = self._step(r, T.RECV_ACK_OF_FIN, r_path, notes, who_r)
+
+        if flags & ACK:
+            s.last_ack = seg.ack
+            s.win = seg.window << s.wscale if conn.wscale_ok and not flags & SYN else seg.window
+        s.sent += 1
+        for ep in (s, r):
+            if ep.state == T.TIME_WAIT and ep.tw_until <= ts:
+                ep.tw_until = ts + self.time_wait
+        for issue in seg.issues:
+            analysis.append(issue)
+
+        if from_client:
+            cb, ca, sbf, saf, cp, sp = sb, s.state, rb, r.state, s_path, r_path
+        else:
+            cb, ca, sbf, saf, cp, sp = rb, r.state, sb, s.state, r_path, s_path
+        note = "; ".join(notes)
+        rel_seq = (seq - s.base) & MASK
+        rel_ack = (seg.ack - r.base) & MASK if flags & ACK and r.base is not None else 0
+        return Annotation(seg, conn.id, conn.client, conn.server, from_client, cb, ca, sbf, saf,
+                          cp, sp, event, analysis, note, rel_seq, rel_ack)
+
+    def _step(self, ep: Endpoint, event: str, path: list[str] | None, notes: list[str],
+              role: str) -> list[str] | None:
+        """Apply one table rule to ``ep``; extends its path of states and the notes."""
+        rule = T.step(ep.state, event)
+        if rule is None:
+            notes.append(f"{role}: unexpected {event} in {ep.state}")
+            return path
+        if path is None:
+            path = [ep.state]
+        ep.state = rule.new
+        ep.inferred = False
+        path.append(rule.new)
+        why = rule.why
+        if rule.new == T.TIME_WAIT:
+            why += f" ({self.time_wait:g} s)"
+        notes.append(f"{role}: {why}")
+        return path
+
+    def _apply_deferred(self, conn: Connection, ep: Endpoint, path: list[str] | None,
+                        notes: list[str], role: str) -> list[str] | None:
+        """After ``ep`` sent its own crossing SYN or FIN, it receives the peer's."""
+        if conn.deferred is None or conn.deferred[0] is not ep:
+            return path
+        event = conn.deferred[1]
+        conn.deferred = None
+        return self._step(ep, event, path, notes, role)
+
+    @staticmethod
+    def _note_wscale(conn: Connection, seg: Segment, s: Endpoint) -> None:
+        """Window scaling is in force only when both SYNs offered it (RFC 7323)."""
+        opts = seg.opts
+        s.wscale = opts["wscale"] if opts and "wscale" in opts else -1
+        peer = conn.s if s is conn.c else conn.c
+        conn.wscale_ok = s.wscale >= 0 and peer.wscale >= 0
+
+    @staticmethod
+    def _rst_acceptable(seg: Segment, s: Endpoint, r: Endpoint) -> bool:
+        """RFC 793/5961: an RST counts only inside the receiver's window."""
+        if r.state == T.SYN_SENT:
+            return bool(seg.flags & ACK) and r.syn_seq is not None and seg.ack == (r.syn_seq + 1) & MASK
+        if r.last_ack is None or r.win is None:
+            return True
+        offset = (seg.seq - r.last_ack) & MASK
+        return offset < max(r.win, 1) or seg.seq == s.nxt

@@ -1,0 +1,97 @@
+"""The TCP state machine as data: every rule that changes an endpoint's state.
+
+The same table serves both endpoints: it never asks whether an endpoint is the client
+or the server (h11's rule 2). The tracker classifies each segment into events for its
+sender and its receiver and looks them up here; ``rawinspect states`` prints this table
+and the README's state diagram is generated from it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+CLOSED = "CLOSED"
+LISTEN = "LISTEN"
+SYN_SENT = "SYN_SENT"
+SYN_RCVD = "SYN_RCVD"
+ESTABLISHED = "ESTABLISHED"
+FIN_WAIT_1 = "FIN_WAIT_1"
+FIN_WAIT_2 = "FIN_WAIT_2"
+CLOSE_WAIT = "CLOSE_WAIT"
+CLOSING = "CLOSING"
+LAST_ACK = "LAST_ACK"
+TIME_WAIT = "TIME_WAIT"
+
+STATES = (CLOSED, LISTEN, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2,
+          CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT)
+
+# Events, seen from the endpoint whose state changes.
+SEND_SYN = "send SYN"
+RECV_SYN = "recv SYN"
+SEND_SYNACK = "send SYN+ACK"
+RECV_SYNACK = "recv SYN+ACK"
+RECV_ACK_OF_SYN = "recv ACK of SYN"
+SEND_FIN = "send FIN"
+RECV_FIN = "recv FIN"
+RECV_ACK_OF_FIN = "recv ACK of FIN"
+RECV_FIN_ACK_OF_FIN = "recv FIN+ACK of FIN"
+SEND_RST = "send RST"
+RECV_RST = "recv RST"
+TIMEOUT_2MSL = "2MSL timeout"
+
+EVENTS = (SEND_SYN, RECV_SYN, SEND_SYNACK, RECV_SYNACK, RECV_ACK_OF_SYN, SEND_FIN, RECV_FIN,
+          RECV_ACK_OF_FIN, RECV_FIN_ACK_OF_FIN, SEND_RST, RECV_RST, TIMEOUT_2MSL)
+
+
+class Transition(NamedTuple):
+    """One rule: in ``state``, ``event`` moves the endpoint to ``new``; ``why`` says so."""
+    state: str
+    event: str
+    new: str
+    why: str
+
+
+_RULES = [
+    Transition(CLOSED, SEND_SYN, SYN_SENT, "connect() sends SYN"),
+    Transition(CLOSED, RECV_SYN, CLOSED, "no listener on this port: the kernel refuses with RST"),
+    Transition(LISTEN, RECV_SYN, SYN_RCVD, "SYN reaches the listener, which answers SYN+ACK"),
+    Transition(SYN_SENT, RECV_SYN, SYN_RCVD, "SYN crossed ours: simultaneous open"),
+    Transition(LISTEN, SEND_SYNACK, SYN_RCVD, "answers a SYN not in the capture"),
+    Transition(SYN_RCVD, SEND_SYNACK, SYN_RCVD, "answers the SYN, waits for the final ACK"),
+    Transition(SYN_SENT, RECV_SYNACK, ESTABLISHED, "SYN+ACK acknowledges our SYN: connect() returns"),
+    Transition(SYN_RCVD, RECV_SYNACK, ESTABLISHED, "SYN+ACK acknowledges our SYN (simultaneous open)"),
+    Transition(SYN_RCVD, RECV_ACK_OF_SYN, ESTABLISHED, "ACK completes the handshake: accept() can return"),
+    Transition(ESTABLISHED, SEND_FIN, FIN_WAIT_1, "active close: close() or shutdown(SHUT_WR) sends FIN"),
+    Transition(SYN_RCVD, SEND_FIN, FIN_WAIT_1, "closes before the handshake completed"),
+    Transition(CLOSE_WAIT, SEND_FIN, LAST_ACK, "closes its side too, waits for the last ACK"),
+    Transition(ESTABLISHED, RECV_FIN, CLOSE_WAIT, "peer's FIN: read() returns EOF, sending still allowed"),
+    Transition(SYN_RCVD, RECV_FIN, CLOSE_WAIT, "peer's FIN right after the handshake: EOF"),
+    Transition(FIN_WAIT_1, RECV_FIN, CLOSING, "peer's FIN crossed ours: simultaneous close"),
+    Transition(FIN_WAIT_2, RECV_FIN, TIME_WAIT, "peer's FIN: both sides closed; the active closer waits 2MSL"),
+    Transition(FIN_WAIT_1, RECV_FIN_ACK_OF_FIN, TIME_WAIT,
+               "FIN+ACK acknowledges our FIN: straight to TIME_WAIT (2MSL)"),
+    Transition(FIN_WAIT_1, RECV_ACK_OF_FIN, FIN_WAIT_2, "our FIN is acknowledged; waiting for the peer's FIN"),
+    Transition(CLOSING, RECV_ACK_OF_FIN, TIME_WAIT, "our FIN is acknowledged after the crossing: 2MSL wait"),
+    Transition(LAST_ACK, RECV_ACK_OF_FIN, CLOSED, "last ACK: closed, no TIME_WAIT for the passive closer"),
+    Transition(TIME_WAIT, TIMEOUT_2MSL, CLOSED, "2MSL elapsed: TIME_WAIT is over"),
+    Transition(CLOSED, SEND_RST, CLOSED, "no socket for that segment: the kernel answers RST"),
+    Transition(LISTEN, RECV_RST, LISTEN, "RST to a listener is ignored"),
+    Transition(SYN_SENT, RECV_RST, CLOSED, "RST answers our SYN: connection refused (ECONNREFUSED)"),
+    Transition(SYN_RCVD, RECV_RST, LISTEN, "RST during the handshake: back to LISTEN"),
+    Transition(CLOSED, RECV_RST, CLOSED, "RST to a closed endpoint is dropped"),
+]
+for _s in (LISTEN, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING,
+           LAST_ACK, TIME_WAIT):
+    _RULES.append(Transition(_s, SEND_RST, CLOSED, "aborts the connection with RST"))
+for _s in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT):
+    _RULES.append(Transition(_s, RECV_RST, CLOSED,
+                             "RST from the peer: connection reset (ECONNRESET/EPIPE)"))
+
+TRANSITIONS: tuple[Transition, ...] = tuple(_RULES)
+TABLE: dict[tuple[str, str], Transition] = {(t.state, t.event): t for t in TRANSITIONS}
+assert len(TABLE) == len(TRANSITIONS), "duplicate rule in the transition table"
+
+
+def step(state: str, event: str) -> Transition | None:
+    """The rule for ``event`` in ``state``, or None when the table has none."""
+    return TABLE.get((state, event))
