@@ -27,7 +27,7 @@ NORMAL, CROSSED, REFUSED, UNANSWERED, RETRY = "normal", "crossed", "refused", "u
 HOLD_SYN, HOLD_FIN = "SYN", "FIN"
 
 DEFAULT_MSL = 30.0   # Linux: TIME_WAIT lasts 60 s = 2MSL
-DEFAULT_HOLD = 1.0   # seconds a SYN or FIN waits for the peer's answer (Linux's initial RTO)
+DEFAULT_HOLD = 3.0   # seconds a SYN or FIN waits for the peer's answer
 
 
 def seq_lt(a: int, b: int) -> bool:
@@ -39,7 +39,7 @@ class Endpoint:
     """One side of a connection: its state and the sequence bookkeeping we need."""
 
     __slots__ = ("addr", "port", "state", "inferred", "base", "nxt", "syn_seq", "fin_end",
-                 "fin_acked", "last_ack", "win", "wscale", "sent", "tw_until")
+                 "fin_acked", "last_ack", "win", "wscale", "sent", "tw_until", "synack")
 
     def __init__(self, addr: str, port: int, state: str, inferred: bool) -> None:
         self.addr = addr
@@ -56,6 +56,7 @@ class Endpoint:
         self.wscale = -1                  # window scale offered in our SYN (-1: none)
         self.sent = 0                     # segments sent
         self.tw_until = 0.0               # when TIME_WAIT ends
+        self.synack = False               # sent a SYN+ACK already
 
 
 class Slot:
@@ -239,8 +240,8 @@ class Tracker:
                 return RETRY
             return None if len(conn.queue or ()) < 10000 else NORMAL
         if conn.hold_kind == HOLD_SYN:
-            if flags & RST:
-                return REFUSED
+            if flags & RST:  # only an RST acknowledging the SYN refuses it
+                return REFUSED if flags & ACK and slot.seg.ack == conn.hold_end else None
             return CROSSED if flags & SYN and not flags & ACK else NORMAL
         if flags & RST or (flags & ACK and not seq_lt(slot.seg.ack, conn.hold_end)):
             return NORMAL
@@ -297,21 +298,22 @@ class Tracker:
         how = conn.resolution
         conn.resolution = None
 
-        if s.base is None:
-            s.base = seq if flags & SYN else (seq - 1) & MASK
+        if flags & SYN and s.syn_seq is None:
+            s.base = seq
+        elif s.base is None:
+            s.base = (seq - 1) & MASK
         if flags & ACK and r.base is None:
             r.base = (seg.ack - 1) & MASK
         end = (seq + plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & MASK
 
         # Retransmissions and keep-alives: sequence space this sender already used.
         retrans = False
-        if s.nxt is not None and not flags & RST:
-            if end != seq and seq_lt(seq, s.nxt):
-                if plen <= 1 and not flags & (SYN | FIN) and ((seq + 1) & MASK) == s.nxt:
-                    analysis.append("keep_alive")
-                else:
-                    retrans = True
-                    analysis.append("retransmission")
+        if s.nxt is not None and not flags & (RST | SYN):
+            if plen <= 1 and not flags & FIN and ((seq + 1) & MASK) == s.nxt:
+                analysis.append("keep_alive")
+            elif end != seq and seq_lt(seq, s.nxt):
+                retrans = True
+                analysis.append("retransmission")
         if not flags & RST and (s.nxt is None or seq_lt(s.nxt, end)):
             s.nxt = end
 
@@ -326,11 +328,12 @@ class Tracker:
         elif flags & SYN:
             if flags & ACK:
                 event = "SYN+ACK"
-                if s.syn_seq == seq:
+                if s.synack:
                     if not retrans:
                         analysis.append("retransmission")
                     notes.append("SYN+ACK seen again")
                 else:
+                    s.synack = True
                     s.syn_seq = seq
                     self._note_wscale(conn, seg, s)
                     s_path = self._step(s, T.SEND_SYNACK, s_path, notes, who_s)
@@ -432,7 +435,7 @@ class Tracker:
         path.append(rule.new)
         why = rule.why
         if rule.new == T.TIME_WAIT:
-            why += f" ({self.time_wait:g} s)"
+            why += f" for 2MSL = {self.time_wait:g} s"
         notes.append(f"{role}: {why}")
         return path
 

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up a virtual environment with rawinspect and its test dependencies, then run the tests.
+# pytest's exit 5 ("no tests collected") counts as a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v tshark >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # tshark is optional: tests compare against it when it is there.
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark) \
+        >/dev/null 2>&1 || echo "note: tshark not installed; tests use reference.tsv only"
+fi
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[test]'
+set +e
+.venv/bin/python -m pytest -q "$@"
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then
+    echo "pytest collected no tests: failing" >&2
+    exit 1
+fi
+exit "$rc"

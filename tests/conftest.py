@@ -1,0 +1,58 @@
+"""Shared fixtures: public captures, privilege checks. Under CI, a test that cannot run fails."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLIC = ROOT.parent / "shared" / "pcaps" / "public"
+IN_CI = bool(os.environ.get("CI"))
+
+
+def cannot_run(reason: str) -> None:
+    """Skip on a developer's machine; fail under CI, where every test must run."""
+    if IN_CI:
+        pytest.fail(f"CI is set but this test cannot run: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def public_dir() -> Path:
+    """../shared/pcaps/public, present beside a checkout of the project's workplace."""
+    if not (PUBLIC / "reference.tsv").is_file():
+        cannot_run(f"public captures not found at {PUBLIC} (they live beside the project, "
+                   "not in it)")
+    return PUBLIC
+
+
+def reference_rows() -> list[dict[str, str]]:
+    """tshark's reference counts, one row per public capture (empty without ../shared)."""
+    ref = PUBLIC / "reference.tsv"
+    if not ref.is_file():
+        return []
+    with ref.open(newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def has_capture_privileges() -> bool:
+    """Root, or CAP_NET_RAW in the effective set."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) & (1 << 13))
+    except OSError:
+        pass
+    return False
+
+
+@pytest.fixture(autouse=True)
+def _privileged_gate(request: pytest.FixtureRequest) -> None:
+    """Tests marked ``privileged`` need capture rights: skip without, or fail under CI."""
+    if request.node.get_closest_marker("privileged") and not has_capture_privileges():
+        cannot_run("needs root or CAP_NET_RAW for live capture")

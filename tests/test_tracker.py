@@ -1,0 +1,297 @@
+"""The tracker, driven by hand-built segments: both endpoints' states after every segment."""
+
+from __future__ import annotations
+
+from rawinspect.annotation import Annotation
+from rawinspect.tracker import Tracker
+from tcpseq import ACK, C_ISN, FIN, RST, S_ISN, SYN, Conv
+
+PSH = 0x08
+C1, S1 = C_ISN + 1, S_ISN + 1  # first sequence numbers after the SYNs
+
+
+def states(anns: list[Annotation]) -> list[tuple[str, str]]:
+    """(client_after, server_after) for every annotation."""
+    return [(a.client_after, a.server_after) for a in anns]
+
+
+def path(anns: list[Annotation], side: str) -> list[str]:
+    """Every state one endpoint passed through, in order, without repeats."""
+    out: list[str] = []
+    for a in anns:
+        for st in (getattr(a, f"{side}_path") or [getattr(a, f"{side}_before")]):
+            if not out or out[-1] != st:
+                out.append(st)
+    return out
+
+
+def run(segs, **kw) -> list[Annotation]:
+    anns = Tracker(**kw).feed_all(segs)
+    assert [a.seg.frame for a in anns] == sorted(a.seg.frame for a in anns), "frame order"
+    assert len(anns) == len(segs)
+    return anns
+
+
+def test_three_way_handshake():
+    anns = run(Conv().handshake())
+    assert states(anns) == [("SYN_SENT", "SYN_RCVD"), ("ESTABLISHED", "SYN_RCVD"),
+                            ("ESTABLISHED", "ESTABLISHED")]
+    assert anns[0].client_before == "CLOSED" and anns[0].server_before == "LISTEN"
+    assert [a.event for a in anns] == ["SYN", "SYN+ACK", "ACK"]
+    assert [(a.rel_seq, a.rel_ack) for a in anns] == [(0, 0), (0, 1), (1, 1)]
+
+
+def test_four_segment_close_client_first():
+    c = Conv()
+    segs = c.handshake() + [
+        c.seg("c", FIN | ACK, C1, S1), c.seg("s", ACK, S1, C1 + 1),
+        c.seg("s", FIN | ACK, S1, C1 + 1), c.seg("c", ACK, C1 + 1, S1 + 1)]
+    anns = run(segs)
+    assert states(anns)[3:] == [("FIN_WAIT_1", "CLOSE_WAIT"), ("FIN_WAIT_2", "CLOSE_WAIT"),
+                                ("TIME_WAIT", "LAST_ACK"), ("TIME_WAIT", "CLOSED")]
+    assert "TIME_WAIT" in anns[5].note and "60 s" in anns[5].note
+
+
+def test_three_segment_close_goes_straight_to_time_wait():
+    c = Conv()
+    segs = c.handshake() + [
+        c.seg("c", FIN | ACK, C1, S1), c.seg("s", FIN | ACK, S1, C1 + 1),
+        c.seg("c", ACK, C1 + 1, S1 + 1)]
+    anns = run(segs)
+    assert states(anns)[3:] == [("FIN_WAIT_1", "CLOSE_WAIT"), ("TIME_WAIT", "LAST_ACK"),
+                                ("TIME_WAIT", "CLOSED")]
+    assert anns[4].client_path == ["FIN_WAIT_1", "TIME_WAIT"]
+
+
+def test_server_closes_first_holds_time_wait():
+    c = Conv()
+    segs = c.handshake() + [
+        c.seg("s", FIN | ACK, S1, C1), c.seg("c", ACK, C1, S1 + 1),
+        c.seg("c", FIN | ACK, C1, S1 + 1), c.seg("s", ACK, S1 + 1, C1 + 1)]
+    anns = run(segs)
+    assert states(anns)[-1] == ("CLOSED", "TIME_WAIT")
+    assert path(anns, "server")[-3:] == ["FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]
+    assert path(anns, "client")[-3:] == ["CLOSE_WAIT", "LAST_ACK", "CLOSED"]
+
+
+def _simultaneous_close(order: str) -> list[Annotation]:
+    c = Conv()
+    hs = c.handshake()
+    fin_c = c.seg("c", FIN | ACK, C1, S1)          # ack does not cover the server's FIN
+    fin_s = c.seg("s", FIN | ACK, S1, C1)          # ack does not cover the client's FIN
+    ack_c = c.seg("c", ACK, C1 + 1, S1 + 1)
+    ack_s = c.seg("s", ACK, S1 + 1, C1 + 1)
+    tail = {"cs": [fin_c, fin_s, ack_c, ack_s], "sc": [fin_s, fin_c, ack_s, ack_c]}[order]
+    for i, seg in enumerate(tail, start=4):
+        seg.frame = i
+    return run(hs + tail)
+
+
+def test_simultaneous_close_both_sides_closing_then_time_wait():
+    for order in ("cs", "sc"):
+        anns = _simultaneous_close(order)
+        tail = ["ESTABLISHED", "FIN_WAIT_1", "CLOSING", "TIME_WAIT"]
+        assert path(anns, "client") == ["CLOSED", "SYN_SENT"] + tail, order
+        assert path(anns, "server") == ["LISTEN", "SYN_RCVD"] + tail, order
+        assert anns[-1].client_after == anns[-1].server_after == "TIME_WAIT"
+
+
+def test_crossing_fin_is_not_shown_as_close_wait():
+    anns = _simultaneous_close("cs")
+    first_fin = anns[3]
+    assert first_fin.server_after == "ESTABLISHED"  # the FIN is still in flight
+    assert "crossed" in first_fin.note
+    assert anns[4].server_path == ["ESTABLISHED", "FIN_WAIT_1", "CLOSING"]
+    assert "CLOSE_WAIT" not in path(anns, "server") + path(anns, "client")
+
+
+def test_half_close_peer_keeps_sending_from_close_wait():
+    c = Conv()
+    segs = c.handshake() + [
+        c.seg("c", FIN | ACK, C1, S1), c.seg("s", ACK, S1, C1 + 1),
+        c.seg("s", PSH | ACK, S1, C1 + 1, 100), c.seg("c", ACK, C1 + 1, S1 + 100),
+        c.seg("s", PSH | ACK, S1 + 100, C1 + 1, 100), c.seg("c", ACK, C1 + 1, S1 + 200),
+        c.seg("s", FIN | ACK, S1 + 200, C1 + 1), c.seg("c", ACK, C1 + 1, S1 + 201)]
+    anns = run(segs)
+    assert states(anns)[5:8] == [("FIN_WAIT_2", "CLOSE_WAIT")] * 3
+    assert [a.event for a in anns[5:7]] == ["data", "ACK"]
+    assert states(anns)[-2:] == [("TIME_WAIT", "LAST_ACK"), ("TIME_WAIT", "CLOSED")]
+
+
+def test_simultaneous_open():
+    c = Conv()
+    segs = [c.seg("c", SYN, C_ISN), c.seg("s", SYN, S_ISN),
+            c.seg("c", SYN | ACK, C_ISN, S_ISN + 1), c.seg("s", SYN | ACK, S_ISN, C_ISN + 1)]
+    anns = run(segs)
+    assert path(anns, "client") == ["CLOSED", "SYN_SENT", "SYN_RCVD", "ESTABLISHED"]
+    assert path(anns, "server") == ["CLOSED", "SYN_SENT", "SYN_RCVD", "ESTABLISHED"]
+    assert not any("retransmission" in a.analysis for a in anns)
+
+
+def test_refused_connection_server_never_listens():
+    c = Conv()
+    anns = run([c.seg("c", SYN, C_ISN), c.seg("s", RST | ACK, 0, C_ISN + 1)])
+    assert states(anns) == [("SYN_SENT", "CLOSED"), ("CLOSED", "CLOSED")]
+    assert anns[0].server_before == "CLOSED"
+    assert "ECONNREFUSED" in anns[1].note
+
+
+def test_rst_aborts_established_connection():
+    c = Conv()
+    anns = run(c.handshake() + [c.seg("s", RST | ACK, S1, C1)])
+    assert states(anns)[-1] == ("CLOSED", "CLOSED")
+    assert anns[-1].event == "RST"
+
+
+def test_rst_outside_window_is_flagged_and_ignored():
+    c = Conv()
+    segs = c.handshake() + [c.seg("s", ACK, S1, C1, window=1000),
+                            c.seg("c", RST, C1 + 5_000_000)]
+    anns = run(segs)
+    assert "rst_out_of_window" in anns[-1].analysis
+    assert states(anns)[-1] == ("ESTABLISHED", "ESTABLISHED")
+
+
+def test_rst_not_acknowledging_syn_does_not_refuse():
+    c = Conv()
+    segs = [c.seg("c", SYN, C_ISN), c.seg("s", RST | ACK, 0, 12345),
+            c.seg("s", SYN | ACK, S_ISN, C_ISN + 1), c.seg("c", ACK, C1, S1)]
+    anns = run(segs)
+    assert "rst_out_of_window" in anns[1].analysis
+    assert states(anns)[-1] == ("ESTABLISHED", "ESTABLISHED")
+
+
+def test_retransmitted_syn_after_a_drop():
+    c = Conv()
+    segs = [c.seg("c", SYN, C_ISN), c.seg("c", SYN, C_ISN, dt=1.0),
+            c.seg("s", SYN | ACK, S_ISN, C_ISN + 1), c.seg("c", ACK, C1, S1)]
+    anns = run(segs)
+    assert states(anns)[0] == ("SYN_SENT", "LISTEN")  # dropped: never reached SYN_RCVD
+    assert "dropped" in anns[0].note
+    assert "retransmission" in anns[1].analysis
+    assert (anns[1].client_before, anns[1].client_after) == ("SYN_SENT", "SYN_SENT")
+    assert anns[1].server_path == ["LISTEN", "SYN_RCVD"]
+    assert states(anns)[-1] == ("ESTABLISHED", "ESTABLISHED")
+
+
+def test_retransmitted_fin_and_data_change_nothing():
+    c = Conv()
+    segs = c.handshake() + [
+        c.seg("c", PSH | ACK, C1, S1, 10), c.seg("c", PSH | ACK, C1, S1, 10),
+        c.seg("s", ACK, S1, C1 + 10), c.seg("c", FIN | ACK, C1 + 10, S1),
+        c.seg("c", FIN | ACK, C1 + 10, S1), c.seg("s", ACK, S1, C1 + 11)]
+    anns = run(segs)
+    assert "retransmission" in anns[4].analysis and anns[4].client_path is None
+    assert "retransmission" in anns[7].analysis
+    assert anns[7].client_path is None and anns[7].server_path is None
+    assert states(anns)[-1] == ("FIN_WAIT_2", "CLOSE_WAIT")
+
+
+def test_keep_alive_is_not_a_retransmission():
+    c = Conv()
+    segs = c.handshake() + [c.seg("c", ACK, C1 - 1, S1, 0), c.seg("s", ACK, S1, C1)]
+    anns = run(segs)
+    assert anns[3].analysis == ["keep_alive"]
+
+
+def test_mid_stream_capture_infers_states_without_inventing_a_handshake():
+    c = Conv()
+    segs = [c.seg("c", PSH | ACK, 7000, 9000, 50), c.seg("s", ACK, 9000, 7050),
+            c.seg("c", FIN | ACK, 7050, 9000), c.seg("s", FIN | ACK, 9000, 7051),
+            c.seg("c", ACK, 7051, 9001)]
+    anns = run(segs)
+    assert anns[0].client_before == "ESTABLISHED" and anns[0].server_before == "ESTABLISHED"
+    assert "state_inferred" in anns[0].analysis
+    assert [a.event for a in anns] == ["data", "ACK", "FIN", "FIN", "ACK"]
+    assert (anns[0].rel_seq, anns[0].rel_ack) == (1, 1)
+    assert states(anns)[-1] == ("TIME_WAIT", "CLOSED")
+    assert "state_inferred" not in anns[-1].analysis
+
+
+def test_synack_first_infers_the_missing_syn():
+    c = Conv()
+    segs = [c.seg("s", SYN | ACK, S_ISN, C_ISN + 1), c.seg("c", ACK, C1, S1)]
+    anns = run(segs)
+    assert (anns[0].client_before, anns[0].server_before) == ("SYN_SENT", "LISTEN")
+    assert "state_inferred" in anns[0].analysis
+    assert states(anns) == [("ESTABLISHED", "SYN_RCVD"), ("ESTABLISHED", "ESTABLISHED")]
+
+
+def _closed_then_new_syn(gap: float, msl: float = 30.0) -> list[Annotation]:
+    c = Conv()
+    segs = c.handshake() + [
+        c.seg("c", FIN | ACK, C1, S1), c.seg("s", FIN | ACK, S1, C1 + 1),
+        c.seg("c", ACK, C1 + 1, S1 + 1), c.seg("c", SYN, C_ISN + 100000, dt=gap),
+        c.seg("s", SYN | ACK, S_ISN + 7, C_ISN + 100001)]
+    return run(segs, msl=msl)
+
+
+def test_port_reuse_starts_a_new_connection():
+    anns = _closed_then_new_syn(gap=1.0)
+    assert [a.conn for a in anns] == [1] * 6 + [2] * 2
+    assert (anns[6].client_before, anns[6].server_before) == ("CLOSED", "LISTEN")
+
+
+def test_time_wait_lasts_two_msl():
+    tracker = Tracker(msl=5.0)
+    c = Conv()
+    segs = c.handshake() + [
+        c.seg("c", FIN | ACK, C1, S1), c.seg("s", FIN | ACK, S1, C1 + 1),
+        c.seg("c", ACK, C1 + 1, S1 + 1),
+        c.seg("s", FIN | ACK, S1, C1 + 1, dt=2.0),    # retransmitted FIN inside 2MSL
+        c.seg("s", FIN | ACK, S1, C1 + 1, dt=20.0)]   # after 2MSL = 10 s
+    anns = tracker.feed_all(segs)
+    assert anns[6].client_before == "TIME_WAIT"
+    assert anns[7].client_before == "CLOSED" and "time_wait_expired" in anns[7].analysis
+    assert "10 s" in anns[4].note
+
+
+def test_hold_is_bounded_and_output_stays_in_frame_order():
+    c1, c2 = Conv(cport=40001), Conv(cport=40002)
+    segs = c1.handshake() + [c1.seg("c", FIN | ACK, C1, S1)]
+    for s in segs:
+        pass
+    other = [c2.seg("c", SYN, C_ISN), c2.seg("s", SYN | ACK, S_ISN, C_ISN + 1)]
+    for i, s in enumerate(other, start=len(segs) + 1):
+        s.frame = i
+        s.ts = segs[-1].ts + 0.001 * i
+    tracker = Tracker()
+    out = []
+    for s in segs + other:
+        out.extend(tracker.feed(s))
+    assert [a.seg.frame for a in out] == [1, 2, 3]  # frame 4 (the FIN) waits for an answer
+    late = Conv(cport=40002, t0=segs[-1].ts + 10.0).seg("s", ACK, S1, C1, frame=7)
+    out.extend(tracker.feed(late))
+    assert [a.seg.frame for a in out] == [1, 2, 3, 4, 5, 6, 7]  # timed out: released in order
+    assert out[3].server_after == "CLOSE_WAIT"
+
+
+def test_finish_releases_everything_held():
+    c = Conv()
+    tracker = Tracker()
+    assert tracker.feed(c.seg("c", SYN, C_ISN)) == []
+    anns = tracker.finish()
+    assert len(anns) == 1 and states(anns) == [("SYN_SENT", "LISTEN")]
+    assert "no answer" in anns[0].note
+
+
+def test_flush_releases_by_time_for_live_capture():
+    c = Conv()
+    tracker = Tracker(hold=0.5)
+    seg = c.seg("c", SYN, C_ISN)
+    assert tracker.feed(seg) == []
+    assert tracker.flush(seg.ts + 0.1) == []
+    assert len(tracker.flush(seg.ts + 0.6)) == 1
+
+
+def test_sequence_wraparound():
+    c = Conv(c_isn=0xFFFFFFF0, s_isn=0xFFFFFFFE)
+    hs = c.handshake()
+    segs = hs + [c.seg("c", PSH | ACK, 0xFFFFFFF1, 0xFFFFFFFF, 100),
+                 c.seg("s", ACK, 0xFFFFFFFF, 0x55, 0),
+                 c.seg("c", FIN | ACK, 0x55, 0xFFFFFFFF), c.seg("s", FIN | ACK, 0xFFFFFFFF, 0x56),
+                 c.seg("c", ACK, 0x56, 0)]
+    anns = run(segs)
+    assert not any("retransmission" in a.analysis for a in anns)
+    assert states(anns)[-1] == ("TIME_WAIT", "CLOSED")
+    assert anns[3].rel_seq == 1 and anns[4].rel_ack == 101
