@@ -8,9 +8,7 @@ if ! command -v tshark >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-g
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark) \
         >/dev/null 2>&1 || echo "note: tshark not installed; tests use reference.tsv only"
 fi
-python3 -m venv .venv
-.venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test]'
+bash scripts/setup.sh
 set +e
 .venv/bin/python -m pytest -q "$@"
 rc=$?

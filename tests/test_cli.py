@@ -1,0 +1,146 @@
+"""The command line as a user meets it: exit codes, one-line errors, formats, filters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from frames import eth, ipv4, pcap, tcp
+from rawinspect.transitions import TRANSITIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+JSONL_KEYS = ["frame", "ts", "conn", "client", "server", "direction", "flags", "seq", "ack",
+              "rel_seq", "rel_ack", "len", "win", "client_before", "client_after",
+              "server_before", "server_after", "client_path", "server_path", "event",
+              "analysis", "note"]
+
+
+def rawinspect(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rawinspect", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120, check=False)
+
+
+@pytest.fixture
+def two_conns(tmp_path: Path) -> Path:
+    """Two short connections: port 40001 closes normally, port 40002 is refused."""
+    recs = []
+    t = 1000.0
+    def add(sport, dport, seq, ack, flags, payload=b"", src="10.0.0.1", dst="10.0.0.2"):
+        nonlocal t
+        t += 0.001
+        recs.append((t, eth(ipv4(tcp(sport, dport, seq, ack, flags, payload=payload), src, dst))))
+    add(40001, 80, 100, 0, 0x02)
+    add(80, 40001, 500, 101, 0x12, src="10.0.0.2", dst="10.0.0.1")
+    add(40001, 80, 101, 501, 0x10)
+    add(40001, 80, 101, 501, 0x18, b"hello")
+    add(40001, 80, 106, 501, 0x11)
+    add(80, 40001, 501, 107, 0x11, src="10.0.0.2", dst="10.0.0.1")
+    add(40001, 80, 107, 502, 0x10)
+    add(40002, 81, 900, 0, 0x02)
+    add(81, 40002, 0, 901, 0x14, src="10.0.0.2", dst="10.0.0.1")
+    p = tmp_path / "two.pcap"
+    p.write_bytes(pcap(recs))
+    return p
+
+
+def test_jsonl_has_the_documented_keys(two_conns):
+    res = rawinspect("replay", "--format", "jsonl", str(two_conns))
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(lines) == 9
+    assert list(lines[0]) == JSONL_KEYS
+    first = lines[0]
+    assert (first["frame"], first["conn"], first["client"], first["server"]) == (
+        1, 1, "10.0.0.1:40001", "10.0.0.2:80")
+    assert (first["direction"], first["flags"], first["event"]) == ("c>s", "S", "SYN")
+    assert [ln["flags"] for ln in lines[:5]] == ["S", "S.", ".", "P.", "F."]
+    assert lines[4]["client_after"] == "FIN_WAIT_1"
+    assert "9 packets read, 9 TCP segments, 2 connections" in res.stderr
+
+
+def test_readme_documents_every_jsonl_key():
+    readme = (ROOT / "README.md").read_text()
+    for key in JSONL_KEYS:
+        assert f"`{key}`" in readme, key
+
+
+def test_table_is_the_default(two_conns):
+    res = rawinspect("replay", str(two_conns))
+    assert res.returncode == 0
+    lines = res.stdout.splitlines()
+    assert lines[0].split()[:5] == ["No.", "Time", "Conn", "Dir", "Flags"]
+    assert "CLOSED→SYN_SENT" in lines[1] and "\x1b[" not in res.stdout
+    assert "TIME_WAIT" in res.stdout
+
+
+@pytest.mark.parametrize("args,frames", [
+    (["--conn", "2"], [8, 9]),
+    (["--port", "81"], [8, 9]),
+    (["--host", "10.0.0.2", "-c", "3"], [1, 2, 3]),
+    (["--conn", "1", "--count", "2"], [1, 2]),
+])
+def test_filters(two_conns, args, frames):
+    res = rawinspect("replay", "--format", "jsonl", *args, str(two_conns))
+    assert res.returncode == 0, res.stderr
+    assert [json.loads(line)["frame"] for line in res.stdout.splitlines()] == frames
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["replay", "/nonexistent.pcap"], 1, "/nonexistent.pcap: cannot open"),
+    (["replay", "--host", "not-an-ip", "X"], 2, "--host: not an IP address"),
+    (["replay", "--count", "0", "X"], 2, "--count: must be positive"),
+    (["replay", "--port", "70000", "X"], 2, "not a TCP port"),
+    (["replay", "--format", "xml", "X"], 2, "invalid choice"),
+])
+def test_bad_input_gets_one_line_and_no_traceback(args, code, message):
+    res = rawinspect(*args)
+    assert res.returncode == code
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_garbage_file(tmp_path):
+    p = tmp_path / "junk.pcap"
+    p.write_bytes(b"this is not a capture file at all")
+    res = rawinspect("replay", str(p))
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines()[-1].startswith(f"rawinspect: error: {p}: not a pcap")
+
+
+def test_damaged_file_prints_what_was_read_then_the_error(tmp_path, two_conns):
+    data = two_conns.read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:-10])
+    res = rawinspect("replay", "--format", "jsonl", str(cut))
+    assert res.returncode == 1
+    assert len(res.stdout.splitlines()) == 8
+    assert "record 9" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_states_prints_the_transition_table():
+    res = rawinspect("states")
+    assert res.returncode == 0
+    assert len(res.stdout.strip().splitlines()) == len(TRANSITIONS) + 2
+    for t in TRANSITIONS:
+        assert t.why in res.stdout
+
+
+def test_readme_state_diagram_is_generated_from_the_table():
+    res = rawinspect("states", "--format", "mermaid")
+    readme = (ROOT / "README.md").read_text()
+    assert res.stdout.strip() in readme, "run scripts/gen_readme_states.py"
+
+
+def test_python_dash_m_and_version():
+    res = rawinspect("--version")
+    assert res.returncode == 0 and res.stdout.startswith("rawinspect ")
+
+
+def test_broken_pipe_is_quiet(two_conns):
+    res = subprocess.run(f"{sys.executable} -m rawinspect replay {two_conns} | head -1",
+                         shell=True, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert "Traceback" not in res.stderr

@@ -1,0 +1,149 @@
+"""Capture file reading and header decoding, from bytes built by hand."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from frames import eth, ipv4, ipv6, pcap, pcapng, tcp
+from rawinspect.capfile import CaptureFileError, open_capture
+from rawinspect.decode import Decoder
+from rawinspect.segment import Segment
+
+SYN_OPTS = b"\x02\x04\x05\xb4" + b"\x01\x03\x03\x07" + b"\x04\x02"  # mss, nop, wscale 7, sackOK
+
+
+def decode_file(path: Path) -> list[Segment | str]:
+    d = Decoder()
+    return [d.decode(i, *rec) for i, rec in enumerate(open_capture(str(path)), start=1)]
+
+
+def write(tmp_path: Path, data: bytes, name: str = "t.pcap") -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+@pytest.mark.parametrize("big", [False, True])
+@pytest.mark.parametrize("nano", [False, True])
+def test_pcap_byte_orders_and_resolutions(tmp_path, big, nano):
+    frame = eth(ipv4(tcp(flags=0x02, seq=7, options=SYN_OPTS)))
+    segs = decode_file(write(tmp_path, pcap([(1700000000.25, frame)], big=big, nano=nano)))
+    (seg,) = segs
+    assert isinstance(seg, Segment)
+    assert (seg.src, seg.sport, seg.dst, seg.dport, seg.seq) == ("10.0.0.1", 40000, "10.0.0.2", 80, 7)
+    assert seg.ts == pytest.approx(1700000000.25)
+    assert seg.opts == {"mss": 1460, "wscale": 7, "sack_perm": 1}
+
+
+@pytest.mark.parametrize("linktype,frame", [
+    (1, eth(ipv4(tcp()), vlans=(0,))),
+    (1, eth(ipv4(tcp()), vlans=(5, 6))),
+    (1, eth(ipv4(tcp(), options=b"\x01\x01\x01\x00"))),          # IPv4 options
+    (113, b"\x00\x00\x03\x04\x00\x06" + b"\x00" * 8 + b"\x08\x00" + ipv4(tcp())),  # SLL
+    (276, b"\x08\x00\x00\x00" + b"\x00" * 16 + ipv4(tcp())),       # SLL2
+    (0, struct.pack("<I", 2) + ipv4(tcp())),                       # NULL, little-endian host
+    (0, struct.pack(">I", 2) + ipv4(tcp())),                       # NULL, big-endian host
+    (108, struct.pack(">I", 2) + ipv4(tcp())),                     # OpenBSD LOOP
+    (101, ipv4(tcp())), (12, ipv4(tcp())), (228, ipv4(tcp())),     # raw IP
+    (239, b"\x02\x00\x00\x00" + struct.pack("<HH", 8, 1) + b"\x08\x00\x00\x00"
+     + struct.pack("<HH", 4 + len(ipv4(tcp())), 9) + ipv4(tcp())),  # NFLOG
+])
+def test_link_types_ipv4(tmp_path, linktype, frame):
+    (seg,) = decode_file(write(tmp_path, pcap([(1.0, frame)], linktype=linktype)))
+    assert isinstance(seg, Segment), seg
+    assert (seg.src, seg.dst, seg.flags) == ("10.0.0.1", "10.0.0.2", 0x02)
+
+
+@pytest.mark.parametrize("linktype,frame", [
+    (1, eth(ipv6(tcp(payload=b"abc")), ethertype=0x86DD)),
+    (0, struct.pack("<I", 30) + ipv6(tcp(payload=b"abc"))),   # macOS AF_INET6
+    (0, struct.pack("<I", 24) + ipv6(tcp(payload=b"abc"))),   # NetBSD/OpenBSD AF_INET6
+    (229, ipv6(tcp(payload=b"abc"))),
+    (1, eth(ipv6(tcp(payload=b"abc"), nxt=0, ext=b"\x06\x00" + b"\x00" * 6), ethertype=0x86DD)),
+])
+def test_link_types_ipv6(tmp_path, linktype, frame):
+    (seg,) = decode_file(write(tmp_path, pcap([(1.0, frame)], linktype=linktype)))
+    assert isinstance(seg, Segment), seg
+    assert (seg.src, seg.dst, seg.payload) == ("::1", "::2", 3)
+
+
+def test_non_tcp_and_unsupported_are_reasons_not_errors(tmp_path):
+    frames = [(1.0, eth(b"\x00" * 28, ethertype=0x0806)),             # ARP
+              (2.0, eth(ipv4(b"\x00" * 8, proto=17)))]                 # UDP
+    assert decode_file(write(tmp_path, pcap(frames))) == ["not IP", "not TCP"]
+    (reason,) = decode_file(write(tmp_path, pcap([(1.0, b"\x00" * 40)], linktype=147), "u.pcap"))
+    assert reason == "unsupported link type 147"
+
+
+def test_ethernet_padding_does_not_count_as_payload(tmp_path):
+    frame = eth(ipv4(tcp(flags=0x10))) + b"\x00" * 6   # padded to 60 bytes
+    (seg,) = decode_file(write(tmp_path, pcap([(1.0, frame)])))
+    assert seg.payload == 0
+
+
+def test_fragments_and_snaplen_cuts_are_flagged(tmp_path):
+    first = eth(ipv4(tcp(payload=b"x" * 40), frag=0x2000))      # MF set, offset 0
+    later = eth(ipv4(b"y" * 40, frag=0x0005))                    # offset 40: no TCP header
+    cut = eth(ipv4(tcp(flags=0x02, options=SYN_OPTS)))[:14 + 20 + 24]
+    segs = decode_file(write(tmp_path, pcap([(1.0, first), (2.0, later), (3.0, cut)],
+                                            wirelens=[len(first), len(later), len(cut) + 8])))
+    assert "ip_fragment" in segs[0].issues
+    assert segs[1] == "IP fragment without TCP header"
+    assert "truncated" in segs[2].issues and segs[2].flags == 0x02
+    too_short = eth(ipv4(tcp()))[:14 + 20 + 10]
+    (reason,) = decode_file(write(tmp_path, pcap([(1.0, too_short)]), "s.pcap"))
+    assert reason == "cut short before the TCP flags"
+
+
+def test_pcapng_interfaces_with_own_link_types_and_resolutions(tmp_path):
+    data = pcapng([(1, None), (101, 9), (113, 0x80 | 10)],
+                  [(0, 1_500_000, eth(ipv4(tcp()))),
+                   (1, 2_500_000_000, ipv4(tcp())),
+                   (2, 3 << 10, b"\x00" * 14 + b"\x08\x00" + ipv4(tcp()))])
+    segs = decode_file(write(tmp_path, data, "t.pcapng"))
+    assert [s.ts for s in segs] == pytest.approx([1.5, 2.5, 3.0])
+    big = pcapng([(1, None)], [(0, 1_000_000, eth(ipv4(tcp())))], big=True)
+    (seg,) = decode_file(write(tmp_path, big, "b.pcapng"))
+    assert seg.ts == pytest.approx(1.0)
+
+
+def test_damage_is_reported_with_record_and_offset_after_good_records(tmp_path):
+    good = [(1.0, eth(ipv4(tcp()))), (2.0, eth(ipv4(tcp())))]
+    data = pcap(good)
+    cut = write(tmp_path, data + pcap([(3.0, eth(ipv4(tcp())))])[24:24 + 30], "cut.pcap")
+    got = []
+    with pytest.raises(CaptureFileError) as err:
+        for rec in open_capture(str(cut)):
+            got.append(rec)
+    assert len(got) == 2
+    assert "record 3" in str(err.value) and f"byte offset {len(data)}" in str(err.value)
+
+    corrupt = write(tmp_path, data + struct.pack("<IIII", 3, 0, 4_325_376, 4_325_376) + b"\0" * 64,
+                    "bad.pcap")
+    with pytest.raises(CaptureFileError, match="corrupt.*record 3"):
+        list(open_capture(str(corrupt)))
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "too short"), (b"hello world, not a capture", "not a pcap or pcapng file"),
+    (b"\xd4\xc3\xb2\xa1\x02\x00", "header cut short")])
+def test_not_a_capture(tmp_path, content, message):
+    with pytest.raises(CaptureFileError, match=message):
+        list(open_capture(str(write(tmp_path, content))))
+
+
+def test_missing_file_names_the_file(tmp_path):
+    with pytest.raises(CaptureFileError, match="nope.pcap: cannot open"):
+        list(open_capture(str(tmp_path / "nope.pcap")))
+
+
+def test_reader_streams_without_loading_the_file(tmp_path):
+    frame = eth(ipv4(tcp(payload=b"z" * 1000)))
+    p = write(tmp_path, pcap([(float(i), frame) for i in range(3000)]))  # ~3 MB, > 1 chunk
+    records = open_capture(str(p))
+    first = next(records)
+    assert len(first.buf) <= 2 * (1 << 20)  # one read chunk, not the whole file
+    assert sum(1 for _ in records) == 2999
