@@ -34,14 +34,9 @@ class CaptureFileError(Exception):
         self.offset = offset
 
 
-class Record(NamedTuple):
-    """One packet record of a capture file."""
-    linktype: int
-    ts: float
-    buf: bytes
-    off: int
-    caplen: int
-    wirelen: int
+# One packet record: (linktype, ts, buf, off, caplen, wirelen). A plain tuple, not a
+# NamedTuple: building one is the per-packet cost of reading.
+Record = tuple[int, float, bytes, int, int, int]
 
 
 class _Chunks:
@@ -135,7 +130,7 @@ def _read_pcap(path: str, f: BinaryIO, head: bytes) -> Iterator[Record]:
                                        number, ch.offset)
             buf, pos = ch.buf, ch.pos
         ch.pos = pos + 16 + caplen
-        yield Record(linktype, sec + frac * scale, buf, pos + 16, caplen, wirelen)
+        yield (linktype, sec + frac * scale, buf, pos + 16, caplen, wirelen)
 
 
 class _Iface(NamedTuple):
@@ -217,7 +212,7 @@ def _read_pcapng(path: str, ch: _Chunks) -> Iterator[Record]:
                                        "exceeds the block)", number, offset)
             itf = ifaces[iid]
             ts = ((hi << 32) | lo) * itf.scale + itf.tsoffset
-            yield Record(itf.linktype, ts, buf, data, caplen, wirelen)
+            yield (itf.linktype, ts, buf, data, caplen, wirelen)
         elif btype == 3:
             number += 1
             if not ifaces:
@@ -225,4 +220,4 @@ def _read_pcapng(path: str, ch: _Chunks) -> Iterator[Record]:
                                        number, offset)
             wirelen = struct.unpack_from(e + "I", buf, body)[0]
             caplen = min(wirelen, blen - 16, ifaces[0].snaplen or wirelen)
-            yield Record(ifaces[0].linktype, 0.0, buf, body + 4, caplen, wirelen)
+            yield (ifaces[0].linktype, 0.0, buf, body + 4, caplen, wirelen)

@@ -86,8 +86,12 @@ class Decoder:
                     totlen = wirelen - 14
                 if off + 34 + hl <= end and hl >= 20:
                     flags = offfl & 0x1FF
-                    return Segment(frame, ts, self._a4(s), sport, self._a4(d), dport, seq, ack,
-                                   flags, win, max(totlen - 20 - hl, 0),
+                    a4 = self._addr4
+                    src = a4.get(s) or self._a4(s)
+                    dst = a4.get(d) or self._a4(d)
+                    plen = totlen - 20 - hl
+                    return Segment(frame, ts, src, sport, dst, dport, seq, ack, flags, win,
+                                   plen if plen > 0 else 0,
                                    _options(buf, off + 54, off + 34 + hl) if flags & SYN else None)
         net = self._link(linktype, buf, off, end)
         if isinstance(net, str):

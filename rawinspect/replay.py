@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -42,7 +43,7 @@ def read_segments(path: str, stats: Stats) -> Iterator[Segment]:
     try:
         for rec in open_capture(path):
             frame += 1
-            seg = decode(frame, *rec)
+            seg = decode(frame, rec[0], rec[1], rec[2], rec[3], rec[4], rec[5])
             if seg.__class__ is str:
                 skipped[seg] += 1  # type: ignore[index]
                 continue
@@ -59,6 +60,9 @@ def run(segments: Iterator[Segment], tracker: Tracker, sink: Sink,
         keep: Callable[[Annotation], bool] | None, stats: Stats, count: int | None) -> None:
     """Feed segments through the tracker; pass final annotations (filtered) to ``sink``."""
     feed = tracker.feed
+    # The hot path creates no reference cycles; the cyclic collector would only cost time.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         for seg in segments:
             anns = feed(seg)
@@ -68,6 +72,8 @@ def run(segments: Iterator[Segment], tracker: Tracker, sink: Sink,
         # Also on a damaged file: everything read before the damage is shown.
         _emit(tracker.finish(), sink, keep, stats, count)
         stats.connections = tracker.connections
+        if gc_was_enabled:
+            gc.enable()
 
 
 def _emit(anns: list[Annotation], sink: Sink, keep: Callable[[Annotation], bool] | None,

@@ -23,7 +23,7 @@ def flag_letters(flags: int) -> str:
     return out or "none"
 
 
-_FLAG_CACHE = {f: flag_letters(f) for f in range(0x200)}
+FLAG_LETTERS = tuple(flag_letters(f) for f in range(0x200))  # indexed by the 9 flag bits
 
 
 class Segment:
@@ -58,7 +58,7 @@ class Segment:
     @property
     def letters(self) -> str:
         """Flags as tcpdump prints them."""
-        return _FLAG_CACHE[self.flags & 0x1FF]
+        return FLAG_LETTERS[self.flags & 0x1FF]
 
     @property
     def seg_len(self) -> int:

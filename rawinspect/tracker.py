@@ -119,6 +119,16 @@ class Tracker:
         """Annotate one segment; returns the annotations now final, in frame order."""
         if self._holds and self._holds[0][0] < seg.ts:
             self._expire(seg.ts)
+        hit = self._by_key.get((seg.src, seg.sport, seg.dst, seg.dport))
+        if hit is not None and not seg.flags & (SYN | FIN | RST):
+            ann = self._plain(hit[0], seg, hit[1])
+            if ann is not None:
+                if not self._pending:
+                    return [ann]
+                slot = Slot(seg, hit[0], hit[1])  # ready, but behind a held segment
+                slot.ann = ann
+                self._pending.append(slot)
+                return self._drain()
         conn, from_client = self._lookup(seg)
         if conn.queue is None and not self._pending and not self._starts_hold(conn, seg, from_client):
             return [self._process(conn, seg, from_client)]
@@ -126,6 +136,53 @@ class Tracker:
         self._pending.append(slot)
         self._dispatch(slot)
         return self._drain()
+
+    def _plain(self, conn: Connection, seg: Segment, from_client: bool) -> Annotation | None:
+        """Fast path for data and pure ACKs that cannot change a state; None otherwise.
+
+        It applies no rule of the table: anything that might (an ACK of a SYN or FIN, an
+        endpoint in TIME_WAIT or with an assumed state, a held segment) goes to _process.
+        """
+        if conn.queue is not None:
+            return None
+        if from_client:
+            s, r = conn.c, conn.s
+        else:
+            s, r = conn.s, conn.c
+        sst, rst = s.state, r.state
+        if (sst is T.TIME_WAIT or rst is T.TIME_WAIT or rst is T.SYN_RCVD or s.inferred
+                or r.inferred or (r.fin_end is not None and not r.fin_acked)
+                or s.nxt is None or r.base is None):
+            return None
+        seq, plen, flags = seg.seq, seg.payload, seg.flags
+        nxt = s.nxt
+        analysis: list[str] = []
+        note = ""
+        if plen <= 1 and ((seq + 1) & MASK) == nxt:
+            analysis = ["keep_alive"]
+        elif plen:
+            end = (seq + plen) & MASK
+            if ((seq - nxt) & MASK) > 0x7FFFFFFF:
+                analysis = ["retransmission"]
+                note = "data retransmitted"
+            if ((nxt - end) & MASK) > 0x7FFFFFFF:
+                s.nxt = end
+        if seg.issues:
+            analysis = analysis + list(seg.issues)
+        if flags & ACK:
+            s.last_ack = seg.ack
+            s.win = seg.window << s.wscale if conn.wscale_ok else seg.window
+        s.sent += 1
+        conn.segments += 1
+        conn.last_ts = seg.ts
+        rel_ack = (seg.ack - r.base) & MASK if flags & ACK else 0
+        if from_client:
+            return Annotation(seg, conn.id, conn.client, conn.server, True, sst, sst, rst, rst,
+                              None, None, "data" if plen else "ACK" if flags & ACK else "none",
+                              analysis, note, (seq - s.base) & MASK, rel_ack)
+        return Annotation(seg, conn.id, conn.client, conn.server, False, rst, rst, sst, sst,
+                          None, None, "data" if plen else "ACK" if flags & ACK else "none",
+                          analysis, note, (seq - s.base) & MASK, rel_ack)
 
     def flush(self, now: float) -> list[Annotation]:
         """Release segments held longer than ``hold`` seconds before ``now`` (live capture)."""

@@ -145,5 +145,5 @@ def test_reader_streams_without_loading_the_file(tmp_path):
     p = write(tmp_path, pcap([(float(i), frame) for i in range(3000)]))  # ~3 MB, > 1 chunk
     records = open_capture(str(p))
     first = next(records)
-    assert len(first.buf) <= 2 * (1 << 20)  # one read chunk, not the whole file
+    assert len(first[2]) <= 2 * (1 << 20)  # one read chunk, not the whole file
     assert sum(1 for _ in records) == 2999

@@ -6,6 +6,9 @@ import json
 from typing import TextIO
 
 from ..annotation import Annotation
+from ..segment import FLAG_LETTERS
+
+EMPTY = '""'
 
 _dumps = json.dumps
 
@@ -16,6 +19,8 @@ class JsonlRenderer:
     def __init__(self, out: TextIO) -> None:
         self._write = out.write
         self._cache: dict[str, str] = {}
+        self._prefixes: dict[int, str] = {}
+        self._tails: dict[tuple[str, str, str], str] = {}
 
     def _json(self, text: str) -> str:
         s = self._cache.get(text)
@@ -25,24 +30,46 @@ class JsonlRenderer:
             s = self._cache[text] = _dumps(text)
         return s
 
-    def write(self, anns: list[Annotation]) -> None:
-        j = self._json
-        lines = []
-        for a in anns:
-            seg = a.seg
-            cp, sp = a.client_path, a.server_path
-            lines.append(
-                f'{{"frame":{seg.frame},"ts":{seg.ts:.6f},"conn":{a.conn},'
-                f'"client":{j(a.client)},"server":{j(a.server)},'
-                f'"direction":"{"c>s" if a.from_client else "s>c"}","flags":"{seg.letters}",'
-                f'"seq":{seg.seq},"ack":{seg.ack},"rel_seq":{a.rel_seq},"rel_ack":{a.rel_ack},'
-                f'"len":{seg.payload},"win":{seg.window},'
-                f'"client_before":"{a.client_before}","client_after":"{a.client_after}",'
+    def _prefix(self, a: Annotation) -> str:
+        """The per-connection, per-direction part of a line, built once."""
+        key = a.conn * 2 + a.from_client
+        p = self._prefixes.get(key)
+        if p is None:
+            p = self._prefixes[key] = (
+                f'"conn":{a.conn},"client":{self._json(a.client)},"server":{self._json(a.server)},'
+                f'"direction":"{"c>s" if a.from_client else "s>c"}","flags":"')
+        return p
+
+    def _tail(self, a: Annotation) -> str:
+        """States, paths, event, analysis and note: the part after the numbers."""
+        cp, sp = a.client_path, a.server_path
+        return (f'"client_before":"{a.client_before}","client_after":"{a.client_after}",'
                 f'"server_before":"{a.server_before}","server_after":"{a.server_after}",'
                 f'"client_path":{_dumps(cp) if cp else "null"},'
                 f'"server_path":{_dumps(sp) if sp else "null"},'
                 f'"event":"{a.event}","analysis":{_dumps(a.analysis) if a.analysis else "[]"},'
-                f'"note":{j(a.note)}}}\n')
+                f'"note":{self._json(a.note) if a.note else EMPTY}}}\n')
+
+    def write(self, anns: list[Annotation]) -> None:
+        prefix = self._prefixes.get
+        tails = self._tails
+        letters = FLAG_LETTERS
+        lines = []
+        for a in anns:
+            seg = a.seg
+            if a.client_path or a.server_path or a.analysis or a.note:
+                tail = self._tail(a)
+            else:  # no state change and nothing to say: the tail repeats, cache it
+                key = (a.client_before, a.server_before, a.event)
+                tail = tails.get(key)
+                if tail is None:
+                    tail = tails[key] = self._tail(a)
+            lines.append(
+                f'{{"frame":{seg.frame},"ts":{seg.ts:.6f},'
+                f'{prefix(a.conn * 2 + a.from_client) or self._prefix(a)}'
+                f'{letters[seg.flags]}","seq":{seg.seq},"ack":{seg.ack},'
+                f'"rel_seq":{a.rel_seq},"rel_ack":{a.rel_ack},"len":{seg.payload},'
+                f'"win":{seg.window},{tail}')
         self._write("".join(lines))
 
     def close(self) -> None:
