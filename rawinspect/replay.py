@@ -39,7 +39,7 @@ def read_segments(path: str, stats: Stats) -> Iterator[Segment]:
     """Decode every record of a capture file; count what is not TCP."""
     decode = Decoder().decode
     skipped = stats.skipped
-    frame = 0
+    frame = segments = 0
     try:
         for rec in open_capture(path):
             frame += 1
@@ -47,43 +47,54 @@ def read_segments(path: str, stats: Stats) -> Iterator[Segment]:
             if seg.__class__ is str:
                 skipped[seg] += 1  # type: ignore[index]
                 continue
-            stats.segments += 1
+            segments += 1
             yield seg  # type: ignore[misc]
     finally:
         stats.packets = frame
+        stats.segments = segments
 
 
 Sink = Callable[[list[Annotation]], None]
+Keep = Callable[[Annotation], bool]
+BATCH = 2048  # annotations handed to the sink at once
 
 
-def run(segments: Iterator[Segment], tracker: Tracker, sink: Sink,
-        keep: Callable[[Annotation], bool] | None, stats: Stats, count: int | None) -> None:
-    """Feed segments through the tracker; pass final annotations (filtered) to ``sink``."""
+def run(segments: Iterator[Segment], tracker: Tracker, sink: Sink, keep: Keep | None,
+        stats: Stats, count: int | None) -> None:
+    """Feed segments through the tracker; hand final annotations (filtered) to ``sink``.
+
+    Annotations go to the sink in batches; a damaged file still gets everything read
+    before the damage (the caller reports the error after this returns or raises).
+    """
     feed = tracker.feed
+    batch: list[Annotation] = []
+    extend = batch.extend
     # The hot path creates no reference cycles; the cyclic collector would only cost time.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         for seg in segments:
-            anns = feed(seg)
-            if anns and not _emit(anns, sink, keep, stats, count):
-                return
+            extend(feed(seg))
+            if len(batch) >= BATCH:
+                if not _emit(batch, sink, keep, stats, count):
+                    return
+                batch.clear()
     finally:
-        # Also on a damaged file: everything read before the damage is shown.
-        _emit(tracker.finish(), sink, keep, stats, count)
+        batch.extend(tracker.finish())
+        _emit(batch, sink, keep, stats, count)
         stats.connections = tracker.connections
         if gc_was_enabled:
             gc.enable()
 
 
-def _emit(anns: list[Annotation], sink: Sink, keep: Callable[[Annotation], bool] | None,
-          stats: Stats, count: int | None) -> bool:
+def _emit(anns: list[Annotation], sink: Sink, keep: Keep | None, stats: Stats,
+          count: int | None) -> bool:
     """Hand annotations on; False once the display count is reached."""
+    if count is not None and stats.shown >= count:
+        return False
     if keep is not None:
         anns = [a for a in anns if keep(a)]
     if count is not None and stats.shown + len(anns) >= count:
-        if stats.shown >= count:
-            return False
         anns = anns[:count - stats.shown]
         stats.shown += len(anns)
         sink(anns)

@@ -110,7 +110,8 @@ class Tracker:
         self.hold = hold
         self.connections = 0
         self._by_key: dict[tuple[str, int, str, int], tuple[Connection, bool]] = {}
-        self._pending: deque[Slot] = deque()
+        # Output queue in frame order: Slots (held or resolved) and ready Annotations.
+        self._pending: deque[Slot | Annotation] = deque()
         self._holds: deque[tuple[float, int, Connection]] = deque()
         self._token = 0
 
@@ -125,9 +126,7 @@ class Tracker:
             if ann is not None:
                 if not self._pending:
                     return [ann]
-                slot = Slot(seg, hit[0], hit[1])  # ready, but behind a held segment
-                slot.ann = ann
-                self._pending.append(slot)
+                self._pending.append(ann)  # ready, but behind a held segment
                 return self._drain()
         conn, from_client = self._lookup(seg)
         if conn.queue is None and not self._pending and not self._starts_hold(conn, seg, from_client):
@@ -324,8 +323,15 @@ class Tracker:
     def _drain(self) -> list[Annotation]:
         out: list[Annotation] = []
         pending = self._pending
-        while pending and pending[0].ann is not None:
-            out.append(pending.popleft().ann)  # type: ignore[arg-type]
+        while pending:
+            head = pending[0]
+            if head.__class__ is Slot:
+                if head.ann is None:  # type: ignore[union-attr]
+                    break
+                out.append(head.ann)  # type: ignore[union-attr, arg-type]
+            else:
+                out.append(head)  # type: ignore[arg-type]
+            pending.popleft()
         return out
 
     # ---- the state inference ----------------------------------------------------------
