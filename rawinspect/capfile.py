@@ -137,12 +137,13 @@ class _Iface(NamedTuple):
     linktype: int
     snaplen: int
     scale: float
+    units: int      # ticks per second for decimal resolutions, else 0
     tsoffset: int
 
 
 def _idb_interface(body: bytes, e: str) -> _Iface:
     linktype, _res, snaplen = struct.unpack_from(e + "HHI", body, 0)
-    scale, tsoffset = 1e-6, 0
+    scale, units, tsoffset = 1e-6, 10**6, 0
     pos = 8
     while pos + 4 <= len(body):
         code, length = struct.unpack_from(e + "HH", body, pos)
@@ -151,11 +152,14 @@ def _idb_interface(body: bytes, e: str) -> _Iface:
             break
         if code == 9 and length >= 1:
             r = val[0]
-            scale = 2.0 ** -(r & 0x7F) if r & 0x80 else 10.0 ** -r
+            if r & 0x80:
+                scale, units = 2.0 ** -(r & 0x7F), 0
+            else:
+                scale, units = 10.0 ** -r, 10 ** r
         elif code == 14 and length >= 8:
             tsoffset = struct.unpack(e + "q", val[:8])[0]
         pos += 4 + ((length + 3) & ~3)
-    return _Iface(linktype, snaplen, scale, tsoffset)
+    return _Iface(linktype, snaplen, scale, units, tsoffset)
 
 
 def _read_pcapng(path: str, ch: _Chunks) -> Iterator[Record]:
@@ -211,7 +215,12 @@ def _read_pcapng(path: str, ch: _Chunks) -> Iterator[Record]:
                 raise CaptureFileError(path, f"damaged packet block (captured length {caplen} "
                                        "exceeds the block)", number, offset)
             itf = ifaces[iid]
-            ts = ((hi << 32) | lo) * itf.scale + itf.tsoffset
+            ticks = (hi << 32) | lo
+            if itf.units:  # seconds + fraction, exactly as pcap and live capture compute it
+                sec, frac = divmod(ticks, itf.units)
+                ts = sec + itf.tsoffset + frac * itf.scale
+            else:
+                ts = ticks * itf.scale + itf.tsoffset
             yield (itf.linktype, ts, buf, data, caplen, wirelen)
         elif btype == 3:
             number += 1

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 from . import __version__
 from .annotation import Annotation
 from .capfile import CaptureFileError
+from .capture_cmd import add_capture_arguments, run_capture
 from .render import FORMATS, make_renderer
 from .replay import Stats, read_segments, run
 from .states_doc import states_mermaid, states_table
@@ -60,13 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("file", metavar="FILE", help="pcap or pcapng capture file")
     add_output_options(r)
 
+    c = sub.add_parser("capture", help="capture live (root or CAP_NET_RAW) and annotate",
+                       description="Capture TCP live and annotate every segment: a bundled "
+                                   "scenario, `-- COMMAND ARGS` while it runs, or everything "
+                                   "until Ctrl-C.")
+    add_capture_arguments(c)
+    add_output_options(c, count_help="stop after capturing N packets")
+
+    sc = sub.add_parser("scenarios", help="list the bundled scenarios")
+    sc.add_argument("name", nargs="?", help="show one scenario's lesson and expectations")
+
     s = sub.add_parser("states", help="print the TCP transition table the tracker uses")
     s.add_argument("--format", choices=("table", "mermaid"), default="table",
                    help="table (default) or a Mermaid state diagram")
     return p
 
 
-def add_output_options(p: argparse.ArgumentParser) -> None:
+def add_output_options(p: argparse.ArgumentParser,
+                       count_help: str = "stop after showing N segments") -> None:
     """Options shared by every command that prints annotations."""
     p.add_argument("--format", "-T", choices=FORMATS, default="table",
                    help="table (default) or jsonl: one JSON object per segment")
@@ -75,8 +87,7 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", metavar="ADDR", help="show only segments to or from ADDR")
     p.add_argument("--port", type=_port, metavar="PORT",
                    help="show only segments to or from PORT")
-    p.add_argument("-c", "--count", type=_positive_int, metavar="N",
-                   help="stop after showing N segments")
+    p.add_argument("-c", "--count", type=_positive_int, metavar="N", help=count_help)
     p.add_argument("--msl", type=_positive_float, default=DEFAULT_MSL, metavar="SECONDS",
                    help=f"maximum segment lifetime; TIME_WAIT lasts 2*MSL (default {DEFAULT_MSL:g})")
     p.add_argument("--hold", type=_positive_float, default=DEFAULT_HOLD, metavar="SECONDS",
@@ -138,6 +149,31 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_capture(args: argparse.Namespace) -> int:
+    return run_capture(args, args.command_argv, make_filter(args), use_color(args.color))
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from .scenarios import all_scenarios
+    scenarios = all_scenarios()
+    if args.name is None:
+        width = max(map(len, scenarios))
+        for name, sc in scenarios.items():
+            print(f"{name.ljust(width)}  {sc.summary}")
+        return EXIT_OK
+    sc = scenarios.get(args.name)
+    if sc is None:
+        raise UsageError(f"no scenario {args.name!r}; choose from: {', '.join(scenarios)}")
+    print(f"{sc.name}: {sc.summary}\n\n{sc.lesson.strip()}\n\nExpected:")
+    for i, paths in enumerate(sc.expect.conns, 1):
+        for p in paths:
+            print(f"  conn {i} ({p.label}): client {' → '.join(p.client)}; "
+                  f"server {' → '.join(p.server)}")
+    for key, value in sc.expect.outcomes.items():
+        print(f"  {key}: {value}")
+    return EXIT_OK
+
+
 def cmd_states(args: argparse.Namespace) -> int:
     print(states_mermaid() if args.format == "mermaid" else states_table())
     return EXIT_OK
@@ -145,8 +181,19 @@ def cmd_states(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rawinspect`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if argv and argv[0] == "capture" and "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1:]
+        if not command:
+            print("rawinspect: error: nothing after `--`: give a command to run",
+                  file=sys.stderr)
+            return EXIT_USAGE
     args = build_parser().parse_args(argv)
-    handler = {"replay": cmd_replay, "states": cmd_states}[args.command]
+    args.command_argv = command
+    handler = {"replay": cmd_replay, "states": cmd_states, "capture": cmd_capture,
+               "scenarios": cmd_scenarios}[args.command]
     try:
         return handler(args)
     except UsageError as e:

@@ -22,16 +22,20 @@ class Stats:
     connections: int = 0
     shown: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    dropped: int | None = None  # live capture only: packets the kernel dropped
 
     def summary(self) -> str:
         """The closing line."""
         conns = f"{self.connections} connection{'s' if self.connections != 1 else ''}"
-        line = f"{self.packets} packets read, {self.segments} TCP segments, {conns}"
+        verb = "read" if self.dropped is None else "captured"
+        line = f"{self.packets} packets {verb}, {self.segments} TCP segments, {conns}"
         if self.shown != self.segments:
             line += f", {self.shown} shown"
         if self.skipped:
             parts = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
             line += f"; skipped: {parts}"
+        if self.dropped is not None:
+            line += f"; {self.dropped} packets dropped by kernel"
         return line
 
 
@@ -76,18 +80,18 @@ def run(segments: Iterator[Segment], tracker: Tracker, sink: Sink, keep: Keep | 
         for seg in segments:
             extend(feed(seg))
             if len(batch) >= BATCH:
-                if not _emit(batch, sink, keep, stats, count):
+                if not emit(batch, sink, keep, stats, count):
                     return
                 batch.clear()
     finally:
         batch.extend(tracker.finish())
-        _emit(batch, sink, keep, stats, count)
+        emit(batch, sink, keep, stats, count)
         stats.connections = tracker.connections
         if gc_was_enabled:
             gc.enable()
 
 
-def _emit(anns: list[Annotation], sink: Sink, keep: Keep | None, stats: Stats,
+def emit(anns: list[Annotation], sink: Sink, keep: Keep | None, stats: Stats,
           count: int | None) -> bool:
     """Hand annotations on; False once the display count is reached."""
     if count is not None and stats.shown >= count:

@@ -12,6 +12,9 @@ class Renderer(Protocol):
 
     def write(self, anns: list[Annotation]) -> None: ...
 
+    def flush(self) -> None:
+        """Push everything written so far to the stream (live capture)."""
+
     def close(self) -> None: ...
 
 

@@ -17,6 +17,7 @@ class JsonlRenderer:
     """Writes one JSON object per annotation; formats by hand on the hot path."""
 
     def __init__(self, out: TextIO) -> None:
+        self.out = out
         self._write = out.write
         self._cache: dict[str, str] = {}
         self._prefixes: dict[int, str] = {}
@@ -71,6 +72,9 @@ class JsonlRenderer:
                 f'"rel_seq":{a.rel_seq},"rel_ack":{a.rel_ack},"len":{seg.payload},'
                 f'"win":{seg.window},{tail}')
         self._write("".join(lines))
+
+    def flush(self) -> None:
+        self.out.flush()
 
     def close(self) -> None:
         """Nothing buffered beyond the stream itself."""

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from tabulate import tabulate
-
 from ..annotation import Annotation
 
 HEADERS = ("No.", "Time", "Conn", "Dir", "Flags", "Seq", "Ack", "Len", "Client", "Server", "Why")
-# Cells are padded to these widths so that pages printed separately line up.
-WIDTHS = (6, 10, 4, 3, 5, 10, 10, 5, 24, 24, 0)
-PAGE = 500
+# Cells are padded to these widths so that rows printed separately line up.
+WIDTHS = (6, 10, 4, 3, 5, 10, 10, 5, 22, 22, 0)
+SEP = "  "
 
 RED, YELLOW, MAGENTA, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[35m", "\x1b[2m", "\x1b[0m"
 
@@ -21,20 +19,19 @@ def _states(before: str, path: list[str] | None) -> str:
 
 
 class TableRenderer:
-    """Pages of tabulate rows; the first page carries the header."""
+    """Fixed-width rows, written as they come, so a live capture's table lines up."""
 
     def __init__(self, out: TextIO, color: bool) -> None:
         self.out = out
         self.color = color
         self.t0: float | None = None
-        self.rows: list[list[str]] = []
         self.header_done = False
 
     def _paint(self, text: str, code: str) -> str:
         return f"{code}{text}{RESET}" if self.color and text.strip() else text
 
     def row(self, a: Annotation) -> list[str]:
-        """The cells of one annotation."""
+        """The cells of one annotation, padded to the column widths."""
         seg = a.seg
         if self.t0 is None:
             self.t0 = seg.ts
@@ -58,20 +55,15 @@ class TableRenderer:
         return cells
 
     def write(self, anns: list[Annotation]) -> None:
-        self.rows.extend(self.row(a) for a in anns)
-        if len(self.rows) >= PAGE:
-            self._flush()
+        lines = []
+        if not self.header_done:
+            self.header_done = True
+            lines.append(SEP.join(h.ljust(w) for h, w in zip(HEADERS, WIDTHS)).rstrip())
+        lines.extend(SEP.join(self.row(a)).rstrip() for a in anns)
+        self.out.write("\n".join(lines) + "\n")
 
-    def _flush(self) -> None:
-        if not self.rows and self.header_done:
-            return
-        headers = [h.ljust(w) for h, w in zip(HEADERS, WIDTHS)]
-        text = tabulate(self.rows, headers=headers if not self.header_done else (),
-                        tablefmt="plain", disable_numparse=True)
-        self.header_done = True
-        self.rows = []
-        if text:
-            self.out.write(text + "\n")
+    def flush(self) -> None:
+        self.out.flush()
 
     def close(self) -> None:
-        self._flush()
+        """Rows are written as they come; nothing is held back."""

@@ -1,0 +1,174 @@
+"""``rawinspect capture``: a scenario, a command, or whatever passes, live on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from typing import Any
+
+from .annotation import Annotation
+from .capture import DEFAULT_LINGER, Limits, StopFlag, capture_loop
+from .pcapwriter import CaptureWriteError, PcapWriter
+from .render import make_renderer
+from .replay import Stats
+from .sniffer import DEFAULT_BUFFER, DEFAULT_SNAPLEN, NoPrivilegeError, Sniffer, SnifferError
+from .tracker import Tracker
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_NOPRIV = 0, 1, 2, 77
+
+
+def add_capture_arguments(p: argparse.ArgumentParser) -> None:
+    """Capture options, tcpdump's letters where tcpdump has one."""
+    p.add_argument("scenario", nargs="?", metavar="SCENARIO",
+                   help="a bundled scenario (see `rawinspect scenarios`); or `-- COMMAND ARGS`")
+    p.add_argument("-i", "--interface", default="lo", metavar="IFACE",
+                   help="interface to capture on (default lo)")
+    p.add_argument("-f", "--filter", metavar="BPF",
+                   help="capture filter in tcpdump syntax (default: tcp; for a scenario, "
+                        "its ports)")
+    p.add_argument("-w", "--write", metavar="FILE",
+                   help="save packets to FILE (pcap; pcapng if it ends in .pcapng); a "
+                        "scenario saves to SCENARIO.pcap unless told otherwise")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
+    p.add_argument("--linger", type=float, default=DEFAULT_LINGER, metavar="SECONDS",
+                   help="keep capturing this long after the scenario or command ends "
+                        f"(default {DEFAULT_LINGER:g})")
+    p.add_argument("-s", "--snaplen", type=int, default=DEFAULT_SNAPLEN, metavar="BYTES",
+                   help=f"bytes kept of each packet (default {DEFAULT_SNAPLEN})")
+    p.add_argument("-B", "--buffer-size", type=int, default=DEFAULT_BUFFER >> 10,
+                   metavar="KiB", help="socket receive buffer in KiB (default "
+                                       f"{DEFAULT_BUFFER >> 10})")
+    p.add_argument("--as-root", action="store_true",
+                   help="under sudo, run COMMAND as root instead of the invoking user")
+
+
+def _invoking_user() -> tuple[int, int] | None:
+    uid, gid = os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", "")
+    if os.geteuid() == 0 and uid.isdigit() and gid.isdigit() and int(uid) != 0:
+        return int(uid), int(gid)
+    return None
+
+
+def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: bool) -> int:
+    """The whole capture: open, run, annotate, save, summarise, judge."""
+    from .scenarios import all_scenarios
+    from .scenarios.check import verify
+    from .scenarios.runner import ScenarioRun, capture_filter, free_ports
+
+    err = sys.stderr
+    scenario = None
+    if args.scenario:
+        if command:
+            raise _usage("give a scenario or `-- COMMAND`, not both")
+        scenarios = all_scenarios()
+        scenario = scenarios.get(args.scenario)
+        if scenario is None:
+            raise _usage(f"no scenario {args.scenario!r}; choose from: "
+                         + ", ".join(scenarios))
+    for name in ("duration", "linger"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise _usage(f"--{name} must not be negative")
+    if args.snaplen < 64 or args.buffer_size <= 0:
+        raise _usage("--snaplen must be at least 64 and --buffer-size positive")
+
+    ports = free_ports(scenario.host, scenario.ports) if scenario else []
+    expression = args.filter or (capture_filter(ports) if scenario else "tcp")
+    write = args.write or (f"{scenario.name}.pcap" if scenario else None)
+    try:
+        sniffer = Sniffer(args.interface, expression, args.snaplen, args.buffer_size << 10)
+    except NoPrivilegeError as e:
+        print(f"rawinspect: {e}", file=err)
+        return EXIT_NOPRIV
+    except SnifferError as e:
+        print(f"rawinspect: error: {e}", file=err)
+        return EXIT_RUNTIME
+    writer = None
+    stop = StopFlag()
+    restore = stop.install()
+    child: subprocess.Popen | None = None
+    run = None
+    try:
+        if write:
+            writer = PcapWriter(write, sniffer.linktype, args.snaplen)
+        what = (f"scenario {scenario.name} on {scenario.host} port "
+                f"{','.join(map(str, ports))}" if scenario else
+                f"`{' '.join(command)}`" if command else "until Ctrl-C")
+        print(f"rawinspect: capturing on {args.interface} ({what}), filter "
+              f"{expression!r}" + (f", saving to {write}" if write else ""), file=err)
+        if scenario:
+            run = ScenarioRun(scenario, scenario.host, ports)
+            child = run.proc
+        elif command:
+            user = None if args.as_root else _invoking_user()
+            try:
+                child = subprocess.Popen(command, user=user[0] if user else None,
+                                         group=user[1] if user else None,
+                                         extra_groups=[] if user else None)
+            except OSError as e:
+                print(f"rawinspect: error: cannot run {command[0]!r}: {e.strerror or e}",
+                      file=err)
+                return EXIT_RUNTIME
+        renderer = make_renderer(args.format, sys.stdout, color)
+        seen: list[Annotation] = []  # everything, for the scenario's verdict
+
+        def sink(anns: list[Annotation]) -> None:
+            if scenario:
+                seen.extend(anns)
+            shown = anns if keep is None else [a for a in anns if keep(a)]
+            if shown:
+                renderer.write(shown)
+                renderer.flush()
+
+        stats = Stats(dropped=0)
+        tracker = Tracker(msl=args.msl, hold=args.hold)
+        limits = Limits(args.count, args.duration or (scenario.timeout if scenario else None),
+                        args.linger)
+        try:
+            reason = capture_loop(sniffer, writer, tracker, sink, None, stats, limits, stop,
+                                  child)
+        finally:
+            renderer.close()
+            sys.stdout.flush()
+        if writer is not None:
+            writer.close()
+        if not args.quiet:
+            print(f"rawinspect: {stats.summary()}", file=err)
+        if stop.signum:
+            if run is not None:
+                run.stop()
+            return 128 + stop.signum
+        if run is not None and scenario is not None:
+            report = run.report()
+            verdict = verify(scenario.expect, seen, report)
+            out = sys.stdout if args.format == "table" else err
+            print(f"\nscenario {scenario.name}: {scenario.summary}", file=out)
+            for line in report.get("info", []):
+                print(f"  programs: {line}", file=out)
+            for line in verdict.lines():
+                print(f"  {line}", file=out)
+            return EXIT_OK if verdict.ok else EXIT_RUNTIME
+        if child is not None:
+            return child.wait() if reason == "program ended" else EXIT_OK
+        return EXIT_OK
+    except CaptureWriteError as e:
+        print(f"rawinspect: error: {e}", file=err)
+        return EXIT_RUNTIME
+    finally:
+        restore()
+        sniffer.close()
+        if writer is not None:
+            try:
+                writer.close()
+            except CaptureWriteError:
+                pass
+        if child is not None and child.poll() is None:
+            child.terminate()
+            child.wait()
+
+
+def _usage(msg: str) -> Exception:
+    from .cli import UsageError
+    return UsageError(msg)

@@ -1,0 +1,18 @@
+"""The bundled lessons: one module each, registered here in teaching order."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from .base import Scenario
+
+MODULES = ("handshake", "server_close", "refused", "abortive_close", "write_after_close",)
+
+
+def all_scenarios() -> dict[str, Scenario]:
+    """Every bundled scenario by name, in teaching order."""
+    out: dict[str, Scenario] = {}
+    for mod in MODULES:
+        for sc in import_module(f"{__name__}.{mod}").SCENARIOS:
+            out[sc.name] = sc
+    return out

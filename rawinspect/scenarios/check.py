@@ -1,0 +1,134 @@
+"""Compare what the tracker saw with what a scenario's lesson says must happen."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ..annotation import Annotation
+from .base import Check, Expect, Observed, Path, expansions
+
+
+def observe(anns: Iterable[Annotation]) -> list[Observed]:
+    """Per connection, in order: each endpoint's state sequence and where it changed."""
+    by_conn: dict[int, list[Annotation]] = defaultdict(list)
+    for a in anns:
+        by_conn[a.conn].append(a)
+    out = []
+    for conn in sorted(by_conn):
+        seq = by_conn[conn]
+        client, server = [seq[0].client_before], [seq[0].server_before]
+        events = []
+        for a in seq:
+            for who, path, acc in (("client", a.client_path, client),
+                                   ("server", a.server_path, server)):
+                if path:
+                    acc.extend(s for s in path[1:] if s != acc[-1])
+                    events.append((a.seg.frame, who, tuple(path)))
+        out.append(Observed(conn, tuple(client), tuple(server),
+                            tuple(a.seg.frame for a in seq), tuple(events),
+                            tuple(f for a in seq for f in a.analysis),
+                            tuple((a.seg.frame, a.from_client, a.rel_seq, a.seg.payload)
+                                  for a in seq if a.seg.payload)))
+    return out
+
+
+@dataclass
+class Verdict:
+    """Every check of one run, and the frames that departed from the lesson."""
+    checks: list[Check] = field(default_factory=list)
+    deviating: list[int] = field(default_factory=list)
+    matched: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def lines(self) -> list[str]:
+        out = [f"{'ok  ' if c.ok else 'FAIL'} {c.text}" for c in self.checks]
+        if self.deviating:
+            out.append("deviating segments: frames " + ", ".join(map(str, self.deviating)))
+        passed = sum(c.ok for c in self.checks)
+        out.append(f"{'every expectation held' if self.ok else 'EXPECTATIONS NOT MET'}: "
+                   f"{passed} of {len(self.checks)} checks passed")
+        return out
+
+
+def _sequence(obs: Observed, who: str) -> list[tuple[str, int]]:
+    """An endpoint's states with the frame that brought each one."""
+    seq = [(obs.client[0] if who == "client" else obs.server[0], obs.frames[0])]
+    for frame, side, path in obs.events:
+        if side == who:
+            seq.extend((s, frame) for s in path[1:] if s != seq[-1][0])
+    return seq
+
+
+def _first_deviation(obs: Observed, who: str, want: tuple[str, ...]) -> int:
+    """The frame at which an endpoint's sequence left every admitted expectation."""
+    seq = _sequence(obs, who)
+    got = [s for s, _ in seq]
+    best = 0
+    for exp in expansions(want):
+        n = 0
+        while n < min(len(exp), len(got)) and exp[n] == got[n]:
+            n += 1
+        best = max(best, n)
+    return seq[best][1] if best < len(seq) else obs.frames[-1]
+
+
+def _describe(seq: tuple[str, ...]) -> str:
+    return " → ".join(f"[{s[:-1]}]" if s.endswith("?") else s for s in seq)
+
+
+def matches(obs: Observed, path: Path) -> bool:
+    """Whether a connection's sequences are admitted by ``path``."""
+    return obs.client in expansions(path.client) and obs.server in expansions(path.server)
+
+
+def verify(expect: Expect, anns: list[Annotation], report: dict[str, Any]) -> Verdict:
+    """Check the connections' state sequences, the programs' outcomes and the extras."""
+    v = Verdict()
+    observed = observe(anns)
+    if expect.each is not None:
+        plan = [expect.each] * len(observed)
+        if not observed:
+            v.checks.append(Check(False, "no TCP connection seen"))
+    else:
+        plan = expect.conns
+        if len(observed) != len(plan):
+            v.checks.append(Check(False, f"expected {len(plan)} TCP connections, "
+                                         f"saw {len(observed)}"))
+    for obs, paths in zip(observed, plan):
+        match = next((p for p in paths if matches(obs, p)), None)
+        if match is not None:
+            v.matched.append(match.label)
+            v.checks.append(Check(True, f"conn {obs.conn} ({match.label}): client "
+                                        f"{_describe(obs.client)}; server "
+                                        f"{_describe(obs.server)}"))
+            continue
+        lesson: Path = paths[0]
+        v.matched.append("")
+        for who, got, want in (("client", obs.client, lesson.client),
+                               ("server", obs.server, lesson.server)):
+            if got not in expansions(want):
+                frame = _first_deviation(obs, who, want)
+                v.deviating.append(frame)
+                v.checks.append(Check(False, f"conn {obs.conn} {who}: expected "
+                                             f"{_describe(want)}; saw {_describe(got)} "
+                                             f"(departs at frame {frame})"))
+    if expect.required is not None:
+        won = v.matched.count(expect.required)
+        v.checks.append(Check(won > 0, f"{expect.required}: seen in {won} of "
+                                       f"{len(observed)} connections"))
+    outcomes = report.get("outcomes", {})
+    for key, want in expect.outcomes.items():
+        got = outcomes.get(key, "not reported")
+        v.checks.append(Check(got == want, f"{key}: {got}" + ("" if got == want
+                                                               else f" (expected {want})")))
+    if report.get("error"):
+        v.checks.append(Check(False, f"the scenario's programs failed: {report['error']}"))
+    if expect.extra is not None:
+        v.checks.extend(expect.extra(observed, report))
+    v.deviating.sort()
+    return v

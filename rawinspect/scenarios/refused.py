@@ -1,0 +1,23 @@
+"""Connecting to a port nobody listens on.
+
+The SYN reaches a port with no listener; the kernel answers RST+ACK at once and
+connect() fails with ECONNREFUSED. The "server" side never leaves CLOSED: nothing was
+ever there.
+"""
+
+from __future__ import annotations
+
+from .base import Context, Expect, Path, Scenario, states
+
+
+def run(ctx: Context) -> None:
+    s = ctx.socket()
+    ctx.attempt("connect()", lambda: s.connect(ctx.addr))   # nobody bound this port
+    s.close()
+
+
+SCENARIOS = [Scenario(
+    "refused", "connect() to a port with no listener: SYN answered by RST+ACK, "
+    "ECONNREFUSED", __doc__, run,
+    Expect(conns=[[Path("refused", states("CLOSED SYN_SENT CLOSED"), states("CLOSED"))]],
+           outcomes={"connect()": "ECONNREFUSED"}))]

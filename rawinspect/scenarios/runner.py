@@ -1,0 +1,71 @@
+"""Starting a scenario's programs beside the sniffer, and reading back their report."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from .base import Scenario
+
+
+def free_ports(host: str, n: int) -> list[int]:
+    """``n`` distinct ports the kernel would hand out now (bound to 0, then released)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(family, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def capture_filter(ports: list[int]) -> str:
+    """BPF for the scenario's traffic: TCP to or from its ports."""
+    return "tcp and (" + " or ".join(f"port {p}" for p in ports) + ")"
+
+
+class ScenarioRun:
+    """The scenario's programs, running in a child process."""
+
+    def __init__(self, scenario: Scenario, host: str, ports: list[int]) -> None:
+        self.scenario = scenario
+        fd, self.report_path = tempfile.mkstemp(prefix="rawinspect-", suffix=".json")
+        os.close(fd)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rawinspect.scenarios.child", scenario.name, host,
+             ",".join(map(str, ports)), self.report_path])
+
+    def report(self) -> dict[str, Any]:
+        """The programs' report; a hang or crash becomes an error entry."""
+        if self.proc.poll() is None:
+            self.stop()
+            os.unlink(self.report_path)
+            return {"error": f"did not finish within {self.scenario.timeout:g} s"}
+        try:
+            with open(self.report_path) as f:
+                data: dict[str, Any] = json.load(f)
+        except (OSError, ValueError):
+            data = {"error": f"the programs exited with status {self.proc.returncode} "
+                             "and no report"}
+        finally:
+            os.unlink(self.report_path)
+        return data
+
+    def stop(self) -> None:
+        """End the programs early (Ctrl-C or SIGTERM on the capture)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
