@@ -6,7 +6,9 @@ from importlib import import_module
 
 from .base import Scenario
 
-MODULES = ("handshake", "server_close", "refused", "abortive_close", "write_after_close",)
+MODULES = ("handshake", "server_close", "simultaneous_close", "half_close", "never_close",
+           "write_after_close", "abortive_close", "refused", "backlog",
+           "simultaneous_open", "byte_stream", "short_long", "forking_server")
 
 
 def all_scenarios() -> dict[str, Scenario]:

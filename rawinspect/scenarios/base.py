@@ -51,8 +51,8 @@ SERVER_CLOSES = Path("server closes first", CLIENT_PASSIVE, SERVER_ACTIVE)
 
 @dataclass(frozen=True)
 class Check:
-    """One line of a scenario's verdict."""
-    ok: bool
+    """One line of a scenario's verdict; ``ok`` None for a line of information."""
+    ok: bool | None
     text: str
 
 
@@ -178,6 +178,15 @@ def spin_until(deadline_ns: int) -> None:
     now = time.monotonic_ns
     while now() < deadline_ns:
         pass
+
+
+def unpin(cpus: set[int]) -> None:
+    """Back to normal scheduling on ``cpus`` (undo pin_and_prioritise)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except OSError:
+        pass
+    os.sched_setaffinity(0, cpus)
 
 
 def pin_and_prioritise(cpu: int) -> str:

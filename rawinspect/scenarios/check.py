@@ -43,15 +43,17 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
+        return all(c.ok is not False for c in self.checks)
 
     def lines(self) -> list[str]:
-        out = [f"{'ok  ' if c.ok else 'FAIL'} {c.text}" for c in self.checks]
+        mark = {True: "ok  ", False: "FAIL", None: "    "}
+        out = [f"{mark[c.ok]} {c.text}" for c in self.checks]
         if self.deviating:
             out.append("deviating segments: frames " + ", ".join(map(str, self.deviating)))
-        passed = sum(c.ok for c in self.checks)
+        judged = [c for c in self.checks if c.ok is not None]
+        passed = sum(1 for c in judged if c.ok)
         out.append(f"{'every expectation held' if self.ok else 'EXPECTATIONS NOT MET'}: "
-                   f"{passed} of {len(self.checks)} checks passed")
+                   f"{passed} of {len(judged)} checks passed")
         return out
 
 

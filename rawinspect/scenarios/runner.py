@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -42,7 +43,7 @@ class ScenarioRun:
         os.close(fd)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rawinspect.scenarios.child", scenario.name, host,
-             ",".join(map(str, ports)), self.report_path])
+             ",".join(map(str, ports)), self.report_path], start_new_session=True)
 
     def report(self) -> dict[str, Any]:
         """The programs' report; a hang or crash becomes an error entry."""
@@ -63,9 +64,10 @@ class ScenarioRun:
     def stop(self) -> None:
         """End the programs early (Ctrl-C or SIGTERM on the capture)."""
         if self.proc.poll() is None:
-            self.proc.terminate()
+            # The programs run in a session of their own: end it and every process in it.
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()

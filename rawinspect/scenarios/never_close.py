@@ -1,0 +1,57 @@
+"""A peer that never calls close(): FIN_WAIT_2 on one side, CLOSE_WAIT on the other.
+
+The client closes; the server reads EOF but forgets to close its socket. The server's
+socket sits in CLOSE_WAIT (its kernel says so: TCP_INFO), the client's in FIN_WAIT_2,
+for as long as the server process lives; in a real server that leaks a descriptor per
+connection until accept() fails with EMFILE. Here the server process ends after a
+second; its exit closes the socket, and only then does the FIN go out.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+from .base import CLIENT_CLOSES, Context, Expect, Scenario, in_thread, recv_all
+
+TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+              6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+              11: "CLOSING"}
+HANG = 1.0
+
+
+def kernel_state(s: socket.socket) -> str:
+    """The socket's state as the kernel reports it (the first byte of TCP_INFO)."""
+    return TCP_STATES.get(struct.unpack_from("B", s.getsockopt(socket.IPPROTO_TCP,
+                                                                socket.TCP_INFO, 104))[0], "?")
+
+
+def server(ctx: Context, listener: socket.socket) -> None:
+    conn, _ = listener.accept()
+    recv_all(conn)                      # EOF... and no close(): the bug
+    ctx.outcome("server socket after EOF, never closed", kernel_state(conn))
+    time.sleep(HANG)
+    ctx.say(f"the server held its socket in CLOSE_WAIT for {HANG:g} s")
+    conn.close()                        # the process exits: the kernel closes it at last
+    listener.close()
+
+
+def run(ctx: Context) -> None:
+    listener = ctx.listener()
+    t = in_thread(server, ctx, listener)
+    s = ctx.connect()
+    s.sendall(b"bye")
+    s.shutdown(socket.SHUT_WR)
+    time.sleep(0.2)
+    ctx.outcome("client socket while the server never closes", kernel_state(s))
+    s.close()
+    t.join(5)
+
+
+SCENARIOS = [Scenario(
+    "never-close", "a peer that never calls close(): FIN_WAIT_2 and CLOSE_WAIT left "
+    "hanging", __doc__, run,
+    Expect(conns=[[CLIENT_CLOSES]],
+           outcomes={"server socket after EOF, never closed": "CLOSE_WAIT",
+                     "client socket while the server never closes": "FIN_WAIT2"}))]
