@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from typing import Any
 
 from .annotation import Annotation
 from .capture import DEFAULT_LINGER, Limits, StopFlag, capture_loop
-from .pcapwriter import CaptureWriteError, PcapWriter
+from .pcapwriter import CaptureWriteError, PcapWriter, give_to_invoking_user
 from .render import make_renderer
 from .replay import Stats
 from .sniffer import DEFAULT_BUFFER, DEFAULT_SNAPLEN, NoPrivilegeError, Sniffer, SnifferError
@@ -40,6 +41,8 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-B", "--buffer-size", type=int, default=DEFAULT_BUFFER >> 10,
                    metavar="KiB", help="socket receive buffer in KiB (default "
                                        f"{DEFAULT_BUFFER >> 10})")
+    p.add_argument("--report", metavar="FILE",
+                   help="with a scenario: save the programs' report and the verdict as JSON")
     p.add_argument("--as-root", action="store_true",
                    help="under sudo, run COMMAND as root instead of the invoking user")
 
@@ -149,6 +152,8 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
                 print(f"  programs: {line}", file=out)
             for line in verdict.lines():
                 print(f"  {line}", file=out)
+            if args.report:
+                save_report(args.report, scenario.name, report, verdict)
             return EXIT_OK if verdict.ok else EXIT_RUNTIME
         if child is not None:
             return child.wait() if reason == "program ended" else EXIT_OK
@@ -167,6 +172,18 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
         if child is not None and child.poll() is None:
             child.terminate()
             child.wait()
+
+
+def save_report(path: str, name: str, report: dict[str, Any], verdict: Any) -> None:
+    """The programs' report and the verdict, as JSON (read back by the tests)."""
+    try:
+        with open(path, "w") as f:
+            json.dump({"scenario": name, "programs": report, "ok": verdict.ok,
+                       "verdict": verdict.lines()}, f, indent=1)
+            f.write("\n")
+    except OSError as e:
+        raise CaptureWriteError(f"--report {path}: {e.strerror or e}") from None
+    give_to_invoking_user(path)
 
 
 def _usage(msg: str) -> Exception:

@@ -1,0 +1,181 @@
+"""Live capture on loopback, for real: every scenario, `-- COMMAND`, Ctrl-C, privileges.
+
+Marked ``privileged``: skipped without root/CAP_NET_RAW on a developer's machine, a
+failure under CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rawinspect.scenarios import all_scenarios
+
+from conftest import cannot_run
+
+pytestmark = pytest.mark.privileged
+
+ROOT = Path(__file__).resolve().parent.parent
+RACY = {"simultaneous-close", "simultaneous-open", "backlog"}
+RUNS = [(name, i) for name in all_scenarios() for i in range(3 if name in RACY else 1)]
+
+
+def rawinspect(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rawinspect", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, **kw)
+
+
+def drops(stderr: str) -> int:
+    m = re.search(r"; (\d+) packets dropped by kernel", stderr)
+    assert m, f"no drop count in: {stderr}"
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("name,run", RUNS, ids=[f"{n}-{i}" for n, i in RUNS])
+def test_scenario_live(name, run, tmp_path):
+    pcap, report = tmp_path / "live.pcap", tmp_path / "report.json"
+    live = rawinspect("capture", name, "-w", str(pcap), "--report", str(report),
+                      "-T", "jsonl")
+    assert live.returncode == 0, live.stdout + live.stderr
+    saved = json.loads(report.read_text())
+    assert saved["ok"] and not saved["programs"].get("error")
+    assert drops(live.stderr) == 0
+    # The live annotations equal those of replaying the file the capture wrote.
+    replay = rawinspect("replay", str(pcap), "-T", "jsonl", "-q")
+    assert replay.returncode == 0
+    assert live.stdout == replay.stdout
+    frames = [json.loads(line)["frame"] for line in live.stdout.splitlines()]
+    assert frames == list(range(1, len(frames) + 1))
+
+
+def test_loopback_packets_are_seen_once(tmp_path):
+    """Kernel-side dedupe: a handshake and close is 10 segments, no retransmission."""
+    live = rawinspect("capture", "handshake", "-w", str(tmp_path / "h.pcap"), "-T", "jsonl")
+    assert live.returncode == 0, live.stderr
+    lines = [json.loads(line) for line in live.stdout.splitlines()]
+    assert len(lines) == 10
+    assert not any(line["analysis"] for line in lines)
+    assert len({(line["direction"], line["seq"], line["ack"], line["flags"])
+                for line in lines}) == 10
+
+
+CLIENT = """
+import socket, sys
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+c = socket.create_connection(srv.getsockname()); a, _ = srv.accept()
+c.sendall(b"hi"); a.recv(2); c.close(); a.close(); srv.close()
+import os; print(os.getuid()); sys.exit(3)
+"""
+
+
+def test_command_mode_captures_its_traffic_and_returns_its_status(tmp_path):
+    pcap = tmp_path / "cmd.pcapng"
+    res = rawinspect("capture", "-w", str(pcap), "-T", "jsonl", "--",
+                     sys.executable, "-c", CLIENT)
+    assert res.returncode == 3, res.stderr
+    anns = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert [a["flags"] for a in anns][:3] == ["S", "S.", "."]
+    assert anns[-1]["client_after"] == "TIME_WAIT"
+    replay = rawinspect("replay", str(pcap), "-T", "jsonl", "-q")
+    assert [json.loads(x) for x in replay.stdout.splitlines()] == anns
+
+
+def test_command_runs_as_the_invoking_user(tmp_path):
+    if os.geteuid() != 0:
+        cannot_run("needs root to act as sudo would")
+    env = dict(os.environ, SUDO_UID="65534", SUDO_GID="65534")
+    out = tmp_path / "as-nobody.pcap"
+    res = rawinspect("capture", "-w", str(out), "-q", "--", "/usr/bin/id", "-u", env=env)
+    assert res.stdout.strip().splitlines()[-1] == "65534", res.stderr
+    assert out.stat().st_uid == 65534
+    res = rawinspect("capture", "-q", "--as-root", "--", "/usr/bin/id", "-u", env=env)
+    assert res.stdout.strip().splitlines()[-1] == "0"
+
+
+def _traffic(port: int) -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", port))
+    srv.listen()
+    c = socket.create_connection(("127.0.0.1", port))
+    a, _ = srv.accept()
+    c.sendall(b"x" * 100)
+    a.recv(100)
+    c.close()
+    a.close()
+    srv.close()
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_flushes_the_pcap(tmp_path, signum, code):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pcap = tmp_path / "stop.pcap"
+    proc = subprocess.Popen([sys.executable, "-m", "rawinspect", "capture", "-f",
+                             f"tcp port {port}", "-w", str(pcap), "-T", "jsonl"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not pcap.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pcap.exists(), "capture never started"
+        _traffic(port)
+        time.sleep(0.5)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, err
+    assert "packets captured" in err and "Traceback" not in err
+    live = [json.loads(x) for x in out.splitlines()]
+    assert len(live) >= 8
+    replay = rawinspect("replay", str(pcap), "-T", "jsonl", "-q")
+    assert [json.loads(x) for x in replay.stdout.splitlines()] == live
+
+
+def test_count_and_duration_stop_the_capture(tmp_path):
+    res = rawinspect("capture", "-c", "3", "-q", "-T", "jsonl", "--duration", "20", "--",
+                     sys.executable, "-c", CLIENT.replace("sys.exit(3)", "time.sleep(1)")
+                     .replace("import os;", "import os, time;"))
+    assert res.returncode == 0, res.stderr
+    assert len([x for x in res.stdout.splitlines() if x.startswith("{")]) == 3
+    t0 = time.monotonic()
+    res = rawinspect("capture", "--duration", "0.5", "-f", "tcp port 9", "-q")
+    assert res.returncode == 0 and time.monotonic() - t0 < 10
+
+
+def test_capture_errors_are_one_line(tmp_path):
+    res = rawinspect("capture", "-f", "tcp port", "-q")
+    assert res.returncode == 1 and "bad capture filter" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = rawinspect("capture", "handshake", "-w", str(tmp_path / "no/such/dir.pcap"))
+    assert res.returncode == 1 and "no/such/dir.pcap" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = rawinspect("capture", "-i", "nosuchif0", "-q")
+    assert res.returncode == 1 and "nosuchif0" in res.stderr
+    res = rawinspect("capture", "nosuchscenario")
+    assert res.returncode == 2 and "handshake" in res.stderr
+
+
+def test_without_privileges_exit_77():
+    """Root without CAP_NET_RAW (dropped from the bounding set) cannot open the socket."""
+    if shutil.which("setpriv") is None:
+        cannot_run("setpriv (util-linux) is needed to drop CAP_NET_RAW")
+    res = subprocess.run(["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw",
+                          sys.executable, "-m", "rawinspect", "capture", "-q"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 77, res.stderr
+    assert "sudo" in res.stderr and "setcap" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
