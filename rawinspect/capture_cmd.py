@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .annotation import Annotation
 from .capture import DEFAULT_LINGER, Limits, StopFlag, capture_loop
@@ -16,6 +16,10 @@ from .render import make_renderer
 from .replay import Stats
 from .sniffer import DEFAULT_BUFFER, DEFAULT_SNAPLEN, NoPrivilegeError, Sniffer, SnifferError
 from .tracker import Tracker
+
+if TYPE_CHECKING:
+    from .scenarios.check import Verdict
+    from .scenarios.runner import ScenarioRun
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_NOPRIV = 0, 1, 2, 77
 
@@ -57,7 +61,6 @@ def _invoking_user() -> tuple[int, int] | None:
 def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: bool) -> int:
     """The whole capture: open, run, annotate, save, summarise, judge."""
     from .scenarios import all_scenarios
-    from .scenarios.check import verify
     from .scenarios.runner import ScenarioRun, capture_filter, free_ports
 
     err = sys.stderr
@@ -76,6 +79,8 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
             raise _usage(f"--{name} must not be negative")
     if args.snaplen < 64 or args.buffer_size <= 0:
         raise _usage("--snaplen must be at least 64 and --buffer-size positive")
+    if args.report and not scenario:
+        raise _usage("--report needs a scenario")
 
     ports = free_ports(scenario.host, scenario.ports) if scenario else []
     expression = args.filter or (capture_filter(ports) if scenario else "tcp")
@@ -92,10 +97,12 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
     stop = StopFlag()
     restore = stop.install()
     child: subprocess.Popen | None = None
-    run = None
+    run: ScenarioRun | None = None
     try:
         if write:
             writer = PcapWriter(write, sniffer.linktype, args.snaplen)
+        if args.report:
+            save_report(args.report, args.scenario or "", {}, None)  # fail early, not after
         what = (f"scenario {scenario.name} on {scenario.host} port "
                 f"{','.join(map(str, ports))}" if scenario else
                 f"`{' '.join(command)}`" if command else "until Ctrl-C")
@@ -105,11 +112,8 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
             run = ScenarioRun(scenario, scenario.host, ports)
             child = run.proc
         elif command:
-            user = None if args.as_root else _invoking_user()
             try:
-                child = subprocess.Popen(command, user=user[0] if user else None,
-                                         group=user[1] if user else None,
-                                         extra_groups=[] if user else None)
+                child = _start_command(command, args.as_root)
             except OSError as e:
                 print(f"rawinspect: error: cannot run {command[0]!r}: {e.strerror or e}",
                       file=err)
@@ -140,21 +144,9 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
         if not args.quiet:
             print(f"rawinspect: {stats.summary()}", file=err)
         if stop.signum:
-            if run is not None:
-                run.stop()
             return 128 + stop.signum
-        if run is not None and scenario is not None:
-            report = run.report()
-            verdict = verify(scenario.expect, seen, report)
-            out = sys.stdout if args.format == "table" else err
-            print(f"\nscenario {scenario.name}: {scenario.summary}", file=out)
-            for line in report.get("info", []):
-                print(f"  programs: {line}", file=out)
-            for line in verdict.lines():
-                print(f"  {line}", file=out)
-            if args.report:
-                save_report(args.report, scenario.name, report, verdict)
-            return EXIT_OK if verdict.ok else EXIT_RUNTIME
+        if run is not None:
+            return _judge(run, seen, args)
         if child is not None:
             return child.wait() if reason == "program ended" else EXIT_OK
         return EXIT_OK
@@ -169,17 +161,46 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
                 writer.close()
             except CaptureWriteError:
                 pass
-        if child is not None and child.poll() is None:
+        if run is not None:
+            run.stop()
+        elif child is not None and child.poll() is None:
             child.terminate()
             child.wait()
 
 
-def save_report(path: str, name: str, report: dict[str, Any], verdict: Any) -> None:
+def _start_command(command: list[str], as_root: bool) -> subprocess.Popen:
+    """Start COMMAND, as the user who ran sudo unless ``as_root``."""
+    user = None if as_root else _invoking_user()
+    if user is None:
+        return subprocess.Popen(command)
+    return subprocess.Popen(command, user=user[0], group=user[1], extra_groups=[])
+
+
+def _judge(run: ScenarioRun, seen: list[Annotation], args: argparse.Namespace) -> int:
+    """Print the programs' report and the verdict; exit 1 unless every expectation held."""
+    from .scenarios.check import verify
+    scenario = run.scenario
+    report = run.report()
+    verdict = verify(scenario.expect, seen, report)
+    out = sys.stdout if args.format == "table" else sys.stderr
+    print(f"\nscenario {scenario.name}: {scenario.summary}", file=out)
+    for line in report.get("info", []):
+        print(f"  programs: {line}", file=out)
+    for line in verdict.lines():
+        print(f"  {line}", file=out)
+    if args.report:
+        save_report(args.report, scenario.name, report, verdict)
+    return EXIT_OK if verdict.ok else EXIT_RUNTIME
+
+
+def save_report(path: str, name: str, report: dict[str, Any], verdict: Verdict | None
+                ) -> None:
     """The programs' report and the verdict, as JSON (read back by the tests)."""
     try:
         with open(path, "w") as f:
-            json.dump({"scenario": name, "programs": report, "ok": verdict.ok,
-                       "verdict": verdict.lines()}, f, indent=1)
+            json.dump({"scenario": name, "programs": report,
+                       "ok": verdict.ok if verdict else None,
+                       "verdict": verdict.lines() if verdict else []}, f, indent=1)
             f.write("\n")
     except OSError as e:
         raise CaptureWriteError(f"--report {path}: {e.strerror or e}") from None

@@ -195,6 +195,7 @@ def main() -> int:
               file=sys.stderr)
         return 77
     best: dict[str, float] = {}
+    realtime = 0.0  # rawinspect: highest rate with every sampled annotation out within 10 ms
     port = free_port()
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"rawinspect-bench-{os.getpid()}.pcap"
     for tool in ("rawinspect", "tcpdump"):
@@ -207,6 +208,8 @@ def main() -> int:
             if r["dropped"] != 0 or r["captured"] < int(rate * args.seconds):
                 break
             best[tool] = r["captured"] / r["seconds"]
+            if r["delay_max_ms"] is not None and r["delay_max_ms"] <= 10:
+                realtime = best[tool]
         bulk = trial(tool, 64 * 16, args.seconds, 65536)   # 64 MB/s in 64 KiB writes
         bulk_mb = 64 * 16 * 65536 / 1e6
         print(f"  bulk {bulk_mb:.0f} MB/s for {args.seconds:g} s: {bulk['captured']:,} "
@@ -214,6 +217,8 @@ def main() -> int:
     for tool in ("rawinspect", "tcpdump"):
         print(f"highest drop-free rate, {tool}: {best.get(tool, 0):,.0f} packets/s "
               "(of the rates tried)")
+    print(f"highest rate with every sampled annotation printed within 10 ms, rawinspect: "
+          f"{realtime:,.0f} packets/s")
     if best.get("tcpdump"):
         print(f"ratio rawinspect/tcpdump: {best.get('rawinspect', 0) / best['tcpdump']:.2f}")
     return 0

@@ -90,3 +90,8 @@ def test_scenarios_command_lists_and_explains(capsys):
     text = capsys.readouterr().out
     assert "EADDRINUSE" in text and "TIME_WAIT" in text
     assert cli.main(["scenarios", "nope"]) == 2
+
+
+def test_readme_lists_every_scenario():
+    readme = (CAPTURES.parent / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in SCENARIOS)
