@@ -56,10 +56,12 @@ class Limits:
 
 def capture_loop(sniffer: Sniffer, writer: PcapWriter | None, tracker: Tracker,
                  sink: Callable[[list[Annotation]], None], keep: Keep | None, stats: Stats,
-                 limits: Limits, stop: StopFlag, child: subprocess.Popen | None = None) -> str:
+                 limits: Limits, stop: StopFlag, child: subprocess.Popen | None = None,
+                 each_round: Callable[[], None] | None = None) -> str:
     """Capture until a limit, a signal or the child's end; returns why it stopped.
 
     Everything captured is written and annotated before this returns, whatever the cause.
+    ``each_round`` runs after every round (the kernel trace reader uses it).
     """
     decode = Decoder().decode
     feed = tracker.feed
@@ -102,6 +104,8 @@ def capture_loop(sniffer: Sniffer, writer: PcapWriter | None, tracker: Tracker,
             emit(anns, sink, keep, stats, None)
             if writer is not None:
                 writer.flush()
+            if each_round is not None:
+                each_round()
             if stop.signum:
                 reason = "signal"
             elif deadline is not None and now >= deadline:

@@ -18,6 +18,7 @@ from .sniffer import DEFAULT_BUFFER, DEFAULT_SNAPLEN, NoPrivilegeError, Sniffer,
 from .tracker import Tracker
 
 if TYPE_CHECKING:
+    from .kernel_trace import KernelTrace
     from .scenarios.check import Verdict
     from .scenarios.runner import ScenarioRun
 
@@ -47,6 +48,11 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
                                        f"{DEFAULT_BUFFER >> 10})")
     p.add_argument("--report", metavar="FILE",
                    help="with a scenario: save the programs' report and the verdict as JSON")
+    p.add_argument("--verify", action="store_true",
+                   help="check every endpoint's states against the kernel's own record "
+                        "(tracepoint sock:inet_sock_set_state)")
+    p.add_argument("--strict", action="store_true",
+                   help="with --verify: exit 1 when kernel and inferred states disagree")
     p.add_argument("--as-root", action="store_true",
                    help="under sudo, run COMMAND as root instead of the invoking user")
 
@@ -79,6 +85,8 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
             raise _usage(f"--{name} must not be negative")
     if args.snaplen < 64 or args.buffer_size <= 0:
         raise _usage("--snaplen must be at least 64 and --buffer-size positive")
+    if args.strict and not args.verify:
+        raise _usage("--strict needs --verify")
     if args.report and not scenario:
         raise _usage("--report needs a scenario")
 
@@ -98,7 +106,9 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
     restore = stop.install()
     child: subprocess.Popen | None = None
     run: ScenarioRun | None = None
+    trace: KernelTrace | None = None
     try:
+        trace = _start_trace(ports) if args.verify else None
         if write:
             writer = PcapWriter(write, sniffer.linktype, args.snaplen)
         if args.report:
@@ -119,10 +129,10 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
                       file=err)
                 return EXIT_RUNTIME
         renderer = make_renderer(args.format, sys.stdout, color)
-        seen: list[Annotation] = []  # everything, for the scenario's verdict
+        seen: list[Annotation] = []  # everything, for the verdict and the verification
 
         def sink(anns: list[Annotation]) -> None:
-            if scenario:
+            if scenario or trace is not None:
                 seen.extend(anns)
             shown = anns if keep is None else [a for a in anns if keep(a)]
             if shown:
@@ -135,10 +145,14 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
                         args.linger)
         try:
             reason = capture_loop(sniffer, writer, tracker, sink, None, stats, limits, stop,
-                                  child)
+                                  child, trace.read if trace is not None else None)
         finally:
             renderer.close()
             sys.stdout.flush()
+        disagree = 0
+        if trace is not None:
+            disagree = _report_verification(trace, seen, args)
+            trace = None
         if writer is not None:
             writer.close()
         if not args.quiet:
@@ -146,15 +160,19 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
         if stop.signum:
             return 128 + stop.signum
         if run is not None:
-            return _judge(run, seen, args)
-        if child is not None:
-            return child.wait() if reason == "program ended" else EXIT_OK
-        return EXIT_OK
+            code = _judge(run, seen, args)
+        elif child is not None:
+            code = child.wait() if reason == "program ended" else EXIT_OK
+        else:
+            code = EXIT_OK
+        return code or (EXIT_RUNTIME if disagree and args.strict else EXIT_OK)
     except CaptureWriteError as e:
         print(f"rawinspect: error: {e}", file=err)
         return EXIT_RUNTIME
     finally:
         restore()
+        if trace is not None:
+            trace.close()
         sniffer.close()
         if writer is not None:
             try:
@@ -166,6 +184,31 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
         elif child is not None and child.poll() is None:
             child.terminate()
             child.wait()
+
+
+def _start_trace(ports: list[int]) -> KernelTrace | None:
+    """The kernel trace for --verify, or None (said on stderr) where it cannot run."""
+    from .kernel_trace import KernelTrace, TraceUnavailable
+    try:
+        return KernelTrace(ports)
+    except TraceUnavailable as e:
+        print(f"rawinspect: --verify unavailable: {e}; capturing without verification",
+              file=sys.stderr)
+        return None
+
+
+def _report_verification(trace: KernelTrace, seen: list[Annotation],
+                         args: argparse.Namespace) -> int:
+    """Close the trace, compare, print; returns the number of disagreements."""
+    from .verify import verify
+    lost = trace.close()
+    report = verify(seen, trace.events)
+    report.lost, report.skew = lost, trace.skew
+    out = sys.stdout if args.format == "table" else sys.stderr
+    print("\nkernel (sock:inet_sock_set_state) versus inferred states:", file=out)
+    for line in report.lines():
+        print(f"  {line}", file=out)
+    return report.disagreements + (1 if lost else 0)
 
 
 def _start_command(command: list[str], as_root: bool) -> subprocess.Popen:

@@ -45,8 +45,11 @@ def drops(stderr: str) -> int:
 def test_scenario_live(name, run, tmp_path):
     pcap, report = tmp_path / "live.pcap", tmp_path / "report.json"
     live = rawinspect("capture", name, "-w", str(pcap), "--report", str(report),
-                      "-T", "jsonl")
+                      "-T", "jsonl", "--verify", "--strict")
     assert live.returncode == 0, live.stdout + live.stderr
+    # --verify --strict: the kernel's tracepoint agrees on every endpoint's states.
+    assert re.search(r"verify: \d+ endpoints checked, \d+ transitions agreed, "
+                     r"0 disagreements; 0 kernel events lost", live.stderr), live.stderr
     saved = json.loads(report.read_text())
     assert saved["ok"] and not saved["programs"].get("error")
     assert drops(live.stderr) == 0
@@ -122,23 +125,24 @@ def test_signal_flushes_the_pcap(tmp_path, signum, code):
         port = s.getsockname()[1]
     pcap = tmp_path / "stop.pcap"
     proc = subprocess.Popen([sys.executable, "-m", "rawinspect", "capture", "-f",
-                             f"tcp port {port}", "-w", str(pcap), "-T", "jsonl"],
+                             f"tcp port {port}", "-w", str(pcap), "-T", "jsonl", "--verify"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while not pcap.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert pcap.exists(), "capture never started"
+        first = proc.stderr.readline()  # printed once sniffer and trace are ready
+        assert first.startswith("rawinspect: capturing on lo"), first
         _traffic(port)
         time.sleep(0.5)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=20)
+        err = first + err
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == code, err
     assert "packets captured" in err and "Traceback" not in err
+    assert not Path(f"/sys/kernel/tracing/instances/rawinspect-{proc.pid}").exists()
+    assert "0 disagreements" in err, err
     live = [json.loads(x) for x in out.splitlines()]
     assert len(live) >= 8
     replay = rawinspect("replay", str(pcap), "-T", "jsonl", "-q")

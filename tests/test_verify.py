@@ -1,0 +1,94 @@
+"""--verify's comparison (pure) and its tracepoint parsing, without privileges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rawinspect import kernel_trace
+from rawinspect.replay import Stats, read_segments
+from rawinspect.tracker import Tracker
+from rawinspect.verify import KernelEvent, verify
+
+CAPTURES = Path(__file__).resolve().parent.parent / "captures"
+
+
+def annotations(name: str) -> list:
+    return Tracker().feed_all(read_segments(str(CAPTURES / f"{name}.pcap"), Stats()))
+
+
+def kernel_events_for_handshake(anns) -> list[KernelEvent]:
+    """What Linux traces for the bundled handshake (client closes, 3-segment close)."""
+    c, s = anns[0].client, anns[0].server
+    host = c.rsplit(":", 1)[0]
+    t = [a.seg.ts for a in anns]
+    return [
+        KernelEvent(t[0] - 2e-5, f"{host}:0", s, "CLOSED", "SYN_SENT"),   # unbound yet
+        KernelEvent(t[1] + 1e-6, c, s, "SYN_SENT", "ESTABLISHED"),
+        KernelEvent(t[0] + 1e-6, s, c, "LISTEN", "SYN_RCVD"),
+        KernelEvent(t[2] + 1e-6, s, c, "SYN_RCVD", "ESTABLISHED"),
+        KernelEvent(t[7] - 1e-6, c, s, "ESTABLISHED", "FIN_WAIT_1"),
+        KernelEvent(t[7] + 1e-6, s, c, "ESTABLISHED", "CLOSE_WAIT"),
+        KernelEvent(t[8] - 1e-6, s, c, "CLOSE_WAIT", "LAST_ACK"),
+        KernelEvent(t[8] + 1e-6, c, s, "FIN_WAIT_1", "FIN_WAIT_2"),
+        KernelEvent(t[8] + 2e-6, c, s, "FIN_WAIT_2", "CLOSED"),           # time-wait socket
+        KernelEvent(t[9] + 1e-6, s, c, "LAST_ACK", "CLOSED"),
+    ]
+
+
+def test_kernel_and_wire_agree_with_named_fill_ins():
+    anns = annotations("handshake")
+    report = verify(anns, kernel_events_for_handshake(anns))
+    assert report.disagreements == 0 and len(report.checks) == 2
+    client = report.checks[0]
+    assert client.role == "client" and client.agree
+    text = "\n".join(report.lines())
+    assert "TIME_WAIT is not traced" in text
+    assert "passed FIN_WAIT_2 while processing one FIN+ACK" in text
+    assert "9 transitions agreed, 0 disagreements" in text
+    assert "traced with source port 0" in text
+    assert client.max_delay is not None and client.max_delay < 1e-3
+
+
+def test_a_missing_or_different_kernel_state_is_a_disagreement():
+    anns = annotations("handshake")
+    events = kernel_events_for_handshake(anns)
+    wrong = [e._replace(new="CLOSING") if e.new == "LAST_ACK" else
+             e._replace(old="CLOSING") if e.old == "LAST_ACK" else e for e in events]
+    report = verify(anns, wrong)
+    assert report.disagreements == 1
+    server = report.checks[1]
+    assert not server.agree and "CLOSING" in server.kernel
+    assert "DISAGREE" in "\n".join(report.lines())
+
+
+def test_refused_port_has_no_socket_and_agrees():
+    anns = annotations("refused")
+    c, s = anns[0].client, anns[0].server
+    events = [KernelEvent(anns[0].seg.ts - 1e-5, c.rsplit(":", 1)[0] + ":0", s, "CLOSED",
+                          "SYN_SENT"),
+              KernelEvent(anns[1].seg.ts + 1e-6, c, s, "SYN_SENT", "CLOSED")]
+    report = verify(anns, events)
+    assert report.disagreements == 0
+    assert "no socket on this side" in "\n".join(report.lines())
+
+
+def test_parse_a_trace_line():
+    line = ("  python3-15226 [000] ..s2. 1795487895.164714: inet_sock_set_state: "
+            "family=AF_INET protocol=IPPROTO_TCP sport=56649 dport=39200 saddr=127.0.0.1 "
+            "daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 "
+            "oldstate=TCP_LISTEN newstate=TCP_SYN_RECV")
+    ev = kernel_trace.parse_line(line, 0.5)
+    assert ev == KernelEvent(1795487895.164714 - 0.5, "127.0.0.1:56649", "127.0.0.1:39200",
+                             "LISTEN", "SYN_RCVD")
+    v6 = line.replace("AF_INET ", "AF_INET6 ").replace("::ffff:127.0.0.1", "::1")
+    assert kernel_trace.parse_line(v6, 0).local == "[::1]:56649"
+    assert kernel_trace.parse_line("# tracer: nop", 0) is None
+
+
+def test_without_tracefs_capture_goes_on(monkeypatch, tmp_path, capsys):
+    from rawinspect import capture_cmd
+    monkeypatch.setattr(kernel_trace, "TRACEFS", tmp_path)
+    monkeypatch.setattr(kernel_trace.subprocess, "run", lambda *a, **k: None)
+    assert capture_cmd._start_trace([1234]) is None
+    err = capsys.readouterr().err
+    assert "--verify unavailable" in err and "capturing without verification" in err
