@@ -200,9 +200,10 @@ def _start_trace(ports: list[int]) -> KernelTrace | None:
 def _report_verification(trace: KernelTrace, seen: list[Annotation],
                          args: argparse.Namespace) -> int:
     """Close the trace, compare, print; returns the number of disagreements."""
+    from .kernel_trace import socket_table
     from .verify import verify
     lost = trace.close()
-    report = verify(seen, trace.events)
+    report = verify(seen, trace.events, socket_table())
     report.lost, report.skew = lost, trace.skew
     out = sys.stdout if args.format == "table" else sys.stderr
     print("\nkernel (sock:inet_sock_set_state) versus inferred states:", file=out)

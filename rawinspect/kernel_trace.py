@@ -51,6 +51,21 @@ def parse_line(line: str, offset: float) -> KernelEvent | None:
                        KERNEL_STATES.get(old, old), KERNEL_STATES.get(new, new))
 
 
+def socket_table() -> dict[tuple[str, str], str]:
+    """The kernel's TCP sockets now, (local, remote) → state, from ``ss -tanH``."""
+    try:
+        out = subprocess.run(["ss", "-tanH"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    table = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 5:
+            table[(parts[3], parts[4])] = parts[0]
+    return table
+
+
 class KernelTrace:
     """A private ftrace instance recording inet_sock_set_state for some ports."""
 

@@ -1,11 +1,12 @@
-"""Kernel versus inferred states, endpoint by endpoint (pure: no tracefs here).
+"""Kernel versus inferred states, endpoint by endpoint and segment by segment (pure).
 
 The tracepoint cannot show everything the wire implies, and the wire cannot show
 everything the kernel does. Each known gap is filled in explicitly and named:
 
 - TIME_WAIT is never traced: the full socket goes to CLOSE and a time-wait socket (or,
   for an orphan in FIN_WAIT_2, a mini-socket) takes its place. A kernel CLOSE out of
-  FIN_WAIT_1, FIN_WAIT_2 or CLOSING where the wire ends in TIME_WAIT counts as TIME_WAIT.
+  FIN_WAIT_1, FIN_WAIT_2 or CLOSING where the wire ends in TIME_WAIT counts as TIME_WAIT;
+  ``ss`` at the end of the capture confirms the time-wait socket when it is still there.
 - A FIN+ACK that acknowledges our FIN moves the kernel FIN_WAIT_1 → FIN_WAIT_2 → (time
   wait) while processing one segment; the wire shows one step, FIN_WAIT_1 → TIME_WAIT.
 - A connect() from an unbound socket is traced with source port 0.
@@ -22,7 +23,9 @@ from typing import NamedTuple
 
 from .annotation import Annotation
 
-WINDOW = 1.0  # seconds around a connection's segments in which its kernel events count
+WINDOW = 1.0    # seconds around a connection's segments in which its kernel events count
+LATE = 0.010    # a kernel change further than this from its segment gets explained
+DETAIL = 50     # endpoints shown segment by segment; beyond, only disagreeing ones
 
 
 class KernelEvent(NamedTuple):
@@ -34,17 +37,25 @@ class KernelEvent(NamedTuple):
     new: str
 
 
+class Step(NamedTuple):
+    """One state in a sequence: the state, when it was entered (None: before the trace
+    or filled in), and for the wire the frame that brought it."""
+    state: str
+    ts: float | None
+    frame: int | None = None
+
+
 @dataclass
 class EndpointCheck:
     conn: int
     role: str
     endpoint: str
-    inferred: list[str]
-    kernel: list[str]
+    inferred: list[Step]
+    kernel: list[Step]      # as traced
     notes: list[str]
     agree: bool
-    agreed: int          # transitions of the inferred sequence the kernel confirms
-    max_delay: float | None  # largest |kernel time - packet time| over matched changes
+    segments: list[str]     # one line per state-changing segment
+    agreed: int             # state changes of the wire the kernel confirms
 
 
 @dataclass
@@ -59,72 +70,154 @@ class VerifyReport:
 
     def lines(self) -> list[str]:
         out = []
+        detail = len(self.checks) <= DETAIL
         for c in self.checks:
-            head = (f"conn {c.conn} {c.role} {c.endpoint}: "
-                    f"{'agree' if c.agree else 'DISAGREE'}")
-            delay = "" if c.max_delay is None else f" (kernel within {c.max_delay * 1e3:.2f} ms)"
-            out.append(head + delay)
-            out.append(f"    inferred: {' → '.join(c.inferred)}")
-            out.append(f"    kernel:   {' → '.join(c.kernel) or '(no socket traced)'}")
+            out.append(f"conn {c.conn} {c.role} {c.endpoint}: "
+                       f"{'agree' if c.agree else 'DISAGREE'}")
+            out.append(f"    inferred: {' → '.join(s.state for s in c.inferred)}")
+            out.append(f"    kernel:   {' → '.join(s.state for s in c.kernel) or '(none)'}")
+            if detail or not c.agree:
+                out.extend(f"      {line}" for line in c.segments)
             out.extend(f"    note: {n}" for n in c.notes)
-        skew = "" if self.skew is None else f"; trace clock offset checked: {self.skew * 1e6:+.0f} µs"
+        skew = ("" if self.skew is None
+                else f"; trace clock offset checked: {self.skew * 1e6:+.0f} µs")
+        changes = sum(len(c.inferred) - 1 for c in self.checks)
         out.append(f"verify: {len(self.checks)} endpoints checked, "
-                   f"{sum(c.agreed for c in self.checks)} transitions agreed, "
+                   f"{sum(c.agreed for c in self.checks)} of {changes} transitions agreed, "
                    f"{self.disagreements} disagreements; {self.lost} kernel events lost{skew}")
         return out
 
 
-def _inferred(anns: list[Annotation], client: bool) -> tuple[list[str], list[tuple[float, str]]]:
+def _inferred(anns: list[Annotation], client: bool) -> list[Step]:
     first = anns[0]
-    seq = [first.client_before if client else first.server_before]
-    changes = []
+    seq = [Step(first.client_before if client else first.server_before, None)]
     for a in anns:
-        path = a.client_path if client else a.server_path
-        for s in (path or ())[1:]:
-            if s != seq[-1]:
-                seq.append(s)
-                changes.append((a.seg.ts, s))
-    return seq, changes
-
-
-def _kernel_sequence(events: list[KernelEvent]) -> list[str]:
-    seq: list[str] = []
-    for e in events:
-        if not seq:
-            seq.append(e.old)
-        if e.new != seq[-1]:
-            seq.append(e.new)
+        for s in (a.client_path if client else a.server_path) or ():
+            if s != seq[-1].state:
+                seq.append(Step(s, a.seg.ts, a.seg.frame))
     return seq
 
 
-def _normalise(kernel: list[str], inferred: list[str], role: str) -> tuple[list[str], list[str]]:
-    """Fill in what the tracepoint cannot show; name each fill-in."""
-    notes = []
+def _kernel_steps(events: list[KernelEvent]) -> list[Step]:
+    seq: list[Step] = []
+    for e in events:
+        if not seq:
+            seq.append(Step(e.old, None))
+        if e.new != seq[-1].state:
+            seq.append(Step(e.new, e.ts))
+    return seq
+
+
+def _fill_in(kernel: list[Step], inferred: list[Step], role: str,
+             sockets: dict[tuple[str, str], str], key: tuple[str, str]
+             ) -> tuple[list[Step], list[str]]:
+    """What the tracepoint cannot show, filled in; each fill-in named."""
+    notes: list[str] = []
     k = list(kernel)
+    wire = [s.state for s in inferred]
     if not k:
-        if len(inferred) == 1:
+        if len(wire) == 1:
             notes.append("no socket on this side, nothing traced: as inferred")
             return list(inferred), notes
         return k, notes
-    if role == "client" and k[0] == "SYN_SENT":
-        k.insert(0, "CLOSED")
+    if role == "client" and k[0].state == "SYN_SENT":
+        k.insert(0, Step("CLOSED", None))
         notes.append("CLOSED → SYN_SENT was not traced (before the trace started)")
-    if role == "server" and k[0] == "SYN_RCVD" and inferred[0] == "LISTEN":
-        k.insert(0, "LISTEN")
+    if role == "server" and k[0].state == "SYN_RCVD" and wire[0] == "LISTEN":
+        k.insert(0, Step("LISTEN", None))
         notes.append("the SYN_RCVD request socket is not traced; its listener was in LISTEN")
-    if (inferred[-1] == "TIME_WAIT" and k[-1] == "CLOSED" and len(k) > 1
-            and k[-2] in ("FIN_WAIT_1", "FIN_WAIT_2", "CLOSING")):
-        k[-1] = "TIME_WAIT"
+    if (wire[-1] == "TIME_WAIT" and k[-1].state == "CLOSED" and len(k) > 1
+            and k[-2].state in ("FIN_WAIT_1", "FIN_WAIT_2", "CLOSING")):
+        k[-1] = Step("TIME_WAIT", k[-1].ts)
+        seen = sockets.get(key)
         notes.append("TIME_WAIT is not traced: the socket goes to CLOSE and a time-wait "
-                     "socket takes its place (ss -tan shows it)")
-    for i in range(1, len(inferred)):
-        if inferred[i - 1:i + 1] == ["FIN_WAIT_1", "TIME_WAIT"] and \
-                "FIN_WAIT_2" in k and "FIN_WAIT_2" not in inferred:
-            k.remove("FIN_WAIT_2")
+                     "socket takes its place; " + (
+                         f"ss at the end of the capture shows it: {seen}" if seen else
+                         "ss no longer shows it at the end of the capture"))
+        if (k[-2].state == "FIN_WAIT_2" and inferred[-1].ts is not None
+                and k[-1].ts is not None and inferred[-1].ts - k[-1].ts > LATE):
+            notes.append(f"orphaned in FIN_WAIT_2 by close() "
+                         f"{(inferred[-1].ts - k[-1].ts) * 1e3:.0f} ms before the peer's "
+                         "FIN: the kernel traced CLOSE then and went on with a FIN_WAIT_2 "
+                         "mini-socket, which the FIN turned into TIME_WAIT")
+    states = [s.state for s in k]
+    for i in range(1, len(wire)):
+        if wire[i - 1:i + 1] == ["FIN_WAIT_1", "TIME_WAIT"] and \
+                "FIN_WAIT_2" in states and "FIN_WAIT_2" not in wire:
+            del k[states.index("FIN_WAIT_2")]
             notes.append("the kernel passed FIN_WAIT_2 while processing one FIN+ACK that "
                          "acknowledged our FIN; the wire shows one step")
             break
     return k, notes
+
+
+def _per_segment(inferred: list[Step], kernel: list[Step]) -> tuple[list[str], int, list[str]]:
+    """Pair the wire's state changes with the kernel's, in order; explain the far ones."""
+    lines, notes, agreed = [], [], 0
+    for i, step in enumerate(inferred[1:], 1):
+        k = kernel[i] if i < len(kernel) else None
+        if k is None or k.state != step.state:
+            lines.append(f"frame {step.frame}: {inferred[i - 1].state} → {step.state}  ✗ "
+                         f"kernel: {k.state if k else 'nothing'}")
+            continue
+        agreed += 1
+        if k.ts is None or step.ts is None:
+            lines.append(f"frame {step.frame}: → {step.state}  ✓ (filled in)")
+            continue
+        delta = k.ts - step.ts
+        lines.append(f"frame {step.frame}: → {step.state}  ✓ kernel {delta * 1e6:+.0f} µs")
+        if delta < -LATE and step.state in ("FIN_WAIT_1", "LAST_ACK"):
+            notes.append(f"frame {step.frame}: the kernel entered {step.state} "
+                         f"{-delta * 1e3:.0f} ms before its FIN left: the FIN waited behind "
+                         "unsent data or a zero window")
+    return lines, agreed, notes
+
+
+def verify(anns: list[Annotation], events: list[KernelEvent],
+           sockets: dict[tuple[str, str], str] | None = None) -> VerifyReport:
+    """Compare every endpoint of every connection with the kernel's trace.
+
+    ``sockets``: the kernel's socket table at the end of the capture, (local, remote) →
+    state as ``ss`` prints it, used to confirm what the tracepoint cannot show.
+    """
+    by_conn: dict[int, list[Annotation]] = defaultdict(list)
+    for a in anns:
+        by_conn[a.conn].append(a)
+    report = VerifyReport()
+    for conn, seq in sorted(by_conn.items()):
+        for role, local, remote in (("client", seq[0].client, seq[0].server),
+                                    ("server", seq[0].server, seq[0].client)):
+            inferred = _inferred(seq, role == "client")
+            # An endpoint the wire shows unchanged had no socket in this connection: only
+            # events inside the connection's own span could contradict that (the same
+            # 4-tuple may serve another connection a moment later, as in a lost
+            # simultaneous-open race).
+            if len(inferred) > 1:
+                lo, hi = seq[0].seg.ts - WINDOW, seq[-1].seg.ts + WINDOW
+            else:
+                lo, hi = seq[0].seg.ts, seq[-1].seg.ts
+            mine = [e for e in events if lo <= e.ts <= hi and e.remote == remote
+                    and e.local == local]
+            if role == "client" and len(inferred) > 1:
+                mine = _unbound_connect(events, local, remote, seq[0].seg.ts) + mine
+            traced = _kernel_steps(mine)
+            kernel, notes = _fill_in(traced, inferred, role, sockets or {}, (local, remote))
+            if mine and mine[0].local.endswith(":0"):
+                notes.insert(0, "CLOSED → SYN_SENT is traced with source port 0: connect() "
+                                "picks the port after the state change")
+            agree = [s.state for s in kernel] == [s.state for s in inferred]
+            segments, agreed, explained = _per_segment(inferred, kernel)
+            notes.extend(explained)
+            if not agree:
+                first = next((i for i, (a, b) in enumerate(zip(kernel, inferred))
+                              if a.state != b.state), min(len(kernel), len(inferred)))
+                where = inferred[first].frame if first < len(inferred) else None
+                notes.append(f"first difference at state {first + 1}"
+                             + (f" (frame {where})" if where else "") +
+                             ": no known gap between wire and kernel explains it")
+            report.checks.append(EndpointCheck(conn, role, local, inferred, traced, notes,
+                                               agree, segments, agreed))
+    return report
 
 
 def _unbound_connect(events: list[KernelEvent], local: str, remote: str,
@@ -137,42 +230,3 @@ def _unbound_connect(events: list[KernelEvent], local: str, remote: str,
     cands = [e for e in events if e.new == "SYN_SENT" and e.remote == remote
              and e.local == f"{host}:0" and first_ts - WINDOW <= e.ts <= first_ts + 0.001]
     return cands[-1:]
-
-
-def verify(anns: list[Annotation], events: list[KernelEvent]) -> VerifyReport:
-    """Compare every endpoint of every connection with the kernel's trace."""
-    by_conn: dict[int, list[Annotation]] = defaultdict(list)
-    for a in anns:
-        by_conn[a.conn].append(a)
-    report = VerifyReport()
-    for conn, seq in sorted(by_conn.items()):
-        t0, t1 = seq[0].seg.ts - WINDOW, seq[-1].seg.ts + WINDOW
-        for role, local, remote in (("client", seq[0].client, seq[0].server),
-                                    ("server", seq[0].server, seq[0].client)):
-            inferred, changes = _inferred(seq, role == "client")
-            # An endpoint the wire shows unchanged had no socket in this connection: only
-            # events inside the connection's own span could contradict that (the same
-            # 4-tuple may serve another connection a moment later, as in a lost
-            # simultaneous-open race).
-            lo, hi = (t0, t1) if changes else (seq[0].seg.ts, seq[-1].seg.ts)
-            mine = [e for e in events if lo <= e.ts <= hi and e.remote == remote
-                    and e.local == local]
-            if role == "client" and changes:
-                mine = _unbound_connect(events, local, remote, seq[0].seg.ts) + mine
-            kernel, notes = _normalise(_kernel_sequence(mine), inferred, role)
-            if mine and mine[0].local.endswith(":0"):
-                notes.insert(0, "CLOSED → SYN_SENT is traced with source port 0: connect() "
-                                "picks the port after the state change")
-            agree = kernel == inferred
-            agreed = len(inferred) - 1 if agree else next(
-                (i for i, (x, y) in enumerate(zip(kernel, inferred)) if x != y),
-                min(len(kernel), len(inferred))) - 1
-            delays = []
-            for ts, state in changes:
-                match = [e.ts for e in mine if e.new == state]
-                if match:
-                    delays.append(min(abs(m - ts) for m in match))
-            report.checks.append(EndpointCheck(conn, role, local, inferred,
-                                               _kernel_sequence(mine), notes, agree,
-                                               max(agreed, 0), max(delays) if delays else None))
-    return report

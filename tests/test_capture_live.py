@@ -48,8 +48,9 @@ def test_scenario_live(name, run, tmp_path):
                       "-T", "jsonl", "--verify", "--strict")
     assert live.returncode == 0, live.stdout + live.stderr
     # --verify --strict: the kernel's tracepoint agrees on every endpoint's states.
-    assert re.search(r"verify: \d+ endpoints checked, \d+ transitions agreed, "
-                     r"0 disagreements; 0 kernel events lost", live.stderr), live.stderr
+    m = re.search(r"verify: \d+ endpoints checked, (\d+) of (\d+) transitions agreed, "
+                  r"0 disagreements; 0 kernel events lost", live.stderr)
+    assert m and m.group(1) == m.group(2), live.stderr
     saved = json.loads(report.read_text())
     assert saved["ok"] and not saved["programs"].get("error")
     assert drops(live.stderr) == 0
