@@ -9,10 +9,11 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .annotate import comment, write_annotated
 from .annotation import Annotation
 from .capture import DEFAULT_LINGER, Limits, StopFlag, capture_loop
 from .pcapwriter import CaptureWriteError, PcapWriter, give_to_invoking_user
-from .render import make_renderer
+from .render import RenderOptions, make_renderer
 from .replay import Stats
 from .sniffer import DEFAULT_BUFFER, DEFAULT_SNAPLEN, NoPrivilegeError, Sniffer, SnifferError
 from .tracker import Tracker
@@ -64,7 +65,8 @@ def _invoking_user() -> tuple[int, int] | None:
     return None
 
 
-def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: bool) -> int:
+def run_capture(args: argparse.Namespace, command: list[str], keep: Any,
+                opts: RenderOptions) -> int:
     """The whole capture: open, run, annotate, save, summarise, judge."""
     from .scenarios import all_scenarios
     from .scenarios.runner import ScenarioRun, capture_filter, free_ports
@@ -85,6 +87,8 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
             raise _usage(f"--{name} must not be negative")
     if args.snaplen < 64 or args.buffer_size <= 0:
         raise _usage("--snaplen must be at least 64 and --buffer-size positive")
+    if args.annotate and not (args.write or "").endswith(".pcapng"):
+        raise _usage("--annotate needs -w FILE.pcapng")
     if args.strict and not args.verify:
         raise _usage("--strict needs --verify")
     if args.report and not scenario:
@@ -128,12 +132,15 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
                 print(f"rawinspect: error: cannot run {command[0]!r}: {e.strerror or e}",
                       file=err)
                 return EXIT_RUNTIME
-        renderer = make_renderer(args.format, sys.stdout, color)
+        renderer = make_renderer(args.format, sys.stdout, opts)
         seen: list[Annotation] = []  # everything, for the verdict and the verification
+        comments: dict[int, str] = {}
 
         def sink(anns: list[Annotation]) -> None:
             if scenario or trace is not None:
                 seen.extend(anns)
+            if args.annotate:
+                comments.update((a.seg.frame, comment(a)) for a in anns)
             shown = anns if keep is None else [a for a in anns if keep(a)]
             if shown:
                 renderer.write(shown)
@@ -155,6 +162,8 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any, color: 
             trace = None
         if writer is not None:
             writer.close()
+            if args.annotate and write:
+                write_annotated(write, write, comments)
         if not args.quiet:
             print(f"rawinspect: {stats.summary()}", file=err)
         if stop.signum:
@@ -205,7 +214,7 @@ def _report_verification(trace: KernelTrace, seen: list[Annotation],
     lost = trace.close()
     report = verify(seen, trace.events, socket_table())
     report.lost, report.skew = lost, trace.skew
-    out = sys.stdout if args.format == "table" else sys.stderr
+    out = sys.stdout if args.format in ("table", "ladder") else sys.stderr
     print("\nkernel (sock:inet_sock_set_state) versus inferred states:", file=out)
     for line in report.lines():
         print(f"  {line}", file=out)
@@ -226,7 +235,7 @@ def _judge(run: ScenarioRun, seen: list[Annotation], args: argparse.Namespace) -
     scenario = run.scenario
     report = run.report()
     verdict = verify(scenario.expect, seen, report)
-    out = sys.stdout if args.format == "table" else sys.stderr
+    out = sys.stdout if args.format in ("table", "ladder") else sys.stderr
     print(f"\nscenario {scenario.name}: {scenario.summary}", file=out)
     for line in report.get("info", []):
         print(f"  programs: {line}", file=out)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from typing import Callable, Sequence
 
 from . import __version__
 from .annotation import Annotation
+from .annotate import comment, write_annotated
 from .capfile import CaptureFileError
+from .pcapwriter import CaptureWriteError
 from .capture_cmd import add_capture_arguments, run_capture
-from .render import FORMATS, make_renderer
+from .render import FORMATS, RenderOptions, make_renderer
 from .replay import Stats, read_segments, run
 from .states_doc import states_mermaid, states_table
 from .tracker import DEFAULT_HOLD, DEFAULT_MSL, Tracker
@@ -59,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("replay", help="annotate a pcap or pcapng file (no privileges needed)",
                        description="Annotate every TCP segment of a pcap/pcapng file.")
     r.add_argument("file", metavar="FILE", help="pcap or pcapng capture file")
+    r.add_argument("-w", "--write", metavar="FILE.pcapng",
+                   help="with --annotate: write the packets again, each TCP packet with "
+                        "its annotation as packet comment")
     add_output_options(r)
 
     c = sub.add_parser("capture", help="capture live (root or CAP_NET_RAW) and annotate",
@@ -81,7 +87,17 @@ def add_output_options(p: argparse.ArgumentParser,
                        count_help: str = "stop after showing N segments") -> None:
     """Options shared by every command that prints annotations."""
     p.add_argument("--format", "-T", choices=FORMATS, default="table",
-                   help="table (default) or jsonl: one JSON object per segment")
+                   help="table (default); jsonl: one JSON object per segment; ladder: a "
+                        "ladder diagram; mermaid: a Mermaid sequence diagram per "
+                        "connection; svg: a picture per connection (-o FILE.svg)")
+    p.add_argument("-o", "--output", metavar="FILE.svg",
+                   help="with --format svg: the picture (FILE-connN.svg when several "
+                        "connections are shown)")
+    p.add_argument("--ascii", action="store_true", help="ladder in plain ASCII")
+    p.add_argument("--annotate", action="store_true",
+                   help="with -w: pcapng with each packet's annotation as its comment")
+    p.add_argument("--width", type=_positive_int, metavar="COLUMNS",
+                   help="ladder width (default: the terminal's, or 80)")
     p.add_argument("--conn", type=_positive_int, action="append", metavar="N",
                    help="show only connection N (repeatable)")
     p.add_argument("--host", metavar="ADDR", help="show only segments to or from ADDR")
@@ -119,6 +135,14 @@ def make_filter(args: argparse.Namespace) -> Callable[[Annotation], bool] | None
     return keep
 
 
+def render_options(args: argparse.Namespace) -> RenderOptions:
+    """Drawing options from the command line."""
+    if args.format == "svg" and not args.output:
+        raise UsageError("--format svg needs -o FILE.svg")
+    width = args.width or (shutil.get_terminal_size().columns if sys.stdout.isatty() else 80)
+    return RenderOptions(use_color(args.color), args.ascii, width, args.output)
+
+
 def use_color(choice: str) -> bool:
     """Colour only on a terminal, unless asked; NO_COLOR is honoured."""
     if choice == "always":
@@ -129,12 +153,26 @@ def use_color(choice: str) -> bool:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    if bool(args.write) != bool(args.annotate):
+        raise UsageError("replay writes only annotated pcapng: give -w FILE with --annotate")
     keep = make_filter(args)
-    renderer = make_renderer(args.format, sys.stdout, use_color(args.color))
+    renderer = make_renderer(args.format, sys.stdout, render_options(args))
     stats = Stats()
     tracker = Tracker(msl=args.msl, hold=args.hold)
+    comments: dict[int, str] = {}
+    sink = renderer.write
+    if args.annotate:
+        def sink(anns: list[Annotation]) -> None:
+            comments.update((a.seg.frame, comment(a)) for a in anns)
+            renderer.write(anns)
     try:
-        run(read_segments(args.file, stats), tracker, renderer.write, keep, stats, args.count)
+        run(read_segments(args.file, stats), tracker, sink, keep, stats, args.count)
+        if args.annotate:
+            write_annotated(args.file, args.write, comments)
+    except CaptureWriteError as e:
+        renderer.close()
+        print(f"rawinspect: error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
     except CaptureFileError as e:
         renderer.close()
         sys.stdout.flush()
@@ -150,7 +188,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    return run_capture(args, args.command_argv, make_filter(args), use_color(args.color))
+    return run_capture(args, args.command_argv, make_filter(args), render_options(args))
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:

@@ -184,3 +184,15 @@ def test_without_privileges_exit_77():
     assert res.returncode == 77, res.stderr
     assert "sudo" in res.stderr and "setcap" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_capture_writes_annotated_pcapng(tmp_path):
+    from test_pictures import _pcapng_comments
+    out = tmp_path / "live.pcapng"
+    res = rawinspect("capture", "handshake", "-w", str(out), "--annotate", "-q", "-T", "jsonl")
+    assert res.returncode == 0, res.stderr
+    comments = _pcapng_comments(out)
+    live = [json.loads(x) for x in res.stdout.splitlines()]
+    assert len(comments) == len(live) == 10
+    assert all(c.startswith("rawinspect conn 1 ") for c in comments)
+    assert "TIME_WAIT" in comments[-1]

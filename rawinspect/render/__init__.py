@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, TextIO
 
 from ..annotation import Annotation
@@ -18,13 +19,31 @@ class Renderer(Protocol):
     def close(self) -> None: ...
 
 
-def make_renderer(name: str, out: TextIO, color: bool) -> Renderer:
-    """The renderer for format ``name`` ("table" or "jsonl")."""
+@dataclass
+class RenderOptions:
+    """How to draw: colour, plain ASCII, width in columns, and a file for pictures."""
+    color: bool = False
+    ascii: bool = False
+    width: int = 80
+    output: str | None = None
+
+
+def make_renderer(name: str, out: TextIO, opts: RenderOptions) -> Renderer:
+    """The renderer for format ``name`` (one of FORMATS)."""
     if name == "jsonl":
         from .jsonl import JsonlRenderer
         return JsonlRenderer(out)
+    if name == "ladder":
+        from .ladder import LadderRenderer
+        return LadderRenderer(out, opts.color, opts.ascii, opts.width)
+    if name == "mermaid":
+        from .mermaid import MermaidRenderer
+        return MermaidRenderer(out)
+    if name == "svg":
+        from .svg import SvgRenderer
+        return SvgRenderer(opts.output or "rawinspect.svg")
     from .table import TableRenderer
-    return TableRenderer(out, color)
+    return TableRenderer(out, opts.color)
 
 
-FORMATS = ("table", "jsonl")
+FORMATS = ("table", "jsonl", "ladder", "mermaid", "svg")

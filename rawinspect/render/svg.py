@@ -1,0 +1,148 @@
+"""SVG ladder diagrams: one picture per connection, time running down.
+
+Each endpoint has a lifeline and beside it a band coloured by its TCP state; arrows run
+from sender to receiver, slanted, labelled with frame, flags, relative seq/ack and
+length; each state change is written where it happens; a legend names the colours.
+Vertical spacing follows the capture's timing where that stays readable: gaps are
+scaled, then clamped between a minimum (so close segments do not overlap) and a maximum
+(long idle times are cut and marked with their length). A picture holds at most
+MAX_SEGMENTS segments and MAX_PICTURES connections are drawn; the rest is said on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from html import escape
+
+from ..annotation import Annotation
+from .ladder import changed, label
+
+MAX_SEGMENTS = 400
+MAX_PICTURES = 50
+WIDTH, LEFT_X, RIGHT_X, TOP = 900, 230, 670, 110
+MIN_GAP, MAX_GAP, PX_PER_MS, SLANT = 30, 90, 40, 14
+COLORS = {"CLOSED": "#d9d9d9", "LISTEN": "#b3cde3", "SYN_SENT": "#ccebc5",
+          "SYN_RCVD": "#a8ddb5", "ESTABLISHED": "#4daf4a", "FIN_WAIT_1": "#fed976",
+          "FIN_WAIT_2": "#feb24c", "CLOSE_WAIT": "#9ecae1", "CLOSING": "#fc9272",
+          "LAST_ACK": "#6baed6", "TIME_WAIT": "#e31a1c"}
+
+
+def _rows(anns: list[Annotation]) -> list[tuple[float, str]]:
+    """The y of each segment, and a mark for a cut idle gap ("" when none)."""
+    ys, y, prev = [], float(TOP), None
+    for a in anns:
+        mark = ""
+        if prev is not None:
+            gap = (a.seg.ts - prev) * 1000 * PX_PER_MS
+            if gap > MAX_GAP:
+                mark = f"{a.seg.ts - prev:.3g} s"
+            y += min(max(gap, MIN_GAP), MAX_GAP)
+        prev = a.seg.ts
+        ys.append((y, mark))
+    return ys
+
+
+def picture(anns: list[Annotation]) -> str:
+    """One connection's SVG document."""
+    total = len(anns)
+    anns = anns[:MAX_SEGMENTS]
+    rows = _rows(anns)
+    bottom = (rows[-1][0] if rows else TOP) + 60
+    first = anns[0]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
+           f'height="{bottom + 70:.0f}" font-family="monospace" font-size="12">',
+           '<defs><marker id="head" markerWidth="10" markerHeight="8" refX="9" refY="4" '
+           'orient="auto"><path d="M0,0 L10,4 L0,8 z" fill="#222"/></marker></defs>',
+           f'<rect width="{WIDTH}" height="{bottom + 70:.0f}" fill="white"/>',
+           f'<text x="{WIDTH / 2}" y="24" text-anchor="middle" font-size="15" '
+           f'font-weight="bold">conn {first.conn}: client {escape(first.client)} ⇄ server '
+           f'{escape(first.server)}</text>']
+    if total > len(anns):
+        out.append(f'<text x="{WIDTH / 2}" y="42" text-anchor="middle" fill="#c00">'
+                   f'first {len(anns)} of {total} segments</text>')
+    for x, who, ep in ((LEFT_X, "client", first.client), (RIGHT_X, "server", first.server)):
+        out.append(f'<text x="{x}" y="70" text-anchor="middle" font-weight="bold">{who}'
+                   f'</text><text x="{x}" y="86" text-anchor="middle">{escape(ep)}</text>')
+        out.append(f'<line x1="{x}" y1="{TOP - 14}" x2="{x}" y2="{bottom}" stroke="#555"/>')
+    # State bands: each endpoint's state from one change to the next.
+    for x, client in ((LEFT_X, True), (RIGHT_X, False)):
+        band_x = x - 22 if client else x + 8
+        text_x = x - 28 if client else x + 28
+        anchor = "end" if client else "start"
+        state = first.client_before if client else first.server_before
+        start = TOP - 14.0
+        changes = []
+        for a, (y, _mark) in zip(anns, rows):
+            path = a.client_path if client else a.server_path
+            steps = changed(path)
+            if steps:
+                at = y if a.from_client == client else y + SLANT
+                changes.append((at, state, steps))
+                state = steps[-1]
+        for at, old, steps in changes:
+            out.append(f'<rect x="{band_x}" y="{start:.1f}" width="14" height="'
+                       f'{max(at - start, 1):.1f}" fill="{COLORS.get(old, "#fff")}">'
+                       f'<title>{old}</title></rect>')
+            out.append(f'<text x="{text_x}" y="{at + 4:.1f}" text-anchor="{anchor}" '
+                       f'font-weight="bold" fill="#333">{" → ".join(steps)}</text>')
+            start = at
+        out.append(f'<rect x="{band_x}" y="{start:.1f}" width="14" height="'
+                   f'{max(bottom - start, 1):.1f}" fill="{COLORS.get(state, "#fff")}">'
+                   f'<title>{state}</title></rect>')
+    for a, (y, mark) in zip(anns, rows):
+        x1, x2 = (LEFT_X, RIGHT_X) if a.from_client else (RIGHT_X, LEFT_X)
+        color = "#c00" if a.seg.flags & 0x04 else "#a0a" if a.analysis else "#222"
+        dash = ' stroke-dasharray="5,3"' if a.analysis else ""
+        if mark:
+            out.append(f'<text x="{WIDTH / 2}" y="{y - MIN_GAP / 2:.1f}" text-anchor="middle" '
+                       f'fill="#888">⋯ {mark} ⋯</text>')
+        out.append(f'<line class="segment" data-frame="{a.seg.frame}" x1="{x1}" '
+                   f'y1="{y:.1f}" x2="{x2}" y2="{y + SLANT:.1f}" stroke="{color}"{dash} '
+                   'stroke-width="1.5" marker-end="url(#head)"/>')
+        text = f"{a.seg.frame}: {label(a)}"
+        if a.analysis:
+            text += f" [{', '.join(a.analysis)}]"
+        out.append(f'<text class="label" x="{(LEFT_X + RIGHT_X) / 2}" y="{y + 2:.1f}" '
+                   f'text-anchor="middle" fill="{color}">{escape(text)}<title>'
+                   f'{escape(a.note)}</title></text>')
+    used = [s for s in COLORS if any(s in (a.client_before, a.server_before) or
+                                     s in (a.client_path or ()) or s in (a.server_path or ())
+                                     for a in anns)]
+    for i, s in enumerate(used):
+        lx, ly = 20 + (i % 6) * 145, bottom + 22 + (i // 6) * 20
+        out.append(f'<rect class="legend" x="{lx}" y="{ly - 10}" width="12" height="12" '
+                   f'fill="{COLORS[s]}"/><text x="{lx + 16}" y="{ly}">{s}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+class SvgRenderer:
+    """Collects annotations per connection; writes one SVG file per connection on close()."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.conns: dict[int, list[Annotation]] = defaultdict(list)
+        self.written: list[str] = []
+
+    def write(self, anns: list[Annotation]) -> None:
+        for a in anns:
+            self.conns[a.conn].append(a)
+
+    def flush(self) -> None:
+        """Pictures are drawn at the end."""
+
+    def close(self) -> None:
+        conns = sorted(self.conns)
+        if len(conns) > MAX_PICTURES:
+            print(f"rawinspect: {len(conns)} connections: drawing the first {MAX_PICTURES}; "
+                  "choose others with --conn N", file=sys.stderr)
+            conns = conns[:MAX_PICTURES]
+        stem = self.path[:-4] if self.path.endswith(".svg") else self.path
+        for conn in conns:
+            path = self.path if len(self.conns) == 1 else f"{stem}-conn{conn}.svg"
+            with open(path, "w") as f:
+                f.write(picture(self.conns[conn]))
+            self.written.append(path)
+        if self.written:
+            print(f"rawinspect: wrote {', '.join(self.written)}", file=sys.stderr)
