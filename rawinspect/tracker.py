@@ -18,6 +18,7 @@ from typing import Iterable
 
 from . import transitions as T
 from .annotation import Annotation
+from .seqanalysis import SeqAnalyzer
 from .segment import ACK, FIN, RST, SYN, Segment, endpoint
 
 MASK = 0xFFFFFFFF
@@ -114,10 +115,18 @@ class Tracker:
         self._pending: deque[Slot | Annotation] = deque()
         self._holds: deque[tuple[float, int, Connection]] = deque()
         self._token = 0
+        self._seq = SeqAnalyzer()
 
     # ---- public interface -------------------------------------------------------------
     def feed(self, seg: Segment) -> list[Annotation]:
         """Annotate one segment; returns the annotations now final, in frame order."""
+        out = self._feed(seg)
+        analyze = self._seq.analyze
+        for a in out:
+            analyze(a)
+        return out
+
+    def _feed(self, seg: Segment) -> list[Annotation]:
         if self._holds and self._holds[0][0] < seg.ts:
             self._expire(seg.ts)
         hit = self._by_key.get((seg.src, seg.sport, seg.dst, seg.dport))
@@ -155,19 +164,14 @@ class Tracker:
             return None
         seq, plen, flags = seg.seq, seg.payload, seg.flags
         nxt = s.nxt
-        analysis: list[str] = []
         note = ""
-        if plen <= 1 and ((seq + 1) & MASK) == nxt:
-            analysis = ["keep_alive"]
-        elif plen:
+        if plen and not (plen == 1 and ((seq + 1) & MASK) == nxt):  # not a keep-alive
             end = (seq + plen) & MASK
             if ((seq - nxt) & MASK) > 0x7FFFFFFF:
-                analysis = ["retransmission"]
                 note = "data retransmitted"
             if ((nxt - end) & MASK) > 0x7FFFFFFF:
                 s.nxt = end
-        if seg.issues:
-            analysis = analysis + list(seg.issues)
+        analysis = list(seg.issues)
         if flags & ACK:
             s.last_ack = seg.ack
             s.win = seg.window << s.wscale if conn.wscale_ok else seg.window
@@ -186,7 +190,7 @@ class Tracker:
     def flush(self, now: float) -> list[Annotation]:
         """Release segments held longer than ``hold`` seconds before ``now`` (live capture)."""
         self._expire(now)
-        return self._drain()
+        return self._analyzed(self._drain())
 
     def finish(self) -> list[Annotation]:
         """End of input: resolve everything still held and return the rest."""
@@ -194,7 +198,13 @@ class Tracker:
             _, token, conn = self._holds.popleft()
             if conn.queue is not None and conn.hold_token == token:
                 self._resolve(conn, UNANSWERED if conn.hold_kind == HOLD_SYN else NORMAL)
-        return self._drain()
+        return self._analyzed(self._drain())
+
+    def _analyzed(self, anns: list[Annotation]) -> list[Annotation]:
+        """Wireshark's analysis flags, added in frame order as annotations leave."""
+        for a in anns:
+            self._seq.analyze(a)
+        return anns
 
     def feed_all(self, segments: Iterable[Segment]) -> list[Annotation]:
         """Annotate a whole sequence of segments (convenience for tests and small files)."""
@@ -369,14 +379,12 @@ class Tracker:
             r.base = (seg.ack - 1) & MASK
         end = (seq + plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & MASK
 
-        # Retransmissions and keep-alives: sequence space this sender already used.
+        # Sequence space this sender already used: a repeat changes no state. (The
+        # analysis flags themselves, Wireshark's, come from seqanalysis.)
         retrans = False
         if s.nxt is not None and not flags & (RST | SYN):
-            if plen <= 1 and not flags & FIN and ((seq + 1) & MASK) == s.nxt:
-                analysis.append("keep_alive")
-            elif end != seq and seq_lt(seq, s.nxt):
-                retrans = True
-                analysis.append("retransmission")
+            keep_alive = plen <= 1 and not flags & FIN and ((seq + 1) & MASK) == s.nxt
+            retrans = not keep_alive and end != seq and seq_lt(seq, s.nxt)
         if not flags & RST and (s.nxt is None or seq_lt(s.nxt, end)):
             s.nxt = end
 
@@ -392,8 +400,6 @@ class Tracker:
             if flags & ACK:
                 event = "SYN+ACK"
                 if s.synack:
-                    if not retrans:
-                        analysis.append("retransmission")
                     notes.append("SYN+ACK seen again")
                 else:
                     s.synack = True
@@ -409,8 +415,6 @@ class Tracker:
             else:
                 event = "SYN"
                 if s.syn_seq == seq or s.state not in (T.CLOSED, T.LISTEN):
-                    if not retrans:
-                        analysis.append("retransmission")
                     notes.append("SYN retransmitted" if s.syn_seq == seq else
                                  "SYN after the handshake (capture reordering?)")
                 else:
@@ -433,8 +437,6 @@ class Tracker:
             new_fin = False
             if flags & FIN:
                 if s.fin_end is not None:
-                    if not retrans:
-                        analysis.append("retransmission")
                     notes.append("FIN retransmitted")
                 else:
                     s.fin_end = end

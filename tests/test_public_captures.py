@@ -11,10 +11,16 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 
-from conftest import PUBLIC, reference_rows
+from conftest import PUBLIC, cannot_run, reference_rows
 from rawinspect.cli import main
 
 ROWS = reference_rows()
+ANALYSIS_COUNTED = ("retransmission", "out_of_order", "fast_retransmission",
+                    "spurious_retransmission", "zero_window", "keep_alive", "lost_segment")
+ANALYSIS = ("retransmission", "fast_retransmission", "spurious_retransmission",
+            "out_of_order", "lost_segment", "duplicate_ack", "zero_window",
+            "zero_window_probe", "zero_window_probe_ack", "window_full", "window_update",
+            "keep_alive", "keep_alive_ack", "ack_lost_segment", "reused_ports")
 DAMAGED = {"suricata-bug-1450-04-corrupt-record.pcap": "record 7",
            "suricata-http-mime-truncated.pcap": "record 2697"}
 SIMULTANEOUS_CLOSES = {"zeek-tls13draft16-chrome55-aborted.pcap": 2,
@@ -54,6 +60,9 @@ def test_counts_equal_tshark(public_dir, row):
     assert count(lambda f: "R" in f) == int(row["rst"])
     assert len({a["conn"] for a in anns}) == int(row["tcp_conversations"])
     assert f"{row['packets']} packets read" in err
+    # Wireshark's analysis flags, counted as reference.tsv counts them.
+    for flag in ANALYSIS_COUNTED:
+        assert sum(flag in a["analysis"] for a in anns) == int(row[flag]), flag
 
 
 @pytest.mark.parametrize("name,expected", sorted(SIMULTANEOUS_CLOSES.items()))
@@ -82,7 +91,7 @@ def test_mid_stream_capture_is_inferred(public_dir):
 
 def test_frames_and_sequence_numbers_match_tshark(public_dir):
     if not shutil.which("tshark"):
-        pytest.skip("tshark is not installed: reference.tsv counts are checked instead")
+        cannot_run("tshark is not installed: reference.tsv counts are checked instead")
     for row in ROWS:
         name = row["file"]
         if name == "zeek-echo-connections.pcap":
@@ -94,3 +103,42 @@ def test_frames_and_sequence_numbers_match_tshark(public_dir):
         _, anns, _ = replay_jsonl(name)
         ours = [(a["frame"], a["seq"], a["len"]) for a in anns]
         assert ours == theirs, name
+
+
+def tshark_analysis(path: str) -> dict[int, set[str]]:
+    """tshark's tcp.analysis.* flags per frame (duplicate_ack with its number)."""
+    fields = ["-e", "frame.number", "-e", "tcp.analysis.duplicate_ack_num"]
+    for flag in ANALYSIS:
+        fields += ["-e", f"tcp.analysis.{flag}"]
+    res = subprocess.run(["tshark", "-r", path, "-Y", "tcp", "-T", "fields", "-E",
+                          "occurrence=f", *fields], capture_output=True, text=True)
+    out = {}
+    for line in res.stdout.splitlines():
+        frame, dup, *flags = line.split("\t")
+        got = {f for f, v in zip(ANALYSIS, flags) if v}
+        if dup:
+            got.add(f"duplicate_ack_num={dup}")
+        out[int(frame)] = got
+    return out
+
+
+def test_analysis_flags_match_tshark_frame_by_frame(public_dir):
+    """Every Wireshark analysis flag, on every frame of every public and bundled capture."""
+    if not shutil.which("tshark"):
+        cannot_run("tshark is not installed: reference.tsv counts are checked instead")
+    from pathlib import Path
+    bundled = sorted((Path(__file__).resolve().parent.parent / "captures").glob("*.pcap"))
+    paths = [str(PUBLIC / r["file"]) for r in ROWS] + [str(p) for p in bundled]
+    for path in paths:
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            main(["replay", "--format", "jsonl", "-q", path])
+        ours = {}
+        for line in out.getvalue().splitlines():
+            a = json.loads(line)
+            ours[a["frame"]] = {f for f in a["analysis"]
+                                if f in ANALYSIS or f.startswith("duplicate_ack_num=")}
+        theirs = tshark_analysis(path)
+        differ = {f: (ours.get(f), theirs.get(f)) for f in set(ours) | set(theirs)
+                  if ours.get(f, set()) != theirs.get(f, set())}
+        assert not differ, (path, sorted(differ.items())[:5])

@@ -1,0 +1,172 @@
+"""Wireshark's TCP sequence analysis, flag for flag (tcp.analysis.* in packet-tcp.c).
+
+Pure and per direction: each annotation, in capture order, gets the flags Wireshark
+would give its segment, under the same names without the ``tcp.analysis.`` prefix:
+zero_window_probe, zero_window, lost_segment ("previous segment not captured"),
+keep_alive, window_update, window_full, keep_alive_ack, zero_window_probe_ack,
+duplicate_ack (with ``duplicate_ack_num=N``), ack_lost_segment ("ACKed unseen
+segment"), fast_retransmission, out_of_order, spurious_retransmission and
+retransmission, and reused_ports. The checks run in Wireshark's order, with its early
+exits, so precedence is the same: a zero-window probe is nothing else; a keep-alive ACK
+or probe ACK is not a duplicate ACK; a keep-alive is not a retransmission; a fast
+retransmission or out-of-order segment is not a plain retransmission (Wireshark marks a
+fast or spurious retransmission as a retransmission too, and so do we).
+"""
+
+from __future__ import annotations
+
+from .annotation import Annotation
+from .segment import ACK, FIN, RST, SYN
+
+MASK = 0xFFFFFFFF
+FAST_RETRANSMISSION_WINDOW = 0.020   # seconds after the last duplicate ACK
+DEFAULT_OOO_THRESHOLD = 0.003        # seconds, when the handshake RTT is unknown
+
+
+def _lt(a: int, b: int) -> bool:
+    return a != b and ((a - b) & MASK) > 0x7FFFFFFF
+
+
+def _gt(a: int, b: int) -> bool:
+    return _lt(b, a)
+
+
+class Flow:
+    """One direction's bookkeeping, as Wireshark's tcp_analyze_seq_info."""
+
+    __slots__ = ("nextseq", "nextseq_ts", "maxseqtobeacked", "lastack", "lastack_ts",
+                 "window", "wscale", "dupacknum", "lastnondupack", "last_flags", "seen", "base")
+
+    def __init__(self) -> None:
+        self.nextseq = 0          # highest sequence number seen + length (0: none yet)
+        self.nextseq_ts = 0.0
+        self.maxseqtobeacked = 0
+        self.lastack = 0
+        self.lastack_ts = 0.0
+        self.window = -1          # last window, scaled when the scale is known
+        self.wscale = -1          # -1: unknown (SYN not seen); -2: peer did not scale
+        self.dupacknum = 0
+        self.lastnondupack = 0
+        self.last_flags: tuple[str, ...] = ()
+        self.seen = False
+        self.base = 0             # first sequence number (the one before, without SYN)
+
+
+class SeqAnalyzer:
+    """Adds Wireshark's analysis flags to annotations, fed in capture order."""
+
+    def __init__(self) -> None:
+        self._flows: dict[int, tuple[Flow, Flow, list[float]]] = {}
+        self._conn_of_tuple: dict[frozenset[tuple[str, int]], int] = {}
+
+    def analyze(self, a: Annotation) -> None:
+        seg = a.seg
+        state = self._flows.get(a.conn)
+        if state is None:
+            state = self._flows[a.conn] = (Flow(), Flow(), [0.0, 0.0])
+            key = frozenset(((seg.src, seg.sport), (seg.dst, seg.dport)))
+            if key in self._conn_of_tuple and seg.flags & (SYN | ACK) == SYN:
+                a.analysis.append("reused_ports")
+            self._conn_of_tuple[key] = a.conn
+        c, s, rtt = state
+        fwd, rev = (c, s) if a.from_client else (s, c)
+        self._scale(seg, fwd, rev, rtt)
+        flags = seg.flags
+        seq, ack, seglen = seg.seq, seg.ack, seg.payload
+        window = seg.window
+        if fwd.wscale >= 0 and not flags & SYN:
+            window <<= fwd.wscale
+        out = a.analysis
+        mark = len(out)
+        if not fwd.seen:
+            fwd.base = seq if flags & SYN else (seq - 1) & MASK
+        elif flags & SYN and seq != fwd.base:
+            out.append("reused_ports")   # a SYN with a new ISN on a 4-tuple already in use
+            fwd.base = seq
+        ctl = flags & (SYN | FIN | RST)
+        dupack = False
+        done = False
+        if seglen == 1 and fwd.seen and seq == fwd.nextseq and rev.window == 0:
+            out.append("zero_window_probe")
+            done = True
+        if not done:
+            if window == 0 and not ctl:
+                out.append("zero_window")
+            if fwd.nextseq and _gt(seq, fwd.nextseq) and not flags & RST:
+                out.append("lost_segment")
+            if seglen <= 1 and fwd.seen and seq == (fwd.nextseq - 1) & MASK and not ctl:
+                out.append("keep_alive")
+            if (seglen == 0 and window and window != fwd.window and seq == fwd.nextseq
+                    and ack == fwd.lastack and not ctl):
+                out.append("window_update")
+            if (seglen > 0 and rev.wscale != -1 and rev.window >= 0 and not ctl
+                    and (seq + seglen) & MASK == (rev.lastack + rev.window) & MASK):
+                out.append("window_full")
+            same = (seglen == 0 and window == fwd.window and seq == fwd.nextseq
+                    and ack == fwd.lastack and not ctl and fwd.seen)
+            if same and window and "keep_alive" in rev.last_flags:
+                out.append("keep_alive_ack")
+                done = True
+            elif same and window == 0 and "zero_window_probe" in rev.last_flags:
+                out.append("zero_window_probe_ack")
+                done = True
+            elif same and window:
+                fwd.dupacknum += 1
+                out.append("duplicate_ack")
+                out.append(f"duplicate_ack_num={fwd.dupacknum}")
+                dupack = True
+        if not dupack:
+            fwd.lastnondupack = seg.frame
+            fwd.dupacknum = 0
+        if rev.maxseqtobeacked and _gt(ack, rev.maxseqtobeacked) and flags & ACK:
+            out.append("ack_lost_segment")
+            rev.maxseqtobeacked = rev.nextseq
+        if (not done and (seglen > 0 or flags & (SYN | FIN)) and fwd.nextseq
+                and _lt(seq, fwd.nextseq) and "keep_alive" not in out[mark:]):
+            self._retransmission_kind(a, fwd, rev, rtt, seq, seglen, out)
+        nextseq = (seq + seglen + (1 if flags & (SYN | FIN) else 0)) & MASK
+        probe = "zero_window_probe" in out[mark:]
+        if (not fwd.nextseq or _gt(nextseq, fwd.nextseq)) and not probe:
+            fwd.nextseq = nextseq
+            fwd.nextseq_ts = seg.ts
+        if (not fwd.maxseqtobeacked or seq == fwd.maxseqtobeacked) and not probe:
+            fwd.maxseqtobeacked = fwd.nextseq
+        fwd.window = window
+        fwd.lastack = ack
+        fwd.lastack_ts = seg.ts
+        fwd.last_flags = tuple(out[mark:])
+        fwd.seen = True
+
+    @staticmethod
+    def _retransmission_kind(a: Annotation, fwd: Flow, rev: Flow, rtt: list[float],
+                             seq: int, seglen: int, out: list[str]) -> None:
+        ts = a.seg.ts
+        # Data the receiver has already acknowledged: supersedes the kinds below.
+        if seglen > 0 and rev.lastack and not _gt((seq + seglen) & MASK, rev.lastack):
+            out += ["spurious_retransmission", "retransmission"]
+            return
+        if (rev.dupacknum >= 2 and rev.lastack == seq
+                and ts - rev.lastack_ts < FAST_RETRANSMISSION_WINDOW):
+            out += ["fast_retransmission", "retransmission"]
+            return
+        threshold = rtt[1] if rtt[1] > 0 else DEFAULT_OOO_THRESHOLD
+        end = (seq + seglen + (1 if a.seg.flags & (SYN | FIN) else 0)) & MASK
+        if ts - fwd.nextseq_ts < threshold and fwd.nextseq != end:
+            out.append("out_of_order")
+            return
+        out.append("retransmission")
+
+    @staticmethod
+    def _scale(seg, fwd: Flow, rev: Flow, rtt: list[float]) -> None:  # type: ignore[no-untyped-def]
+        """Window scale from the SYNs; the handshake RTT (SYN to the ACK of SYN+ACK)."""
+        flags = seg.flags
+        if flags & SYN:
+            shift = (seg.opts or {}).get("wscale")
+            fwd.wscale = shift if shift is not None else -2
+            if flags & ACK:
+                if fwd.wscale == -2 or rev.wscale == -2:   # scaling needs both sides
+                    fwd.wscale = rev.wscale = -2
+            else:
+                rtt[0] = seg.ts
+        elif flags & ACK and rtt[0] and not rtt[1] and rev.seen:
+            rtt[1] = seg.ts - rtt[0]
