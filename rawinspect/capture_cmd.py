@@ -7,13 +7,16 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from .annotate import comment, write_annotated
 from .annotation import Annotation
 from .capture import DEFAULT_LINGER, Limits, StopFlag, capture_loop
 from .pcapwriter import CaptureWriteError, PcapWriter, give_to_invoking_user
+from .conns import Summaries
 from .render import RenderOptions, make_renderer
+from .render.quiet import Quiet
 from .replay import Stats
 from .sniffer import DEFAULT_BUFFER, DEFAULT_SNAPLEN, NoPrivilegeError, Sniffer, SnifferError
 from .tracker import Tracker
@@ -132,7 +135,10 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any,
                 print(f"rawinspect: error: cannot run {command[0]!r}: {e.strerror or e}",
                       file=err)
                 return EXIT_RUNTIME
-        renderer = make_renderer(args.format, sys.stdout, opts)
+        from .cli import print_summaries, summary_mode
+        summaries = Summaries() if summary_mode(args) else None
+        renderer = (Quiet() if args.format == "zeek" or args.explain
+                    else make_renderer(args.format, sys.stdout, opts))
         seen: list[Annotation] = []  # everything, for the verdict and the verification
         comments: dict[int, str] = {}
 
@@ -141,6 +147,8 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any,
                 seen.extend(anns)
             if args.annotate:
                 comments.update((a.seg.frame, comment(a)) for a in anns)
+            if summaries is not None:
+                summaries.feed(anns)
             shown = anns if keep is None else [a for a in anns if keep(a)]
             if shown:
                 renderer.write(shown)
@@ -156,6 +164,9 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any,
         finally:
             renderer.close()
             sys.stdout.flush()
+        if summaries is not None:
+            summaries.end = max(summaries.end, time.time())  # TIME_WAIT runs to the end
+            print_summaries(summaries, args)
         disagree = 0
         if trace is not None:
             disagree = _report_verification(trace, seen, args)

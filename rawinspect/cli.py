@@ -12,6 +12,9 @@ from . import __version__
 from .annotation import Annotation
 from .annotate import comment, write_annotated
 from .capfile import CaptureFileError
+from .conns import Summaries
+from .render import conns as conns_render
+from .render.quiet import Quiet
 from .pcapwriter import CaptureWriteError
 from .capture_cmd import add_capture_arguments, run_capture
 from .render import FORMATS, RenderOptions, make_renderer
@@ -86,10 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
 def add_output_options(p: argparse.ArgumentParser,
                        count_help: str = "stop after showing N segments") -> None:
     """Options shared by every command that prints annotations."""
-    p.add_argument("--format", "-T", choices=FORMATS, default="table",
+    p.add_argument("--format", "-T", choices=FORMATS + ("zeek",), default="table",
                    help="table (default); jsonl: one JSON object per segment; ladder: a "
                         "ladder diagram; mermaid: a Mermaid sequence diagram per "
-                        "connection; svg: a picture per connection (-o FILE.svg)")
+                        "connection; svg: a picture per connection (-o FILE.svg); zeek: "
+                        "connection summaries as Zeek's conn.log (implies --conns)")
+    p.add_argument("--conns", action="store_true",
+                   help="one summary per connection (Zeek's conn_state and history, "
+                        "final states, who closed first, time in each state); as table, "
+                        "jsonl or zeek")
+    p.add_argument("--explain", type=_positive_int, metavar="N",
+                   help="for connection N: the segments behind each history letter and "
+                        "state change, and the time in each state")
     p.add_argument("-o", "--output", metavar="FILE.svg",
                    help="with --format svg: the picture (FILE-connN.svg when several "
                         "connections are shown)")
@@ -152,19 +163,45 @@ def use_color(choice: str) -> bool:
     return sys.stdout.isatty()
 
 
+def summary_mode(args: argparse.Namespace) -> bool:
+    """Whether connection summaries replace the per-segment output."""
+    return bool(args.conns or args.explain or args.format == "zeek")
+
+
+def print_summaries(summaries: Summaries, args: argparse.Namespace) -> int:
+    """The connection summaries (or one explanation) in the chosen format."""
+    results = summaries.results()
+    if args.explain:
+        match = [s for s in results if s.conn == args.explain]
+        if not match:
+            print(f"rawinspect: error: --explain {args.explain}: no such connection "
+                  f"({len(results)} seen)", file=sys.stderr)
+            return EXIT_RUNTIME
+        sys.stdout.write(conns_render.explain(match[0]))
+        return EXIT_OK
+    fmt = {"jsonl": conns_render.jsonl, "zeek": conns_render.zeek}.get(args.format,
+                                                                     conns_render.table)
+    sys.stdout.write(fmt(results))
+    return EXIT_OK
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     if bool(args.write) != bool(args.annotate):
         raise UsageError("replay writes only annotated pcapng: give -w FILE with --annotate")
     keep = make_filter(args)
-    renderer = make_renderer(args.format, sys.stdout, render_options(args))
+    summaries = Summaries() if summary_mode(args) else None
+    renderer = (Quiet() if summaries is not None
+                else make_renderer(args.format, sys.stdout, render_options(args)))
     stats = Stats()
     tracker = Tracker(msl=args.msl, hold=args.hold)
     comments: dict[int, str] = {}
-    sink = renderer.write
-    if args.annotate:
-        def sink(anns: list[Annotation]) -> None:
+
+    def sink(anns: list[Annotation]) -> None:
+        if args.annotate:
             comments.update((a.seg.frame, comment(a)) for a in anns)
-            renderer.write(anns)
+        if summaries is not None:
+            summaries.feed(anns)
+        renderer.write(anns)
     try:
         run(read_segments(args.file, stats), tracker, sink, keep, stats, args.count)
         if args.annotate:
@@ -181,10 +218,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"rawinspect: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     renderer.close()
+    code = print_summaries(summaries, args) if summaries is not None else EXIT_OK
     if not args.quiet:
         sys.stdout.flush()
         print(f"rawinspect: {stats.summary()}", file=sys.stderr)
-    return EXIT_OK
+    return code
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
@@ -209,6 +247,9 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
                   f"server {' → '.join(p.server)}")
     for key, value in sc.expect.outcomes.items():
         print(f"  {key}: {value}")
+    for state, history in sc.expect.zeek:
+        print(f"  Zeek conn_state {state}, history {history}"
+              + (" (any connection)" if sc.expect.each is not None else ""))
     return EXIT_OK
 
 

@@ -44,7 +44,7 @@ ABORT = Path("client aborts", states("CLOSED SYN_SENT ESTABLISHED CLOSED"),
 SCENARIOS = [Scenario(
     "abortive-close", "close() with SO_LINGER {on, 0} or with unread data sends RST, "
     "not FIN: the peer gets ECONNRESET", __doc__, run,
-    Expect(conns=[[ABORT], [ABORT]],
+    Expect(conns=[[ABORT], [ABORT]], zeek=[("RSTO", "ShAdR")] * 2,
            outcomes={"server recv() after the client's close() with SO_LINGER 0":
                      "ECONNRESET",
                      "server recv() after the client's close() with unread data":

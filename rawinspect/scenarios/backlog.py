@@ -62,4 +62,5 @@ def dropped_syns(observed: list[Observed], _report: dict) -> list[Check]:
 SCENARIOS = [Scenario(
     "backlog", "listen(1) and 5 clients: SYNs dropped while the accept queue is full, "
     "then retransmitted", __doc__, run,
-    Expect(conns=[[CLIENT_CLOSES]] * CLIENTS, extra=dropped_syns))]
+    Expect(conns=[[CLIENT_CLOSES]] * CLIENTS, zeek=[("SF", "ShADadFf")] * CLIENTS,
+           extra=dropped_syns))]

@@ -73,13 +73,16 @@ class Expect:
     """What a run must show.
 
     ``conns``: for each connection in order, the acceptable Paths (the first is the
-    lesson's); or ``each``: any number of connections, every one matching one of these. ``required``: a Path label that must occur at least once (racy lessons).
+    lesson's); or ``each``: any number of connections, every one matching one of these.
+    ``zeek``: Zeek's (conn_state, history as a regular expression) for each connection in
+    order, or with ``each`` the alternatives every connection must match one of. ``required``: a Path label that must occur at least once (racy lessons).
     ``outcomes``: socket-call outcomes the programs must report. ``extra``: further
     checks computed from the connections and the programs' report.
     """
     conns: list[list[Path]] = field(default_factory=list)
     each: list[Path] | None = None  # instead of conns: any number, each matching one
     outcomes: dict[str, str] = field(default_factory=dict)
+    zeek: list[tuple[str, str]] = field(default_factory=list)
     required: str | None = None
     extra: Callable[[list[Observed], dict[str, Any]], list[Check]] | None = None
 

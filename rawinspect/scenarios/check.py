@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -88,6 +89,22 @@ def matches(obs: Observed, path: Path) -> bool:
     return obs.client in expansions(path.client) and obs.server in expansions(path.server)
 
 
+def _zeek_checks(expect: Expect, anns: list[Annotation]) -> list[Check]:
+    """Each connection's Zeek conn_state and history against the lesson's."""
+    from ..conns import Summaries
+    summaries = Summaries()
+    summaries.feed(anns)
+    out = []
+    for i, s in enumerate(summaries.results()):
+        wanted = expect.zeek if expect.each is not None else expect.zeek[i:i + 1]
+        ok = any(s.conn_state == state and re.fullmatch(hist, s.history)
+                 for state, hist in wanted)
+        out.append(Check(ok, f"conn {s.conn} Zeek: conn_state {s.conn_state}, history "
+                             f"{s.history}" + ("" if ok else " (expected " + " or ".join(
+                                 f"{st} {h}" for st, h in wanted) + ")")))
+    return out
+
+
 def verify(expect: Expect, anns: list[Annotation], report: dict[str, Any]) -> Verdict:
     """Check the connections' state sequences, the programs' outcomes and the extras."""
     v = Verdict()
@@ -130,6 +147,8 @@ def verify(expect: Expect, anns: list[Annotation], report: dict[str, Any]) -> Ve
                                                                else f" (expected {want})")))
     if report.get("error"):
         v.checks.append(Check(False, f"the scenario's programs failed: {report['error']}"))
+    if expect.zeek:
+        v.checks.extend(_zeek_checks(expect, anns))
     if expect.extra is not None:
         v.checks.extend(expect.extra(observed, report))
     v.deviating.sort()

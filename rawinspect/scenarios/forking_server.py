@@ -101,6 +101,6 @@ def client(ctx: Context) -> None:
 SCENARIOS = [Scenario(
     "forking-server", "a forking server reaps its children in a SIGCHLD handler with a "
     "waitpid(WNOHANG) loop: no zombies", __doc__, run,
-    Expect(conns=[[CLIENT_CLOSES]] * CHILDREN,
+    Expect(conns=[[CLIENT_CLOSES]] * CHILDREN, zeek=[("SF", "ShADadFf")] * CHILDREN,
            outcomes={"children reaped by the SIGCHLD handler": str(CHILDREN),
                      "zombie children left": "0"}))]

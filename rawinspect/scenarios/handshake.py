@@ -35,7 +35,7 @@ def run(ctx: Context) -> None:
     t.join(5)
 
 
-EXPECT = Expect(conns=[[CLIENT_CLOSES]])
+EXPECT = Expect(conns=[[CLIENT_CLOSES]], zeek=[("SF", "ShADadFf")])
 SCENARIOS = [
     Scenario("handshake", "3-way handshake, request/response, client closes first "
              "and holds TIME_WAIT", __doc__, run, EXPECT),

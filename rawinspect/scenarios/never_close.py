@@ -52,6 +52,6 @@ def run(ctx: Context) -> None:
 SCENARIOS = [Scenario(
     "never-close", "a peer that never calls close(): FIN_WAIT_2 and CLOSE_WAIT left "
     "hanging", __doc__, run,
-    Expect(conns=[[CLIENT_CLOSES]],
+    Expect(conns=[[CLIENT_CLOSES]], zeek=[("SF", "ShADaFf")],
            outcomes={"server socket after EOF, never closed": "CLOSE_WAIT",
                      "client socket while the server never closes": "FIN_WAIT2"}))]

@@ -20,4 +20,5 @@ SCENARIOS = [Scenario(
     "refused", "connect() to a port with no listener: SYN answered by RST+ACK, "
     "ECONNREFUSED", __doc__, run,
     Expect(conns=[[Path("refused", states("CLOSED SYN_SENT CLOSED"), states("CLOSED"))]],
+           zeek=[("REJ", "Sr")],
            outcomes={"connect()": "ECONNREFUSED"}))]

@@ -64,6 +64,7 @@ SCENARIOS = [Scenario(
     "server-close", "the server closes first and holds TIME_WAIT; restarting it on that "
     "port: EADDRINUSE without SO_REUSEADDR, success with it", __doc__, run,
     Expect(conns=[[SERVER_CLOSES], [SERVER_CLOSES], [CLIENT_CLOSES]],
+           zeek=[("SF", "ShADadfF"), ("SF", "ShADadfF"), ("SF", "ShADadFf")],
            outcomes={"restart without SO_REUSEADDR: bind()": "EADDRINUSE",
                      "restart with SO_REUSEADDR: bind()": "ok"}),
     ports=2)]

@@ -50,4 +50,5 @@ def compare(observed: list[Observed], _report: dict) -> list[Check]:
 
 SCENARIOS = [Scenario(
     "short-long", "one connection per request versus one connection for all requests",
-    __doc__, run, Expect(conns=[[CLIENT_CLOSES]] * (REQUESTS + 1), extra=compare))]
+    __doc__, run, Expect(conns=[[CLIENT_CLOSES]] * (REQUESTS + 1),
+                         zeek=[("SF", "ShADadFf")] * (REQUESTS + 1), extra=compare))]

@@ -55,4 +55,5 @@ SIMULTANEOUS = Path("simultaneous close",
 SCENARIOS = [Scenario(
     "simultaneous-close", "both ends close() at once: FIN_WAIT_1 → CLOSING → TIME_WAIT "
     "on both sides", __doc__, run,
-    Expect(each=[SIMULTANEOUS, CLIENT_CLOSES, SERVER_CLOSES], required=SIMULTANEOUS.label))]
+    Expect(each=[SIMULTANEOUS, CLIENT_CLOSES, SERVER_CLOSES], required=SIMULTANEOUS.label,
+           zeek=[("SF", "ShA(Ff|fF)a?")]))]

@@ -76,4 +76,5 @@ LOST = Path("race lost: refused", states("CLOSED SYN_SENT CLOSED"), states("CLOS
 SCENARIOS = [Scenario(
     "simultaneous-open", "two sockets connect() to each other at once: SYN_SENT → "
     "SYN_RCVD → ESTABLISHED on both", __doc__, run,
-    Expect(each=SIM_OPEN + [LOST], required="simultaneous open"), ports=2 * ATTEMPTS)]
+    Expect(each=SIM_OPEN + [LOST], required="simultaneous open",
+           zeek=[("SF", "Ss(Aa|aA)(Ff|fF)"), ("REJ", "Sr")]), ports=2 * ATTEMPTS)]

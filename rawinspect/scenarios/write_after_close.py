@@ -61,6 +61,7 @@ SCENARIOS = [Scenario(
     "write-after-close", "writing to a peer that closed: RST, then EPIPE (SIGPIPE "
     "ignored) or death by SIGPIPE (default action)", __doc__, run,
     Expect(conns=[[WRITE_AFTER_CLOSE], [WRITE_AFTER_CLOSE]],
+           zeek=[("RSTR", "ShAfDr"), ("RSTR", "ShAfDr")],
            outcomes={"SIGPIPE ignored: first write": "ok",
                      "SIGPIPE ignored: second write": "EPIPE",
                      "SIGPIPE default: child": "killed by SIGPIPE"}))]

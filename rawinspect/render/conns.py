@@ -1,0 +1,117 @@
+"""Connection summaries as a table, JSON lines, or Zeek's conn.log (TSV for zeek-cut);
+and ``--explain``: the segments behind one connection's verdicts."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+
+from tabulate import tabulate
+
+from ..conns import ConnSummary
+
+ZEEK_FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto",
+               "service", "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig",
+               "local_resp", "missed_bytes", "history", "orig_pkts", "orig_ip_bytes",
+               "resp_pkts", "resp_ip_bytes", "tunnel_parents")
+ZEEK_TYPES = ("time", "string", "addr", "port", "addr", "port", "enum", "string", "interval",
+              "count", "count", "string", "bool", "bool", "count", "string", "count", "count",
+              "count", "count", "set[string]")
+
+
+def split_endpoint(ep: str) -> tuple[str, str]:
+    """"1.2.3.4:80" or "[::1]:80" → (address, port)."""
+    host, port = ep.rsplit(":", 1)
+    return host.strip("[]"), port
+
+
+def _seconds(x: float | None) -> str:
+    return "-" if x is None else f"{x:.6f}"
+
+
+def duration(x: float) -> str:
+    """Seconds, in ms below one second."""
+    return f"{x * 1e3:.3f} ms" if x < 1 else f"{x:.3f} s"
+
+
+def _timing(s: ConnSummary, who: str) -> str:
+    return " → ".join(f"{h.state} {duration(h.seconds)}" for h in s.timing[who])
+
+
+def table(summaries: list[ConnSummary]) -> str:
+    """One row per connection, then each endpoint's time in each state."""
+    rows = [[s.conn, f"{s.start:.6f}", f"{s.duration:.6f}", s.client, s.server,
+             f"{s.pkts[0]}/{s.bytes[0]}", f"{s.pkts[1]}/{s.bytes[1]}", s.conn_state,
+             s.history, s.client_final, s.server_final, s.closed_first,
+             "-" if s.rtt is None else f"{s.rtt * 1e3:.3f}"] for s in summaries]
+    text = tabulate(rows, headers=("Conn", "Start", "Duration", "Client", "Server",
+                                   "C→S pkts/bytes", "S→C pkts/bytes", "State", "History",
+                                   "Client end", "Server end", "Closed first", "RTT ms"),
+                    tablefmt="simple", disable_numparse=True)
+    lines = [text, "", "Time in each state (until the next change or the end of the capture):"]
+    for s in summaries:
+        lines.append(f"  conn {s.conn} client: {_timing(s, 'client')}")
+        lines.append(f"  conn {s.conn} server: {_timing(s, 'server')}")
+    return "\n".join(lines) + "\n"
+
+
+def jsonl(summaries: list[ConnSummary]) -> str:
+    """The same fields as JSON, one connection per line (Zeek's names where they exist)."""
+    out = []
+    for s in summaries:
+        oh, op = split_endpoint(s.client)
+        rh, rp = split_endpoint(s.server)
+        d = {"ts": round(s.start, 6), "uid": s.uid, "conn": s.conn, "id.orig_h": oh,
+             "id.orig_p": int(op), "id.resp_h": rh, "id.resp_p": int(rp), "proto": "tcp",
+             "duration": round(s.duration, 6), "orig_bytes": s.bytes[0],
+             "resp_bytes": s.bytes[1], "conn_state": s.conn_state,
+             "missed_bytes": s.missed_bytes, "history": s.history, "orig_pkts": s.pkts[0],
+             "resp_pkts": s.pkts[1], "client_final": s.client_final,
+             "server_final": s.server_final, "closed_first": s.closed_first,
+             "handshake_rtt": None if s.rtt is None else round(s.rtt, 6),
+             "timing": {who: [{k: (round(v, 6) if isinstance(v, float) else v)
+                               for k, v in asdict(h).items()} for h in held]
+                        for who, held in s.timing.items()}}
+        out.append(json.dumps(d))
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def zeek(summaries: list[ConnSummary]) -> str:
+    """Zeek's conn.log in its ASCII format, with the #fields/#types header."""
+    stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
+    lines = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)",
+             "#unset_field\t-", "#path\tconn", f"#open\t{stamp}",
+             "#fields\t" + "\t".join(ZEEK_FIELDS), "#types\t" + "\t".join(ZEEK_TYPES)]
+    for s in summaries:
+        oh, op = split_endpoint(s.client)
+        rh, rp = split_endpoint(s.server)
+        timed = s.duration > 0
+        row = [f"{s.start:.6f}", s.uid, oh, op, rh, rp, "tcp", "-",
+               f"{s.duration:.6f}" if timed else "-",
+               str(s.bytes[0]) if timed else "-", str(s.bytes[1]) if timed else "-",
+               s.conn_state, "-", "-", str(s.missed_bytes), s.history or "-",
+               str(s.pkts[0]), "-", str(s.pkts[1]), "-", "-"]
+        lines.append("\t".join(row))
+    lines.append(f"#close\t{stamp}")
+    return "\n".join(lines) + "\n"
+
+
+def explain(s: ConnSummary) -> str:
+    """Which segments produced each history letter and each state change."""
+    lines = [f"conn {s.conn} ({s.uid}): client {s.client}, server {s.server}",
+             f"conn_state {s.conn_state}, history {s.history or '-'}; closed first: "
+             f"{s.closed_first}; handshake RTT: "
+             + ("-" if s.rtt is None else f"{s.rtt * 1e3:.3f} ms"), "", "History letters:"]
+    for letter, frame in s.letters:
+        side = ("direction flipped: the first packet came from the responder"
+                if letter == "^" else "originator" if letter.isupper() else "responder")
+        lines.append(f"  {letter}  frame {frame}  ({side})")
+    lines += ["", "State changes:"]
+    for frame, who, path in s.changes:
+        lines.append(f"  frame {frame}: {who} {' → '.join(path)}")
+    lines += ["", "Time in each state:"]
+    for who in ("client", "server"):
+        for h in s.timing[who]:
+            lines.append(f"  {who} {h.state:<12} from frame {h.frame:<6} {duration(h.seconds)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,195 @@
+"""Zeek's conn_state and history, rule by rule, with hand-built segments."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from rawinspect.conns import Summaries
+from rawinspect.render import conns as render
+from rawinspect.tracker import Tracker
+from tcpseq import ACK, C_ISN, FIN, RST, S_ISN, SYN, Conv
+
+PSH = 0x08
+C1, S1 = C_ISN + 1, S_ISN + 1
+
+
+def summary(segs):
+    s = Summaries()
+    s.feed(Tracker().feed_all(segs))
+    results = s.results()
+    assert len(results) == 1
+    return results[0]
+
+
+def close4(c: Conv, data: bool = True):
+    """Handshake, a request and reply, client closes first: the normal SF."""
+    segs = c.handshake()
+    if data:
+        segs += [c.seg("c", PSH | ACK, C1, S1, 10), c.seg("s", ACK, S1, C1 + 10),
+                 c.seg("s", PSH | ACK, S1, C1 + 10, 20), c.seg("c", ACK, C1 + 10, S1 + 20)]
+    dc, ds = (10, 20) if data else (0, 0)
+    return segs + [c.seg("c", FIN | ACK, C1 + dc, S1 + ds),
+                   c.seg("s", FIN | ACK, S1 + ds, C1 + dc + 1),
+                   c.seg("c", ACK, C1 + dc + 1, S1 + ds + 1)]
+
+
+def test_sf_normal_close():
+    s = summary(close4(Conv()))
+    assert (s.conn_state, s.history) == ("SF", "ShADadFf")
+    assert s.bytes == (10, 20) and s.pkts == (6, 4)
+    assert (s.client_final, s.server_final, s.closed_first) == ("TIME_WAIT", "CLOSED", "client")
+
+
+def test_s0_attempt_without_reply():
+    c = Conv()
+    s = summary([c.seg("c", SYN, C_ISN)])
+    assert (s.conn_state, s.history) == ("S0", "S")
+
+
+def test_retransmitted_syn_is_one_s_but_a_new_isn_repeats_it():
+    c = Conv()
+    assert summary([c.seg("c", SYN, C_ISN), c.seg("c", SYN, C_ISN, dt=1.0)]).history == "S"
+
+
+def test_rej_refused():
+    c = Conv()
+    s = summary([c.seg("c", SYN, C_ISN), c.seg("s", RST | ACK, 0, C1)])
+    assert (s.conn_state, s.history) == ("REJ", "Sr")
+
+
+def test_s1_established_not_closed():
+    c = Conv()
+    s = summary(c.handshake() + [c.seg("c", PSH | ACK, C1, S1, 5)])
+    assert (s.conn_state, s.history) == ("S1", "ShAD")
+
+
+def test_s2_and_s3_one_sided_close():
+    c = Conv()
+    s2 = summary(c.handshake() + [c.seg("c", FIN | ACK, C1, S1)])
+    assert (s2.conn_state, s2.history) == ("S2", "ShAF")
+    c = Conv()
+    s3 = summary(c.handshake() + [c.seg("s", FIN | ACK, S1, C1)])
+    assert (s3.conn_state, s3.history) == ("S3", "ShAf")
+
+
+def test_rsto_and_rstr():
+    c = Conv()
+    o = summary(c.handshake() + [c.seg("c", RST | ACK, C1, S1)])
+    assert (o.conn_state, o.history) == ("RSTO", "ShAR")
+    c = Conv()
+    r = summary(c.handshake() + [c.seg("s", RST | ACK, S1, C1)])
+    assert (r.conn_state, r.history) == ("RSTR", "ShAr")
+
+
+def test_rstos0_syn_then_rst_from_originator():
+    c = Conv()
+    s = summary([c.seg("c", SYN, C_ISN), c.seg("c", RST, C1)])
+    assert (s.conn_state, s.history) == ("RSTOS0", "SR")
+
+
+def test_rstrh_and_shr_responder_only():
+    c = Conv()
+    s = summary([c.seg("s", SYN | ACK, S_ISN, C1), c.seg("s", RST | ACK, S1, C1)])
+    assert (s.conn_state, s.history) == ("RSTRH", "^hr")
+    c = Conv()
+    s = summary([c.seg("s", SYN | ACK, S_ISN, C1), c.seg("s", FIN | ACK, S1, C1)])
+    assert (s.conn_state, s.history) == ("SHR", "^hf")
+
+
+def test_sh_syn_then_fin():
+    c = Conv()
+    s = summary([c.seg("c", SYN, C_ISN), c.seg("c", FIN, C1)])
+    assert (s.conn_state, s.history) == ("SH", "SF")
+
+
+def test_oth_midstream():
+    c = Conv()
+    s = summary([c.seg("c", PSH | ACK, C1, S1, 10), c.seg("s", ACK, S1, C1 + 10)])
+    assert (s.conn_state, s.history) == ("OTH", "Da")
+
+
+def test_once_only_letters_and_repeats():
+    c = Conv()
+    segs = c.handshake() + [c.seg("c", PSH | ACK, C1, S1, 10),
+                            c.seg("c", PSH | ACK, C1 + 10, S1, 10),
+                            c.seg("c", ACK, C1 + 20, S1)]
+    assert summary(segs).history == "ShAD"   # D and A once per direction
+
+
+def test_fin_repeats_only_with_a_new_sequence_number():
+    c = Conv()
+    segs = c.handshake() + [c.seg("c", FIN | ACK, C1, S1), c.seg("c", FIN | ACK, C1, S1),
+                            c.seg("c", PSH | FIN | ACK, C1, S1, 5)]
+    assert summary(segs).history == "ShAFF"
+
+
+def test_retransmissions_and_zero_windows_are_logarithmic():
+    c = Conv()
+    segs = c.handshake() + [c.seg("c", PSH | ACK, C1, S1, 10)]
+    segs += [c.seg("c", PSH | ACK, C1, S1, 10, dt=0.5) for _ in range(12)]
+    assert summary(segs).history == "ShADTT"      # 1st and 10th retransmission
+    c = Conv()
+    segs = c.handshake() + [c.seg("s", ACK, S1, C1, window=0) for _ in range(10)]
+    assert summary(segs).history == "ShAaww"
+
+
+def test_multi_flag_and_inconsistent_packets():
+    c = Conv()
+    s = summary(c.handshake() + [c.seg("c", FIN | RST | ACK, C1, S1)])
+    assert "I" in s.history
+    c = Conv()
+    s = summary([c.seg("c", SYN | FIN, C_ISN)])
+    assert s.history == "Q"
+
+
+def test_content_gap_is_counted_when_acked():
+    c = Conv()
+    segs = c.handshake() + [c.seg("c", PSH | ACK, C1 + 100, S1, 10),
+                            c.seg("s", ACK, S1, C1 + 110)]
+    s = summary(segs)
+    assert "G" in s.history and s.missed_bytes == 100
+
+
+def test_simultaneous_close_and_rtt():
+    c = Conv()
+    segs = c.handshake() + [c.seg("c", FIN | ACK, C1, S1), c.seg("s", FIN | ACK, S1, C1),
+                            c.seg("c", ACK, C1 + 1, S1 + 1), c.seg("s", ACK, S1 + 1, C1 + 1)]
+    s = summary(segs)
+    assert s.closed_first == "simultaneous" and s.conn_state == "SF"
+    assert s.rtt == pytest.approx(0.002)
+    assert [h.state for h in s.timing["client"]][-2:] == ["CLOSING", "TIME_WAIT"]
+
+
+def test_zeek_format_is_zeek_cut_compatible(tmp_path):
+    text = render.zeek([summary(close4(Conv()))])
+    lines = text.splitlines()
+    fields = next(x for x in lines if x.startswith("#fields")).split("\t")[1:]
+    types = next(x for x in lines if x.startswith("#types")).split("\t")[1:]
+    assert len(fields) == len(types) == len(render.ZEEK_FIELDS)
+    row = [x for x in lines if not x.startswith("#")][0].split("\t")
+    assert len(row) == len(fields)
+    rec = dict(zip(fields, row))
+    assert rec["conn_state"] == "SF" and rec["history"] == "ShADadFf"
+    assert rec["id.orig_p"] == "40000" and rec["proto"] == "tcp"
+    assert re.fullmatch(r"C[A-Z2-7]{17}", rec["uid"])
+
+
+def test_cli_conns_jsonl_and_explain(tmp_path):
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    pcap = root / "captures" / "simultaneous-close.pcap"
+    res = subprocess.run([sys.executable, "-m", "rawinspect", "replay", str(pcap), "--conns",
+                          "-T", "jsonl", "-q"], capture_output=True, text=True, cwd=root)
+    import json
+    recs = [json.loads(x) for x in res.stdout.splitlines()]
+    assert len(recs) == 5 and all(r["conn_state"] == "SF" for r in recs)
+    assert recs[0]["timing"]["client"][0]["state"] == "CLOSED"
+    res = subprocess.run([sys.executable, "-m", "rawinspect", "replay", str(pcap), "--explain",
+                          "1", "-q"], capture_output=True, text=True, cwd=root)
+    assert "History letters:" in res.stdout and "frame 1" in res.stdout
+    res = subprocess.run([sys.executable, "-m", "rawinspect", "replay", str(pcap), "--explain",
+                          "99", "-q"], capture_output=True, text=True, cwd=root)
+    assert res.returncode == 1 and "no such connection" in res.stderr
