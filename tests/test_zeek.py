@@ -193,3 +193,18 @@ def test_cli_conns_jsonl_and_explain(tmp_path):
     res = subprocess.run([sys.executable, "-m", "rawinspect", "replay", str(pcap), "--explain",
                           "99", "-q"], capture_output=True, text=True, cwd=root)
     assert res.returncode == 1 and "no such connection" in res.stderr
+
+
+def test_matches_zeeks_own_baseline_for_a_missing_syn(public_dir):
+    """Zeek's test suite baseline core.tcp.missing-syn/conn.log, on the same capture."""
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    res = subprocess.run([sys.executable, "-m", "rawinspect", "replay",
+                          str(public_dir / "zeek-tcp-missing-syn.pcap"), "-T", "zeek", "-q"],
+                         capture_output=True, text=True, cwd=root)
+    row = [x for x in res.stdout.splitlines() if not x.startswith("#")][0].split("\t")
+    rec = dict(zip(render.ZEEK_FIELDS, row))
+    zeek = {"ts": "1128727435.633408", "id.orig_h": "141.42.64.125", "id.orig_p": "56730",
+            "id.resp_h": "125.190.109.199", "id.resp_p": "80", "duration": "1.550793",
+            "orig_bytes": "98", "resp_bytes": "9417", "conn_state": "SF",
+            "missed_bytes": "0", "history": "^hADdFaf", "orig_pkts": "11", "resp_pkts": "10"}
+    assert {k: rec[k] for k in zeek} == zeek
