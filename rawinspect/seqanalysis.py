@@ -21,6 +21,7 @@ from .segment import ACK, FIN, RST, SYN
 MASK = 0xFFFFFFFF
 FAST_RETRANSMISSION_WINDOW = 0.020   # seconds after the last duplicate ACK
 DEFAULT_OOO_THRESHOLD = 0.003        # seconds, when the handshake RTT is unknown
+KEEP_ALIVE, ZWP = 1, 2               # what the peer's next segment needs to know
 
 
 def _lt(a: int, b: int) -> bool:
@@ -35,7 +36,7 @@ class Flow:
     """One direction's bookkeeping, as Wireshark's tcp_analyze_seq_info."""
 
     __slots__ = ("nextseq", "nextseq_ts", "maxseqtobeacked", "lastack", "lastack_ts",
-                 "window", "wscale", "dupacknum", "lastnondupack", "last_flags", "seen", "base")
+                 "window", "wscale", "dupacknum", "lastnondupack", "last_marks", "seen", "base")
 
     def __init__(self) -> None:
         self.nextseq = 0          # highest sequence number seen + length (0: none yet)
@@ -47,7 +48,7 @@ class Flow:
         self.wscale = -1          # -1: unknown (SYN not seen); -2: peer did not scale
         self.dupacknum = 0
         self.lastnondupack = 0
-        self.last_flags: tuple[str, ...] = ()
+        self.last_marks = 0       # KEEP_ALIVE / ZWP bits of the last segment
         self.seen = False
         self.base = 0             # first sequence number (the one before, without SYN)
 
@@ -70,71 +71,76 @@ class SeqAnalyzer:
             self._conn_of_tuple[key] = a.conn
         c, s, rtt = state
         fwd, rev = (c, s) if a.from_client else (s, c)
-        self._scale(seg, fwd, rev, rtt)
         flags = seg.flags
+        if flags & SYN or (rtt[0] and not rtt[1]):
+            self._scale(seg, fwd, rev, rtt)
         seq, ack, seglen = seg.seq, seg.ack, seg.payload
         window = seg.window
         if fwd.wscale >= 0 and not flags & SYN:
             window <<= fwd.wscale
         out = a.analysis
-        mark = len(out)
-        if not fwd.seen:
+        seen = fwd.seen
+        nxt = fwd.nextseq
+        if not seen:
             fwd.base = seq if flags & SYN else (seq - 1) & MASK
         elif flags & SYN and seq != fwd.base:
             out.append("reused_ports")   # a SYN with a new ISN on a 4-tuple already in use
             fwd.base = seq
         ctl = flags & (SYN | FIN | RST)
-        dupack = False
-        done = False
-        if seglen == 1 and fwd.seen and seq == fwd.nextseq and rev.window == 0:
+        marks = 0          # KEEP_ALIVE / ZERO_WINDOW_PROBE, remembered for the peer
+        dupack = done = False
+        if seglen == 1 and seen and seq == nxt and rev.window == 0:
             out.append("zero_window_probe")
+            marks = ZWP
             done = True
-        if not done:
+        else:
             if window == 0 and not ctl:
                 out.append("zero_window")
-            if fwd.nextseq and _gt(seq, fwd.nextseq) and not flags & RST:
+            if nxt and 0 < ((seq - nxt) & MASK) < 0x80000000 and not flags & RST:
                 out.append("lost_segment")
-            if seglen <= 1 and fwd.seen and seq == (fwd.nextseq - 1) & MASK and not ctl:
+            if seglen <= 1 and seen and seq == (nxt - 1) & MASK and not ctl:
                 out.append("keep_alive")
-            if (seglen == 0 and window and window != fwd.window and seq == fwd.nextseq
-                    and ack == fwd.lastack and not ctl):
-                out.append("window_update")
-            if (seglen > 0 and rev.wscale != -1 and rev.window >= 0 and not ctl
-                    and (seq + seglen) & MASK == (rev.lastack + rev.window) & MASK):
-                out.append("window_full")
-            same = (seglen == 0 and window == fwd.window and seq == fwd.nextseq
-                    and ack == fwd.lastack and not ctl and fwd.seen)
-            if same and window and "keep_alive" in rev.last_flags:
-                out.append("keep_alive_ack")
-                done = True
-            elif same and window == 0 and "zero_window_probe" in rev.last_flags:
-                out.append("zero_window_probe_ack")
-                done = True
-            elif same and window:
-                fwd.dupacknum += 1
-                out.append("duplicate_ack")
-                out.append(f"duplicate_ack_num={fwd.dupacknum}")
-                dupack = True
+                marks = KEEP_ALIVE
+            if seglen:
+                if (rev.wscale != -1 and rev.window >= 0 and not ctl
+                        and (seq + seglen) & MASK == (rev.lastack + rev.window) & MASK):
+                    out.append("window_full")
+            elif not ctl and seq == nxt and ack == fwd.lastack:
+                if window and window != fwd.window:
+                    out.append("window_update")
+                elif window == fwd.window and seen:
+                    if window and rev.last_marks & KEEP_ALIVE:
+                        out.append("keep_alive_ack")
+                        done = True
+                    elif not window and rev.last_marks & ZWP:
+                        out.append("zero_window_probe_ack")
+                        done = True
+                    elif window:
+                        fwd.dupacknum += 1
+                        out.append("duplicate_ack")
+                        out.append(f"duplicate_ack_num={fwd.dupacknum}")
+                        dupack = True
         if not dupack:
             fwd.lastnondupack = seg.frame
             fwd.dupacknum = 0
-        if rev.maxseqtobeacked and _gt(ack, rev.maxseqtobeacked) and flags & ACK:
+        maxack = rev.maxseqtobeacked
+        if maxack and flags & ACK and 0 < ((ack - maxack) & MASK) < 0x80000000:
             out.append("ack_lost_segment")
             rev.maxseqtobeacked = rev.nextseq
-        if (not done and (seglen > 0 or flags & (SYN | FIN)) and fwd.nextseq
-                and _lt(seq, fwd.nextseq) and "keep_alive" not in out[mark:]):
+        if (not done and (seglen > 0 or flags & (SYN | FIN)) and nxt
+                and 0 < ((nxt - seq) & MASK) < 0x80000000 and not marks & KEEP_ALIVE):
             self._retransmission_kind(a, fwd, rev, rtt, seq, seglen, out)
-        nextseq = (seq + seglen + (1 if flags & (SYN | FIN) else 0)) & MASK
-        probe = "zero_window_probe" in out[mark:]
-        if (not fwd.nextseq or _gt(nextseq, fwd.nextseq)) and not probe:
-            fwd.nextseq = nextseq
-            fwd.nextseq_ts = seg.ts
-        if (not fwd.maxseqtobeacked or seq == fwd.maxseqtobeacked) and not probe:
-            fwd.maxseqtobeacked = fwd.nextseq
+        end = (seq + seglen + (1 if flags & (SYN | FIN) else 0)) & MASK
+        if not marks & ZWP:
+            if not nxt or 0 < ((end - nxt) & MASK) < 0x80000000:
+                fwd.nextseq = end
+                fwd.nextseq_ts = seg.ts
+            if not fwd.maxseqtobeacked or seq == fwd.maxseqtobeacked:
+                fwd.maxseqtobeacked = fwd.nextseq
         fwd.window = window
         fwd.lastack = ack
         fwd.lastack_ts = seg.ts
-        fwd.last_flags = tuple(out[mark:])
+        fwd.last_marks = marks
         fwd.seen = True
 
     @staticmethod
