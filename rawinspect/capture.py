@@ -25,7 +25,7 @@ from .sniffer import Sniffer
 from .tracker import Tracker
 
 POLL_MS = 10        # longest wait before pending annotations are printed
-READ_BATCH = 1024   # packets read per round before rendering
+READ_BATCH = 256    # packets read per round before rendering: bounds the output delay
 DEFAULT_LINGER = 0.5  # seconds to keep capturing after the program ends
 
 

@@ -189,6 +189,8 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--rates", default="25000,50000,75000,100000,150000,200000,300000",
                    help="packets per second to try, ascending")
+    p.add_argument("--tools", default="rawinspect,tcpdump",
+                   help="which tools to measure (default both)")
     args = p.parse_args()
     if os.geteuid() != 0 or not shutil.which("tcpdump") or not shutil.which("tcpreplay"):
         print("needs root, tcpdump and tcpreplay (apt-get install tcpdump tcpreplay)",
@@ -198,7 +200,8 @@ def main() -> int:
     realtime = 0.0  # rawinspect: highest rate with every sampled annotation out within 10 ms
     port = free_port()
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"rawinspect-bench-{os.getpid()}.pcap"
-    for tool in ("rawinspect", "tcpdump"):
+    tools = [t for t in ("rawinspect", "tcpdump") if t in args.tools.split(",")]
+    for tool in tools:
         print(f"{tool}:", flush=True)
         for rate in map(float, args.rates.split(",")):
             synthetic_pcap(tmp, int(rate * args.seconds), port)
@@ -214,7 +217,7 @@ def main() -> int:
         bulk_mb = 64 * 16 * 65536 / 1e6
         print(f"  bulk {bulk_mb:.0f} MB/s for {args.seconds:g} s: {bulk['captured']:,} "
               f"packets, {bulk['dropped']:,} dropped", flush=True)
-    for tool in ("rawinspect", "tcpdump"):
+    for tool in tools:
         print(f"highest drop-free rate, {tool}: {best.get(tool, 0):,.0f} packets/s "
               "(of the rates tried)")
     print(f"highest rate with every sampled annotation printed within 10 ms, rawinspect: "
