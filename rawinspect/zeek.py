@@ -248,6 +248,15 @@ class ZeekConn:
         elif flags & ACK:
             self._check(ep, "A", frame)
 
+    @staticmethod
+    def _fin_or_rst(ep: ZeekEndpoint, flags: int) -> bool:
+        """FIN closes, RST resets (RST wins); True if either ended this side."""
+        if flags & FIN:
+            ep.set_state(CLOSED)
+        if flags & RST:
+            ep.set_state(RESET)
+        return bool(flags & (FIN | RST))
+
     def _state_machine(self, ep: ZeekEndpoint, peer: ZeekEndpoint, flags: int,
                        is_orig: bool, plen: int) -> None:
         st = ep.state
@@ -260,26 +269,14 @@ class ZeekConn:
                     if peer.state == SYN_SENT:
                         peer.set_state(ESTABLISHED)
                     ep.set_state(ESTABLISHED)
-            if flags & FIN:
-                ep.set_state(CLOSED)
-                close = True
-            if flags & RST:
-                ep.set_state(RESET)
-                close = True
-            if ep.state == INACTIVE:
-                if not is_orig and plen == 0 and self.orig.state == SYN_SENT:
-                    pass
-                elif flags & ACK and peer.state == ESTABLISHED:
-                    ep.set_state(ESTABLISHED)
-                else:
-                    ep.set_state(PARTIAL)
+            close = self._fin_or_rst(ep, flags)
+            # A responder's bare ACK of an initial SYN does not make a partial connection.
+            ack_of_syn = not is_orig and plen == 0 and self.orig.state == SYN_SENT
+            if ep.state == INACTIVE and not ack_of_syn:
+                ep.set_state(ESTABLISHED if flags & ACK and peer.state == ESTABLISHED
+                             else PARTIAL)
         elif st in (SYN_SENT, SYN_ACK_SENT):
-            if flags & FIN:
-                ep.set_state(CLOSED)
-                close = True
-            if flags & RST:
-                ep.set_state(RESET)
-                close = True
+            close = self._fin_or_rst(ep, flags)
         elif st in (ESTABLISHED, PARTIAL):
             if flags & SYN and st == PARTIAL and peer.state == INACTIVE and not flags & ACK:
                 ep.set_state(SYN_SENT)
