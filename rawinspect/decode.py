@@ -32,6 +32,7 @@ IPV6_EXT = (0, 43, 60, 51, 135, 139, 140)
 _u16 = struct.Struct("!H").unpack_from
 _u32le = struct.Struct("<I").unpack_from
 _eth_ip4_tcp = struct.Struct("!12xHBxHxxHxB2x4s4sHHIIHH")  # fast path, IHL=5
+_eth_ip6_tcp = struct.Struct("!12xHB3xHBx16s16sHHIIHH")      # fast path, no extension headers
 _ip4 = struct.Struct("!BxHxxHxB2x4s4s")
 _ip6 = struct.Struct("!4xHBx16s16s")
 _tcp = struct.Struct("!HHIIHH")
@@ -77,22 +78,37 @@ class Decoder:
         """Decode one packet record; a Segment, or the reason it was skipped."""
         end = off + caplen
         if linktype == LT_ETHERNET and caplen >= 54:
-            # Fast path: untagged Ethernet, IPv4 without options, TCP.
-            (etype, vihl, totlen, frag, proto, s, d, sport, dport, seq, ack, offfl,
-             win) = _eth_ip4_tcp.unpack_from(buf, off)
-            if etype == ETH_IPV4 and vihl == 0x45 and proto == 6 and not frag & 0x3FFF:
-                hl = (offfl >> 12) * 4
-                if totlen == 0:
-                    totlen = wirelen - 14
-                if off + 34 + hl <= end and hl >= 20:
-                    flags = offfl & 0x1FF
-                    a4 = self._addr4
-                    src = a4.get(s) or self._a4(s)
-                    dst = a4.get(d) or self._a4(d)
-                    plen = totlen - 20 - hl
-                    return Segment(frame, ts, src, sport, dst, dport, seq, ack, flags, win,
-                                   plen if plen > 0 else 0,
-                                   _options(buf, off + 54, off + 34 + hl) if flags & SYN else None)
+            # Fast paths: untagged Ethernet, then IPv4 without options or IPv6 without
+            # extension headers, then TCP. Anything else takes the general path below.
+            etype_hi = buf[off + 12]
+            if etype_hi == 0x08:
+                (etype, vihl, totlen, frag, proto, s, d, sport, dport, seq, ack, offfl,
+                 win) = _eth_ip4_tcp.unpack_from(buf, off)
+                if etype == ETH_IPV4 and vihl == 0x45 and proto == 6 and not frag & 0x3FFF:
+                    hl = (offfl >> 12) * 4
+                    if totlen == 0:
+                        totlen = wirelen - 14
+                    if off + 34 + hl <= end and hl >= 20:
+                        flags = offfl & 0x1FF
+                        a4 = self._addr4
+                        plen = totlen - 20 - hl
+                        return Segment(frame, ts, a4.get(s) or self._a4(s), sport,
+                                       a4.get(d) or self._a4(d), dport, seq, ack, flags, win,
+                                       plen if plen > 0 else 0,
+                                       _options(buf, off + 54, off + 34 + hl) if flags & SYN else None)
+            elif etype_hi == 0x86 and caplen >= 74:
+                (etype, vtc, plen, nxt, s, d, sport, dport, seq, ack, offfl,
+                 win) = _eth_ip6_tcp.unpack_from(buf, off)
+                if etype == ETH_IPV6 and nxt == 6 and plen and vtc >> 4 == 6:
+                    hl = (offfl >> 12) * 4
+                    if off + 54 + hl <= end and hl >= 20:
+                        flags = offfl & 0x1FF
+                        a6 = self._addr6
+                        plen -= hl
+                        return Segment(frame, ts, a6.get(s) or self._a6(s), sport,
+                                       a6.get(d) or self._a6(d), dport, seq, ack, flags, win,
+                                       plen if plen > 0 else 0,
+                                       _options(buf, off + 74, off + 54 + hl) if flags & SYN else None)
         net = self._link(linktype, buf, off, end)
         if isinstance(net, str):
             return net

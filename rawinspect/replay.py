@@ -45,9 +45,9 @@ def read_segments(path: str, stats: Stats) -> Iterator[Segment]:
     skipped = stats.skipped
     frame = segments = 0
     try:
-        for rec in open_capture(path):
+        for linktype, ts, buf, off, caplen, wirelen in open_capture(path):
             frame += 1
-            seg = decode(frame, rec[0], rec[1], rec[2], rec[3], rec[4], rec[5])
+            seg = decode(frame, linktype, ts, buf, off, caplen, wirelen)
             if seg.__class__ is str:
                 skipped[seg] += 1  # type: ignore[index]
                 continue

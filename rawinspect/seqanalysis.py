@@ -36,7 +36,7 @@ class Flow:
     """One direction's bookkeeping, as Wireshark's tcp_analyze_seq_info."""
 
     __slots__ = ("nextseq", "nextseq_ts", "maxseqtobeacked", "lastack", "lastack_ts",
-                 "window", "wscale", "dupacknum", "lastnondupack", "last_marks", "seen", "base")
+                 "window", "wscale", "dupacknum", "last_marks", "seen", "base")
 
     def __init__(self) -> None:
         self.nextseq = 0          # highest sequence number seen + length (0: none yet)
@@ -47,7 +47,6 @@ class Flow:
         self.window = -1          # last window, scaled when the scale is known
         self.wscale = -1          # -1: unknown (SYN not seen); -2: peer did not scale
         self.dupacknum = 0
-        self.lastnondupack = 0
         self.last_marks = 0       # KEEP_ALIVE / ZWP bits of the last segment
         self.seen = False
         self.base = 0             # first sequence number (the one before, without SYN)
@@ -121,7 +120,6 @@ class SeqAnalyzer:
                         out.append(f"duplicate_ack_num={fwd.dupacknum}")
                         dupack = True
         if not dupack:
-            fwd.lastnondupack = seg.frame
             fwd.dupacknum = 0
         maxack = rev.maxseqtobeacked
         if maxack and flags & ACK and 0 < ((ack - maxack) & MASK) < 0x80000000:

@@ -40,7 +40,7 @@ class Endpoint:
     """One side of a connection: its state and the sequence bookkeeping we need."""
 
     __slots__ = ("addr", "port", "state", "inferred", "base", "nxt", "syn_seq", "fin_end",
-                 "fin_acked", "last_ack", "win", "wscale", "sent", "tw_until", "synack")
+                 "fin_acked", "last_ack", "win", "wscale", "spoke", "tw_until", "synack")
 
     def __init__(self, addr: str, port: int, state: str, inferred: bool) -> None:
         self.addr = addr
@@ -55,7 +55,7 @@ class Endpoint:
         self.last_ack: int | None = None  # last acknowledgement sent (= our RCV.NXT)
         self.win: int | None = None       # last window advertised, scaled
         self.wscale = -1                  # window scale offered in our SYN (-1: none)
-        self.sent = 0                     # segments sent
+        self.spoke = False                # has sent a segment
         self.tw_until = 0.0               # when TIME_WAIT ends
         self.synack = False               # sent a SYN+ACK already
 
@@ -75,19 +75,17 @@ class Slot:
 class Connection:
     """One TCP connection: both endpoints, and any segments held for causality."""
 
-    __slots__ = ("id", "c", "s", "client", "server", "first_ts", "last_ts", "segments",
-                 "queue", "hold_kind", "hold_from_client", "hold_end", "hold_token",
-                 "resolution", "deferred", "wscale_ok")
+    __slots__ = ("id", "c", "s", "client", "server", "processed", "queue", "hold_kind",
+                 "hold_from_client", "hold_end", "hold_token", "resolution", "deferred",
+                 "wscale_ok", "plain_c", "plain_s")
 
-    def __init__(self, cid: int, c: Endpoint, s: Endpoint, ts: float) -> None:
+    def __init__(self, cid: int, c: Endpoint, s: Endpoint) -> None:
         self.id = cid
         self.c = c
         self.s = s
         self.client = endpoint(c.addr, c.port)
         self.server = endpoint(s.addr, s.port)
-        self.first_ts = ts
-        self.last_ts = ts
-        self.segments = 0
+        self.processed = False     # a segment went through the state inference
         self.queue: list[Slot] | None = None
         self.hold_kind = ""
         self.hold_from_client = True
@@ -96,11 +94,32 @@ class Connection:
         self.resolution: str | None = None
         self.deferred: tuple[Endpoint, str] | None = None
         self.wscale_ok = False
+        # No segment from the client (plain_c) or server (plain_s) can change a state
+        # unless it carries SYN, FIN or RST: set after every segment the inference saw.
+        self.plain_c = self.plain_s = False
 
     def finished(self) -> bool:
         """Both endpoints are CLOSED or in TIME_WAIT (or the handshake never started)."""
         done = (T.CLOSED, T.TIME_WAIT, T.LISTEN)
         return self.c.state in done and self.s.state in done
+
+    def refresh_plain(self) -> None:
+        """Recompute plain_c/plain_s after the state inference changed anything.
+
+        A segment without SYN, FIN or RST can still change the receiver's state when it
+        acknowledges a SYN or a FIN, and TIME_WAIT or an assumed state needs a look too.
+        """
+        c, s = self.c, self.s
+        self.plain_c = _plain_between(c, s)
+        self.plain_s = _plain_between(s, c)
+
+
+def _plain_between(sender: Endpoint, receiver: Endpoint) -> bool:
+    """Data or a pure ACK from ``sender`` cannot change either state."""
+    return not (sender.state is T.TIME_WAIT or receiver.state is T.TIME_WAIT
+                or receiver.state is T.SYN_RCVD or sender.inferred or receiver.inferred
+                or (receiver.fin_end is not None and not receiver.fin_acked)
+                or sender.nxt is None or receiver.base is None or sender.base is None)
 
 
 class Tracker:
@@ -133,9 +152,13 @@ class Tracker:
         if hit is not None and not seg.flags & (SYN | FIN | RST):
             ann = self._plain(hit[0], seg, hit[1])
             if ann is not None:
-                if not self._pending:
+                pending = self._pending
+                if not pending:
                     return [ann]
-                self._pending.append(ann)  # ready, but behind a held segment
+                pending.append(ann)  # ready, but behind a held segment
+                head = pending[0]
+                if head.__class__ is Slot and head.ann is None:  # type: ignore[union-attr]
+                    return []
                 return self._drain()
         conn, from_client = self._lookup(seg)
         if conn.queue is None and not self._pending and not self._starts_hold(conn, seg, from_client):
@@ -154,16 +177,16 @@ class Tracker:
         if conn.queue is not None:
             return None
         if from_client:
+            if not conn.plain_c:
+                return None
             s, r = conn.c, conn.s
         else:
+            if not conn.plain_s:
+                return None
             s, r = conn.s, conn.c
         sst, rst = s.state, r.state
-        if (sst is T.TIME_WAIT or rst is T.TIME_WAIT or rst is T.SYN_RCVD or s.inferred
-                or r.inferred or (r.fin_end is not None and not r.fin_acked)
-                or s.nxt is None or r.base is None):
-            return None
         seq, plen, flags = seg.seq, seg.payload, seg.flags
-        nxt = s.nxt
+        nxt: int = s.nxt  # type: ignore[assignment]
         note = ""
         if plen and not (plen == 1 and ((seq + 1) & MASK) == nxt):  # not a keep-alive
             end = (seq + plen) & MASK
@@ -171,21 +194,22 @@ class Tracker:
                 note = "data retransmitted"
             if ((nxt - end) & MASK) > 0x7FFFFFFF:
                 s.nxt = end
-        analysis = list(seg.issues)
+        analysis = [*seg.issues] if seg.issues else []
         if flags & ACK:
-            s.last_ack = seg.ack
+            ack = seg.ack
+            s.last_ack = ack
             s.win = seg.window << s.wscale if conn.wscale_ok else seg.window
-        s.sent += 1
-        conn.segments += 1
-        conn.last_ts = seg.ts
-        rel_ack = (seg.ack - r.base) & MASK if flags & ACK else 0
+            rel_ack = (ack - r.base) & MASK  # type: ignore[operator]
+            event = "data" if plen else "ACK"
+        else:
+            rel_ack = 0
+            event = "data" if plen else "none"
+        rel_seq = (seq - s.base) & MASK  # type: ignore[operator]
         if from_client:
             return Annotation(seg, conn.id, conn.client, conn.server, True, sst, sst, rst, rst,
-                              None, None, "data" if plen else "ACK" if flags & ACK else "none",
-                              analysis, note, (seq - s.base) & MASK, rel_ack)
+                              None, None, event, analysis, note, rel_seq, rel_ack)
         return Annotation(seg, conn.id, conn.client, conn.server, False, rst, rst, sst, sst,
-                          None, None, "data" if plen else "ACK" if flags & ACK else "none",
-                          analysis, note, (seq - s.base) & MASK, rel_ack)
+                          None, None, event, analysis, note, rel_seq, rel_ack)
 
     def flush(self, now: float) -> list[Annotation]:
         """Release segments held longer than ``hold`` seconds before ``now`` (live capture)."""
@@ -225,7 +249,7 @@ class Tracker:
                 return hit
             if from_client and not self._port_reused(conn, seg):
                 return hit
-            if not from_client and conn.s.sent == 0:
+            if not from_client and not conn.s.spoke:
                 return hit  # the server's own SYN: simultaneous open
             if not from_client and not conn.finished():
                 return hit
@@ -234,7 +258,7 @@ class Tracker:
     def _port_reused(self, conn: Connection, seg: Segment) -> bool:
         """A client SYN with a new initial sequence number starts a new connection."""
         if conn.c.syn_seq is None:
-            return conn.finished() and conn.segments > 0
+            return conn.finished() and conn.processed
         return seg.seq != conn.c.syn_seq
 
     def _new_connection(self, seg: Segment, key: tuple[str, int, str, int]) -> tuple[Connection, bool]:
@@ -254,7 +278,7 @@ class Tracker:
         else:
             c, s = Endpoint(ca, cp, T.ESTABLISHED, True), Endpoint(sa, sp, T.ESTABLISHED, True)
         self.connections += 1
-        conn = Connection(self.connections, c, s, seg.ts)
+        conn = Connection(self.connections, c, s)
         self._by_key[(ca, cp, sa, sp)] = (conn, True)
         self._by_key[(sa, sp, ca, cp)] = (conn, False)
         return conn, key == (ca, cp, sa, sp)
@@ -266,7 +290,7 @@ class Tracker:
             return False
         peer = conn.s if from_client else conn.c
         if flags & SYN:
-            return not flags & ACK and peer.sent == 0
+            return not flags & ACK and not peer.spoke
         if flags & FIN:
             me = conn.c if from_client else conn.s
             return me.fin_end is None and peer.fin_end is None and peer.state not in (
@@ -352,8 +376,7 @@ class Tracker:
             s, r = conn.s, conn.c
         ts = seg.ts
         who_s, who_r = ("client", "server") if from_client else ("server", "client")
-        conn.segments += 1
-        conn.last_ts = ts
+        conn.processed = True
         analysis: list[str] = []
         notes: list[str] = []
         for ep in (s, r):
@@ -469,7 +492,7 @@ class Tracker:
         if flags & ACK:
             s.last_ack = seg.ack
             s.win = seg.window << s.wscale if conn.wscale_ok and not flags & SYN else seg.window
-        s.sent += 1
+        s.spoke = True
         for ep in (s, r):
             if ep.state == T.TIME_WAIT and ep.tw_until <= ts:
                 ep.tw_until = ts + self.time_wait
@@ -480,6 +503,7 @@ class Tracker:
             cb, ca, sbf, saf, cp, sp = sb, s.state, rb, r.state, s_path, r_path
         else:
             cb, ca, sbf, saf, cp, sp = rb, r.state, sb, s.state, r_path, s_path
+        conn.refresh_plain()
         note = "; ".join(notes)
         rel_seq = (seq - s.base) & MASK
         rel_ack = (seg.ack - r.base) & MASK if flags & ACK and r.base is not None else 0
