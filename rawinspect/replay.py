@@ -60,7 +60,7 @@ def read_segments(path: str, stats: Stats) -> Iterator[Segment]:
 
 Sink = Callable[[list[Annotation]], None]
 Keep = Callable[[Annotation], bool]
-BATCH = 2048  # annotations handed to the sink at once
+BATCH = 256  # annotations handed to the sink at once
 
 
 def run(segments: Iterator[Segment], tracker: Tracker, sink: Sink, keep: Keep | None,

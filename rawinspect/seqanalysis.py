@@ -88,7 +88,14 @@ class SeqAnalyzer:
         ctl = flags & (SYN | FIN | RST)
         marks = 0          # KEEP_ALIVE / ZERO_WINDOW_PROBE, remembered for the peer
         dupack = done = False
-        if seglen == 1 and seen and seq == nxt and rev.window == 0:
+        if (seen and seq == nxt and not ctl and window and (seglen or ack != fwd.lastack)
+                and (seglen != 1 or rev.window)):
+            # In order with nothing unusual (the common case): of the checks in the
+            # branches below, only window_full can apply.
+            if (seglen and rev.wscale != -1 and rev.window >= 0
+                    and (seq + seglen) & MASK == (rev.lastack + rev.window) & MASK):
+                out.append("window_full")
+        elif seglen == 1 and seen and seq == nxt and rev.window == 0:
             out.append("zero_window_probe")
             marks = ZWP
             done = True
