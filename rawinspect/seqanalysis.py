@@ -56,19 +56,29 @@ class SeqAnalyzer:
     """Adds Wireshark's analysis flags to annotations, fed in capture order."""
 
     def __init__(self) -> None:
-        self._flows: dict[int, tuple[Flow, Flow, list[float]]] = {}
+        self._flows: dict[int, tuple[Flow, Flow, list[float], frozenset[tuple[str, int]]]] = {}
         self._conn_of_tuple: dict[frozenset[tuple[str, int]], int] = {}
+
+    def forget(self, conn: int) -> None:
+        """Drop a finished connection's bookkeeping, and its 4-tuple if no newer one has it.
+
+        A SYN on that 4-tuple afterwards is no longer flagged reused_ports: the tracker
+        forgets a connection only long after TIME_WAIT, when reuse is ordinary.
+        """
+        state = self._flows.pop(conn, None)
+        if state is not None and self._conn_of_tuple.get(state[3]) == conn:
+            del self._conn_of_tuple[state[3]]
 
     def analyze(self, a: Annotation) -> None:
         seg = a.seg
         state = self._flows.get(a.conn)
         if state is None:
-            state = self._flows[a.conn] = (Flow(), Flow(), [0.0, 0.0])
             key = frozenset(((seg.src, seg.sport), (seg.dst, seg.dport)))
+            state = self._flows[a.conn] = (Flow(), Flow(), [0.0, 0.0], key)
             if key in self._conn_of_tuple and seg.flags & (SYN | ACK) == SYN:
                 a.analysis.append("reused_ports")
             self._conn_of_tuple[key] = a.conn
-        c, s, rtt = state
+        c, s, rtt, _ = state
         fwd, rev = (c, s) if a.from_client else (s, c)
         flags = seg.flags
         if flags & SYN or (rtt[0] and not rtt[1]):

@@ -77,7 +77,7 @@ class Connection:
 
     __slots__ = ("id", "c", "s", "client", "server", "processed", "queue", "hold_kind",
                  "hold_from_client", "hold_end", "hold_token", "resolution", "deferred",
-                 "wscale_ok", "plain_c", "plain_s")
+                 "wscale_ok", "plain_c", "plain_s", "last_ts", "retiring")
 
     def __init__(self, cid: int, c: Endpoint, s: Endpoint) -> None:
         self.id = cid
@@ -97,6 +97,8 @@ class Connection:
         # No segment from the client (plain_c) or server (plain_s) can change a state
         # unless it carries SYN, FIN or RST: set after every segment the inference saw.
         self.plain_c = self.plain_s = False
+        self.last_ts = 0.0         # last segment the inference saw
+        self.retiring = False      # finished, waiting in the tracker's retire queue
 
     def finished(self) -> bool:
         """Both endpoints are CLOSED or in TIME_WAIT (or the handshake never started)."""
@@ -116,7 +118,8 @@ class Connection:
 
 def _plain_between(sender: Endpoint, receiver: Endpoint) -> bool:
     """Data or a pure ACK from ``sender`` cannot change either state."""
-    return not (sender.state is T.TIME_WAIT or receiver.state is T.TIME_WAIT
+    quiet = (T.TIME_WAIT, T.CLOSED, T.LISTEN)  # finished endpoints: see Tracker._retire
+    return not (sender.state in quiet or receiver.state in quiet
                 or receiver.state is T.SYN_RCVD or sender.inferred or receiver.inferred
                 or (receiver.fin_end is not None and not receiver.fin_acked)
                 or sender.nxt is None or receiver.base is None or sender.base is None)
@@ -135,6 +138,11 @@ class Tracker:
         self._holds: deque[tuple[float, int, Connection]] = deque()
         self._token = 0
         self._seq = SeqAnalyzer()
+        # Finished connections leave the table once idle this long, so memory follows the
+        # open connections, not every connection ever seen. Longer than TIME_WAIT (a late
+        # segment still meets it) and than a hold (no annotation of theirs is pending).
+        self.retire_after = 2 * self.time_wait + hold
+        self._retire: deque[tuple[float, Connection]] = deque()
 
     # ---- public interface -------------------------------------------------------------
     def feed(self, seg: Segment) -> list[Annotation]:
@@ -143,6 +151,8 @@ class Tracker:
         analyze = self._seq.analyze
         for a in out:
             analyze(a)
+        if self._retire and self._retire[0][0] < seg.ts:
+            self._evict(seg.ts)
         return out
 
     def _feed(self, seg: Segment) -> list[Annotation]:
@@ -211,10 +221,18 @@ class Tracker:
         return Annotation(seg, conn.id, conn.client, conn.server, False, rst, rst, sst, sst,
                           None, None, event, analysis, note, rel_seq, rel_ack)
 
+    @property
+    def tracked(self) -> int:
+        """Connections in the table: open ones, and finished ones not yet retired."""
+        return len({id(hit[0]) for hit in self._by_key.values()})
+
     def flush(self, now: float) -> list[Annotation]:
         """Release segments held longer than ``hold`` seconds before ``now`` (live capture)."""
         self._expire(now)
-        return self._analyzed(self._drain())
+        out = self._analyzed(self._drain())
+        if self._retire and self._retire[0][0] < now:
+            self._evict(now)
+        return out
 
     def finish(self) -> list[Annotation]:
         """End of input: resolve everything still held and return the rest."""
@@ -354,6 +372,28 @@ class Tracker:
             if conn.queue is not None and conn.hold_token == token:
                 self._resolve(conn, UNANSWERED if conn.hold_kind == HOLD_SYN else NORMAL)
 
+    def _evict(self, now: float) -> None:
+        """Forget finished connections idle for ``retire_after`` seconds.
+
+        Every segment they had was annotated and analysed: anything still pending is
+        younger than a hold. A later segment on the same 4-tuple starts a new connection.
+        """
+        retire = self._retire
+        while retire and retire[0][0] < now:
+            _, conn = retire.popleft()
+            if not conn.finished():
+                conn.retiring = False
+                continue
+            if conn.last_ts + self.retire_after >= now:
+                retire.append((conn.last_ts + self.retire_after, conn))
+                continue
+            c, s = conn.c, conn.s
+            for key in ((c.addr, c.port, s.addr, s.port), (s.addr, s.port, c.addr, c.port)):
+                hit = self._by_key.get(key)
+                if hit is not None and hit[0] is conn:
+                    del self._by_key[key]
+            self._seq.forget(conn.id)
+
     def _drain(self) -> list[Annotation]:
         out: list[Annotation] = []
         pending = self._pending
@@ -377,6 +417,7 @@ class Tracker:
         ts = seg.ts
         who_s, who_r = ("client", "server") if from_client else ("server", "client")
         conn.processed = True
+        conn.last_ts = ts
         analysis: list[str] = []
         notes: list[str] = []
         for ep in (s, r):
@@ -504,6 +545,9 @@ class Tracker:
         else:
             cb, ca, sbf, saf, cp, sp = rb, r.state, sb, s.state, r_path, s_path
         conn.refresh_plain()
+        if not conn.retiring and conn.finished():
+            conn.retiring = True
+            self._retire.append((ts + self.retire_after, conn))
         note = "; ".join(notes)
         rel_seq = (seq - s.base) & MASK
         rel_ack = (seg.ack - r.base) & MASK if flags & ACK and r.base is not None else 0

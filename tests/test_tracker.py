@@ -297,3 +297,44 @@ def test_sequence_wraparound():
     assert not any("retransmission" in a.analysis for a in anns)
     assert states(anns)[-1] == ("TIME_WAIT", "CLOSED")
     assert anns[3].rel_seq == 1 and anns[4].rel_ack == 101
+
+
+def test_finished_connections_leave_the_table():
+    """Memory follows open connections: a finished one is forgotten after 2 x 2MSL + hold idle."""
+    tracker = Tracker(msl=5.0, hold=1.0)  # retired 21 s after its last segment
+    a = Conv(cport=40000)
+    segs = a.handshake() + [a.seg("c", FIN | ACK, C1, S1), a.seg("s", FIN | ACK, S1, C1 + 1),
+                            a.seg("c", ACK, C1 + 1, S1 + 1)]
+    anns = [x for seg in segs for x in tracker.feed(seg)]
+    assert tracker.tracked == 1
+    b = Conv(cport=40001, t0=130.0)
+    b.frame = len(segs)
+    for seg in b.handshake():
+        anns += tracker.feed(seg)
+    assert tracker.tracked == 1           # a is gone, b is open
+    late = a.seg("s", ACK, S1 + 1, C1 + 1, dt=31.0, frame=b.frame + 1)
+    anns += tracker.feed(late) + tracker.finish()
+    assert [x.conn for x in anns] == [1] * 6 + [2] * 3 + [3]
+    assert "state_inferred" in anns[-1].analysis and tracker.tracked == 2
+
+
+def test_a_finished_connection_stays_while_segments_still_arrive():
+    tracker = Tracker(msl=5.0, hold=1.0)
+    c = Conv()
+    segs = c.handshake() + [c.seg("c", RST, C1)] + [
+        c.seg("c", ACK | PSH, C1, S1, length=10, dt=15.0) for _ in range(4)]
+    anns = tracker.feed_all(segs)
+    assert {x.conn for x in anns} == {1}   # 60 s after the RST, but never 21 s idle
+    assert [(x.client_after, x.server_after) for x in anns[3:]] == [("CLOSED", "CLOSED")] * 5
+
+
+def test_table_size_follows_open_connections_not_all_connections():
+    tracker = Tracker(msl=1.0, hold=0.5)  # retired 4.5 s after the last segment
+    sizes = []
+    for i in range(500):
+        c = Conv(cport=20000 + i, t0=100.0 + i)
+        for seg in c.handshake() + [c.seg("c", FIN | ACK, C1, S1), c.seg("s", FIN | ACK, S1, C1 + 1),
+                                    c.seg("c", ACK, C1 + 1, S1 + 1)]:
+            tracker.feed(seg)
+        sizes.append(tracker.tracked)
+    assert tracker.connections == 500 and max(sizes) <= 7

@@ -36,6 +36,8 @@ class JsonlRenderer:
         key = a.conn * 2 + a.from_client
         p = self._prefixes.get(key)
         if p is None:
+            if len(self._prefixes) > 65536:  # one entry per connection and direction
+                self._prefixes.clear()
             p = self._prefixes[key] = (
                 f'"conn":{a.conn},"client":{self._json(a.client)},"server":{self._json(a.server)},'
                 f'"direction":"{"c>s" if a.from_client else "s>c"}","flags":"')
