@@ -118,7 +118,7 @@ class Connection:
 
 def _plain_between(sender: Endpoint, receiver: Endpoint) -> bool:
     """Data or a pure ACK from ``sender`` cannot change either state."""
-    quiet = (T.TIME_WAIT, T.CLOSED, T.LISTEN)  # finished endpoints: see Tracker._retire
+    quiet = (T.TIME_WAIT, T.CLOSED, T.LISTEN)  # so finished connections keep last_ts (_evict)
     return not (sender.state in quiet or receiver.state in quiet
                 or receiver.state is T.SYN_RCVD or sender.inferred or receiver.inferred
                 or (receiver.fin_end is not None and not receiver.fin_acked)
