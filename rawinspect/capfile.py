@@ -9,13 +9,13 @@ A damaged file raises ``CaptureFileError`` after every good record before it was
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO, Iterator, NamedTuple
+from typing import BinaryIO, Final, Iterator, NamedTuple
 
-CHUNK = 1 << 20
-MAX_PACKET = 262144          # wiretap's WTAP_MAX_PACKET_SIZE_STANDARD
-MAX_BLOCK = 16 * 1024 * 1024 + 1024
+CHUNK: Final = 1 << 20
+MAX_PACKET: Final = 262144          # wiretap's WTAP_MAX_PACKET_SIZE_STANDARD
+MAX_BLOCK: Final = 16 * 1024 * 1024 + 1024
 
-PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_SHB: Final = 0x0A0D0D0A
 
 
 class CaptureFileError(Exception):

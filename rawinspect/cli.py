@@ -8,7 +8,7 @@ import shutil
 import sys
 from typing import Callable, Sequence
 
-from . import __version__
+from . import __version__, build
 from .annotation import Annotation
 from .annotate import comment, write_annotated
 from .capfile import CaptureFileError
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rawinspect",
         description="Annotate every TCP segment with the TCP state of both endpoints.")
-    p.add_argument("--version", action="version", version=f"rawinspect {__version__}")
+    p.add_argument("--version", action="version", version=f"rawinspect {__version__} ({build()})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 

@@ -7,15 +7,24 @@ loopback captures usually carry unfilled ones.
 
 from __future__ import annotations
 
-import socket
+from typing import Final
+
 import struct
 
 from .segment import SYN, Segment
 
 # Link types (LINKTYPE_* numbers as in pcap files).
-LT_NULL, LT_ETHERNET, LT_RAW, LT_LOOP, LT_SLL = 0, 1, 101, 108, 113
-LT_IPV4, LT_IPV6, LT_NFLOG, LT_SLL2, LT_ETH_MPACKET = 228, 229, 239, 276, 274
-LT_RAW_ALIASES = (12, 14)  # DLT_RAW on some BSDs
+LT_NULL: Final = 0
+LT_ETHERNET: Final = 1
+LT_RAW: Final = 101
+LT_LOOP: Final = 108
+LT_SLL: Final = 113
+LT_IPV4: Final = 228
+LT_IPV6: Final = 229
+LT_NFLOG: Final = 239
+LT_SLL2: Final = 276
+LT_ETH_MPACKET: Final = 274
+LT_RAW_ALIASES: Final = (12, 14)  # DLT_RAW on some BSDs
 
 LINKTYPE_NAMES = {
     LT_NULL: "BSD loopback", LT_ETHERNET: "Ethernet", LT_RAW: "raw IP", 12: "raw IP",
@@ -24,25 +33,26 @@ LINKTYPE_NAMES = {
 }
 SUPPORTED_LINKTYPES = frozenset(LINKTYPE_NAMES)
 
-ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
-VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
-BSD_AF_INET6 = (10, 24, 28, 30)
-IPV6_EXT = (0, 43, 60, 51, 135, 139, 140)
+ETH_IPV4: Final = 0x0800
+ETH_IPV6: Final = 0x86DD
+VLAN_TYPES: Final = (0x8100, 0x88A8, 0x9100)
+BSD_AF_INET6: Final = (10, 24, 28, 30)
+IPV6_EXT: Final = (0, 43, 60, 51, 135, 139, 140)
 
 _u16 = struct.Struct("!H").unpack_from
 _u32le = struct.Struct("<I").unpack_from
-_eth_ip4_tcp = struct.Struct("!12xHBxHxxHxB2x4s4sHHIIHH")  # fast path, IHL=5
-_eth_ip6_tcp = struct.Struct("!12xHB3xHBx16s16sHHIIHH")      # fast path, no extension headers
+_eth_ip4_tcp = struct.Struct("!12xHBxHxxHxB10xHHIIHH")  # fast path, IHL=5
+_eth_ip6_tcp = struct.Struct("!12xHB3xHBx32xHHIIHH")    # fast path, no extension headers
 _ip4 = struct.Struct("!BxHxxHxB2x4s4s")
 _ip6 = struct.Struct("!4xHBx16s16s")
 _tcp = struct.Struct("!HHIIHH")
 _nflog_tlv = struct.Struct("<HH")
 
-SKIP_NOT_IP = "not IP"
-SKIP_NOT_TCP = "not TCP"
-SKIP_FRAGMENT = "IP fragment without TCP header"
-SKIP_TRUNCATED = "cut short before the TCP flags"
-SKIP_BAD_IP = "malformed IP header"
+SKIP_NOT_IP: Final = "not IP"
+SKIP_NOT_TCP: Final = "not TCP"
+SKIP_FRAGMENT: Final = "IP fragment without TCP header"
+SKIP_TRUNCATED: Final = "cut short before the TCP flags"
+SKIP_BAD_IP: Final = "malformed IP header"
 
 
 def unsupported(linktype: int) -> str:
@@ -51,27 +61,10 @@ def unsupported(linktype: int) -> str:
 
 
 class Decoder:
-    """Decodes packet records into Segments, caching printable addresses."""
+    """Decodes packet records into Segments.
 
-    def __init__(self) -> None:
-        self._addr4: dict[bytes, str] = {}
-        self._addr6: dict[bytes, str] = {}
-
-    def _a4(self, raw: bytes) -> str:
-        s = self._addr4.get(raw)
-        if s is None:
-            if len(self._addr4) > 65536:
-                self._addr4.clear()
-            s = self._addr4[raw] = socket.inet_ntoa(raw)
-        return s
-
-    def _a6(self, raw: bytes) -> str:
-        s = self._addr6.get(raw)
-        if s is None:
-            if len(self._addr6) > 65536:
-                self._addr6.clear()
-            s = self._addr6[raw] = socket.inet_ntop(socket.AF_INET6, raw)
-        return s
+    Addresses stay in wire form in ``Segment.flow``; the Segment prints them on demand.
+    """
 
     def decode(self, frame: int, linktype: int, ts: float, buf: bytes, off: int,
                caplen: int, wirelen: int) -> Segment | str:
@@ -82,7 +75,7 @@ class Decoder:
             # extension headers, then TCP. Anything else takes the general path below.
             etype_hi = buf[off + 12]
             if etype_hi == 0x08:
-                (etype, vihl, totlen, frag, proto, s, d, sport, dport, seq, ack, offfl,
+                (etype, vihl, totlen, frag, proto, sport, dport, seq, ack, offfl,
                  win) = _eth_ip4_tcp.unpack_from(buf, off)
                 if etype == ETH_IPV4 and vihl == 0x45 and proto == 6 and not frag & 0x3FFF:
                     hl = (offfl >> 12) * 4
@@ -90,25 +83,23 @@ class Decoder:
                         totlen = wirelen - 14
                     if off + 34 + hl <= end and hl >= 20:
                         flags = offfl & 0x1FF
-                        a4 = self._addr4
                         plen = totlen - 20 - hl
-                        return Segment(frame, ts, a4.get(s) or self._a4(s), sport,
-                                       a4.get(d) or self._a4(d), dport, seq, ack, flags, win,
+                        return Segment(frame, ts, "", sport, "", dport, seq, ack, flags, win,
                                        plen if plen > 0 else 0,
-                                       _options(buf, off + 54, off + 34 + hl) if flags & SYN else None)
+                                       _options(buf, off + 54, off + 34 + hl) if flags & SYN else None,
+                                       (), buf[off + 26:off + 38])
             elif etype_hi == 0x86 and caplen >= 74:
-                (etype, vtc, plen, nxt, s, d, sport, dport, seq, ack, offfl,
+                (etype, vtc, plen, nxt, sport, dport, seq, ack, offfl,
                  win) = _eth_ip6_tcp.unpack_from(buf, off)
                 if etype == ETH_IPV6 and nxt == 6 and plen and vtc >> 4 == 6:
                     hl = (offfl >> 12) * 4
                     if off + 54 + hl <= end and hl >= 20:
                         flags = offfl & 0x1FF
-                        a6 = self._addr6
                         plen -= hl
-                        return Segment(frame, ts, a6.get(s) or self._a6(s), sport,
-                                       a6.get(d) or self._a6(d), dport, seq, ack, flags, win,
+                        return Segment(frame, ts, "", sport, "", dport, seq, ack, flags, win,
                                        plen if plen > 0 else 0,
-                                       _options(buf, off + 74, off + 54 + hl) if flags & SYN else None)
+                                       _options(buf, off + 74, off + 54 + hl) if flags & SYN else None,
+                                       (), buf[off + 22:off + 58])
         net = self._link(linktype, buf, off, end)
         if isinstance(net, str):
             return net
@@ -170,8 +161,7 @@ class Decoder:
             issues = ("ip_fragment",)
         if totlen == 0:  # TSO/GRO super-segment
             totlen = wire
-        return self._tcp(frame, ts, buf, pos + ihl, end, totlen - ihl, self._a4(s),
-                         self._a4(d), issues)
+        return self._tcp(frame, ts, buf, pos + ihl, end, totlen - ihl, s + d, issues)
 
     def _ipv6(self, frame: int, ts: float, buf: bytes, pos: int, end: int,
               wire: int) -> Segment | str:
@@ -201,10 +191,11 @@ class Decoder:
             plen -= hlen
         if nxt != 6:
             return SKIP_NOT_TCP
-        return self._tcp(frame, ts, buf, p, end, plen, self._a6(s), self._a6(d), issues)
+        return self._tcp(frame, ts, buf, p, end, plen, s + d, issues)
 
     def _tcp(self, frame: int, ts: float, buf: bytes, pos: int, end: int, iplen: int,
-             src: str, dst: str, issues: tuple[str, ...]) -> Segment | str:
+             addrs: bytes, issues: tuple[str, ...]) -> Segment | str:
+        """The TCP header at ``pos``; ``addrs`` holds the raw source and destination."""
         avail = end - pos
         if avail < 14:
             return SKIP_TRUNCATED
@@ -218,8 +209,8 @@ class Decoder:
             issues += ("truncated",)
         flags = offfl & 0x1FF
         opts = _options(buf, pos + 20, min(pos + hl, end)) if flags & SYN else None
-        return Segment(frame, ts, src, sport, dst, dport, seq, ack, flags, win,
-                       max(iplen - max(hl, 20), 0), opts, issues)
+        return Segment(frame, ts, "", sport, "", dport, seq, ack, flags, win,
+                       max(iplen - max(hl, 20), 0), opts, issues, addrs + buf[pos:pos + 4])
 
 
 def _ethertype(etype: int, pos: int) -> tuple[int, int] | str:

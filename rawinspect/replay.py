@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Final, Iterator
 
 from .annotation import Annotation
 from .capfile import open_capture
@@ -41,13 +41,13 @@ class Stats:
 
 def read_segments(path: str, stats: Stats) -> Iterator[Segment]:
     """Decode every record of a capture file; count what is not TCP."""
-    decode = Decoder().decode
+    decoder = Decoder()
     skipped = stats.skipped
     frame = segments = 0
     try:
         for linktype, ts, buf, off, caplen, wirelen in open_capture(path):
             frame += 1
-            seg = decode(frame, linktype, ts, buf, off, caplen, wirelen)
+            seg = decoder.decode(frame, linktype, ts, buf, off, caplen, wirelen)
             if seg.__class__ is str:
                 skipped[seg] += 1  # type: ignore[index]
                 continue
@@ -60,7 +60,7 @@ def read_segments(path: str, stats: Stats) -> Iterator[Segment]:
 
 Sink = Callable[[list[Annotation]], None]
 Keep = Callable[[Annotation], bool]
-BATCH = 256  # annotations handed to the sink at once
+BATCH: Final = 256  # annotations handed to the sink at once
 
 
 def run(segments: Iterator[Segment], tracker: Tracker, sink: Sink, keep: Keep | None,
@@ -70,15 +70,13 @@ def run(segments: Iterator[Segment], tracker: Tracker, sink: Sink, keep: Keep | 
     Annotations go to the sink in batches; a damaged file still gets everything read
     before the damage (the caller reports the error after this returns or raises).
     """
-    feed = tracker.feed
     batch: list[Annotation] = []
-    extend = batch.extend
     # The hot path creates no reference cycles; the cyclic collector would only cost time.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         for seg in segments:
-            extend(feed(seg))
+            batch.extend(tracker.feed(seg))
             if len(batch) >= BATCH:
                 if not emit(batch, sink, keep, stats, count):
                     return

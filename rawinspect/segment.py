@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-PSH = 0x08
-ACK = 0x10
-URG = 0x20
-ECE = 0x40
-CWR = 0x80
-AE = 0x100  # accurate ECN, formerly the NS bit
+import socket
+import struct
+from typing import Final
+
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
+ECE: Final = 0x40
+CWR: Final = 0x80
+AE: Final = 0x100  # accurate ECN, formerly the NS bit
 
 _LETTERS = ((SYN, "S"), (FIN, "F"), (PSH, "P"), (RST, "R"), (URG, "U"), (ECE, "E"), (CWR, "W"))
 
@@ -23,7 +27,8 @@ def flag_letters(flags: int) -> str:
     return out or "none"
 
 
-FLAG_LETTERS = tuple(flag_letters(f) for f in range(0x200))  # indexed by the 9 flag bits
+# Indexed by the 9 flag bits.
+FLAG_LETTERS: Final = tuple(flag_letters(f) for f in range(0x200))
 
 
 class Segment:
@@ -32,20 +37,25 @@ class Segment:
     ``src``/``dst`` are printable addresses; ``payload`` is the TCP payload length
     taken from the IP header (not the captured length). ``opts`` is None except on
     SYN segments, where it maps option names (mss, wscale, sack_perm, tfo) to values.
-    ``issues`` lists decoding problems ("truncated", "ip_fragment").
+    ``issues`` lists decoding problems ("truncated", "ip_fragment"). ``flow`` is the
+    4-tuple in wire form (see ``flow_key``), the connection table's key. The decoder
+    passes the bytes it read and empty ``src``/``dst``, which are then made from the flow
+    when first read (most segments belong to a known connection and never need them);
+    without a flow, it is built from the addresses and ports.
     """
 
-    __slots__ = ("frame", "ts", "src", "sport", "dst", "dport", "seq", "ack",
-                 "flags", "window", "payload", "opts", "issues")
+    __slots__ = ("frame", "ts", "_src", "sport", "_dst", "dport", "seq", "ack",
+                 "flags", "window", "payload", "opts", "issues", "flow")
 
     def __init__(self, frame: int, ts: float, src: str, sport: int, dst: str, dport: int,
                  seq: int, ack: int, flags: int, window: int, payload: int,
-                 opts: dict[str, int] | None = None, issues: tuple[str, ...] = ()) -> None:
+                 opts: dict[str, int] | None = None, issues: tuple[str, ...] = (),
+                 flow: bytes | None = None) -> None:
         self.frame = frame
         self.ts = ts
-        self.src = src
+        self._src = src
         self.sport = sport
-        self.dst = dst
+        self._dst = dst
         self.dport = dport
         self.seq = seq
         self.ack = ack
@@ -54,6 +64,21 @@ class Segment:
         self.payload = payload
         self.opts = opts
         self.issues = issues
+        self.flow = flow if flow is not None else flow_key(src, sport, dst, dport)
+
+    @property
+    def src(self) -> str:
+        """Source address, printable."""
+        if not self._src:
+            self._src, self._dst = flow_addresses(self.flow)
+        return self._src
+
+    @property
+    def dst(self) -> str:
+        """Destination address, printable."""
+        if not self._dst:
+            self._src, self._dst = flow_addresses(self.flow)
+        return self._dst
 
     @property
     def letters(self) -> str:
@@ -73,3 +98,29 @@ class Segment:
 def endpoint(addr: str, port: int) -> str:
     """"ip:port", with IPv6 addresses in brackets as in URLs."""
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+_ports = struct.Struct("!HH")
+
+
+def flow_key(src: str, sport: int, dst: str, dport: int) -> bytes:
+    """Source and destination address, then source and destination port, as on the wire.
+
+    For IPv4 without options (and IPv6 without extension headers) these are contiguous
+    in the packet, so the decoder slices them out in one go: 12 bytes, or 36 for IPv6.
+    """
+    family = socket.AF_INET6 if ":" in src else socket.AF_INET
+    return socket.inet_pton(family, src) + socket.inet_pton(family, dst) + _ports.pack(sport, dport)
+
+
+def flow_addresses(flow: bytes) -> tuple[str, str]:
+    """The printable source and destination addresses of a flow key."""
+    n = (len(flow) - 4) // 2
+    family = socket.AF_INET if n == 4 else socket.AF_INET6
+    return socket.inet_ntop(family, flow[:n]), socket.inet_ntop(family, flow[n:2 * n])
+
+
+def reverse_flow(flow: bytes) -> bytes:
+    """The key of the other direction: addresses and ports swapped."""
+    n = (len(flow) - 4) // 2
+    return flow[n:2 * n] + flow[:n] + flow[2 * n + 2:] + flow[2 * n:2 * n + 2]

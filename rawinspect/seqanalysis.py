@@ -15,13 +15,16 @@ fast or spurious retransmission as a retransmission too, and so do we).
 
 from __future__ import annotations
 
+from typing import Final
+
 from .annotation import Annotation
 from .segment import ACK, FIN, RST, SYN
 
-MASK = 0xFFFFFFFF
-FAST_RETRANSMISSION_WINDOW = 0.020   # seconds after the last duplicate ACK
-DEFAULT_OOO_THRESHOLD = 0.003        # seconds, when the handshake RTT is unknown
-KEEP_ALIVE, ZWP = 1, 2               # what the peer's next segment needs to know
+MASK: Final = 0xFFFFFFFF
+FAST_RETRANSMISSION_WINDOW: Final = 0.020   # seconds after the last duplicate ACK
+DEFAULT_OOO_THRESHOLD: Final = 0.003        # seconds, when the handshake RTT is unknown
+KEEP_ALIVE: Final = 1               # what the peer's next segment needs to know
+ZWP: Final = 2
 
 
 def _lt(a: int, b: int) -> bool:

@@ -14,21 +14,27 @@ retransmitted without answer was dropped. Held segments wait at most ``hold`` se
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterable
+from typing import Final, Iterable
 
 from . import transitions as T
 from .annotation import Annotation
 from .seqanalysis import SeqAnalyzer
-from .segment import ACK, FIN, RST, SYN, Segment, endpoint
+from .segment import ACK, FIN, RST, SYN, Segment, endpoint, reverse_flow
 
-MASK = 0xFFFFFFFF
+MASK: Final = 0xFFFFFFFF
 
 # How a held SYN or FIN was answered.
-NORMAL, CROSSED, REFUSED, UNANSWERED, RETRY = "normal", "crossed", "refused", "unanswered", "retry"
-HOLD_SYN, HOLD_FIN = "SYN", "FIN"
+NORMAL: Final = "normal"
+CROSSED: Final = "crossed"
+REFUSED: Final = "refused"
+UNANSWERED: Final = "unanswered"
+RETRY: Final = "retry"
+HOLD_SYN: Final = "SYN"
+HOLD_FIN: Final = "FIN"
 
-DEFAULT_MSL = 30.0   # Linux: TIME_WAIT lasts 60 s = 2MSL
-DEFAULT_HOLD = 3.0   # seconds a SYN or FIN waits for the peer's answer
+DEFAULT_MSL: Final = 30.0   # Linux: TIME_WAIT lasts 60 s = 2MSL
+DEFAULT_HOLD: Final = 3.0   # seconds a SYN or FIN waits for the peer's answer
+INF: Final = float("inf")
 
 
 def seq_lt(a: int, b: int) -> bool:
@@ -52,8 +58,8 @@ class Endpoint:
         self.syn_seq: int | None = None
         self.fin_end: int | None = None  # sequence number just after our FIN
         self.fin_acked = False
-        self.last_ack: int | None = None  # last acknowledgement sent (= our RCV.NXT)
-        self.win: int | None = None       # last window advertised, scaled
+        self.last_ack = 0                 # last acknowledgement sent (= our RCV.NXT)
+        self.win = -1                     # last window advertised, scaled (-1: none yet)
         self.wscale = -1                  # window scale offered in our SYN (-1: none)
         self.spoke = False                # has sent a segment
         self.tw_until = 0.0               # when TIME_WAIT ends
@@ -75,14 +81,15 @@ class Slot:
 class Connection:
     """One TCP connection: both endpoints, and any segments held for causality."""
 
-    __slots__ = ("id", "c", "s", "client", "server", "processed", "queue", "hold_kind",
+    __slots__ = ("id", "c", "s", "keys", "client", "server", "processed", "queue", "hold_kind",
                  "hold_from_client", "hold_end", "hold_token", "resolution", "deferred",
                  "wscale_ok", "plain_c", "plain_s", "last_ts", "retiring")
 
-    def __init__(self, cid: int, c: Endpoint, s: Endpoint) -> None:
+    def __init__(self, cid: int, c: Endpoint, s: Endpoint, ckey: bytes, skey: bytes) -> None:
         self.id = cid
         self.c = c
         self.s = s
+        self.keys = (ckey, skey)   # Segment.flow of the client's and the server's segments
         self.client = endpoint(c.addr, c.port)
         self.server = endpoint(s.addr, s.port)
         self.processed = False     # a segment went through the state inference
@@ -120,7 +127,7 @@ def _plain_between(sender: Endpoint, receiver: Endpoint) -> bool:
     """Data or a pure ACK from ``sender`` cannot change either state."""
     quiet = (T.TIME_WAIT, T.CLOSED, T.LISTEN)  # so finished connections keep last_ts (_evict)
     return not (sender.state in quiet or receiver.state in quiet
-                or receiver.state is T.SYN_RCVD or sender.inferred or receiver.inferred
+                or receiver.state == T.SYN_RCVD or sender.inferred or receiver.inferred
                 or (receiver.fin_end is not None and not receiver.fin_acked)
                 or sender.nxt is None or receiver.base is None or sender.base is None)
 
@@ -132,10 +139,12 @@ class Tracker:
         self.time_wait = 2 * msl
         self.hold = hold
         self.connections = 0
-        self._by_key: dict[tuple[str, int, str, int], tuple[Connection, bool]] = {}
+        # Segment.flow → (connection, sent by the client): both directions of every connection.
+        self._by_key: dict[bytes, tuple[Connection, bool]] = {}
         # Output queue in frame order: Slots (held or resolved) and ready Annotations.
         self._pending: deque[Slot | Annotation] = deque()
         self._holds: deque[tuple[float, int, Connection]] = deque()
+        self._hold_due = INF       # when the oldest hold ends (checked on every segment)
         self._token = 0
         self._seq = SeqAnalyzer()
         # Finished connections leave the table once idle this long, so memory follows the
@@ -143,22 +152,22 @@ class Tracker:
         # segment still meets it) and than a hold (no annotation of theirs is pending).
         self.retire_after = 2 * self.time_wait + hold
         self._retire: deque[tuple[float, Connection]] = deque()
+        self._retire_due = INF
 
     # ---- public interface -------------------------------------------------------------
     def feed(self, seg: Segment) -> list[Annotation]:
         """Annotate one segment; returns the annotations now final, in frame order."""
         out = self._feed(seg)
-        analyze = self._seq.analyze
         for a in out:
-            analyze(a)
-        if self._retire and self._retire[0][0] < seg.ts:
+            self._seq.analyze(a)
+        if self._retire_due < seg.ts:
             self._evict(seg.ts)
         return out
 
     def _feed(self, seg: Segment) -> list[Annotation]:
-        if self._holds and self._holds[0][0] < seg.ts:
+        if self._hold_due < seg.ts:
             self._expire(seg.ts)
-        hit = self._by_key.get((seg.src, seg.sport, seg.dst, seg.dport))
+        hit = self._by_key.get(seg.flow)
         if hit is not None and not seg.flags & (SYN | FIN | RST):
             ann = self._plain(hit[0], seg, hit[1])
             if ann is not None:
@@ -196,7 +205,10 @@ class Tracker:
             s, r = conn.s, conn.c
         sst, rst = s.state, r.state
         seq, plen, flags = seg.seq, seg.payload, seg.flags
+        # The plain flags guarantee these are set.
         nxt: int = s.nxt  # type: ignore[assignment]
+        sbase: int = s.base  # type: ignore[assignment]
+        rbase: int = r.base  # type: ignore[assignment]
         note = ""
         if plen and not (plen == 1 and ((seq + 1) & MASK) == nxt):  # not a keep-alive
             end = (seq + plen) & MASK
@@ -209,12 +221,12 @@ class Tracker:
             ack = seg.ack
             s.last_ack = ack
             s.win = seg.window << s.wscale if conn.wscale_ok else seg.window
-            rel_ack = (ack - r.base) & MASK  # type: ignore[operator]
+            rel_ack = (ack - rbase) & MASK
             event = "data" if plen else "ACK"
         else:
             rel_ack = 0
             event = "data" if plen else "none"
-        rel_seq = (seq - s.base) & MASK  # type: ignore[operator]
+        rel_seq = (seq - sbase) & MASK
         if from_client:
             return Annotation(seg, conn.id, conn.client, conn.server, True, sst, sst, rst, rst,
                               None, None, event, analysis, note, rel_seq, rel_ack)
@@ -230,7 +242,7 @@ class Tracker:
         """Release segments held longer than ``hold`` seconds before ``now`` (live capture)."""
         self._expire(now)
         out = self._analyzed(self._drain())
-        if self._retire and self._retire[0][0] < now:
+        if self._retire_due < now:
             self._evict(now)
         return out
 
@@ -240,6 +252,7 @@ class Tracker:
             _, token, conn = self._holds.popleft()
             if conn.queue is not None and conn.hold_token == token:
                 self._resolve(conn, UNANSWERED if conn.hold_kind == HOLD_SYN else NORMAL)
+        self._hold_due = INF
         return self._analyzed(self._drain())
 
     def _analyzed(self, anns: list[Annotation]) -> list[Annotation]:
@@ -258,8 +271,7 @@ class Tracker:
 
     # ---- connection table -------------------------------------------------------------
     def _lookup(self, seg: Segment) -> tuple[Connection, bool]:
-        key = (seg.src, seg.sport, seg.dst, seg.dport)
-        hit = self._by_key.get(key)
+        hit = self._by_key.get(seg.flow)
         flags = seg.flags
         if hit is not None:
             conn, from_client = hit
@@ -271,7 +283,7 @@ class Tracker:
                 return hit  # the server's own SYN: simultaneous open
             if not from_client and not conn.finished():
                 return hit
-        return self._new_connection(seg, key)
+        return self._new_connection(seg)
 
     def _port_reused(self, conn: Connection, seg: Segment) -> bool:
         """A client SYN with a new initial sequence number starts a new connection."""
@@ -279,7 +291,7 @@ class Tracker:
             return conn.finished() and conn.processed
         return seg.seq != conn.c.syn_seq
 
-    def _new_connection(self, seg: Segment, key: tuple[str, int, str, int]) -> tuple[Connection, bool]:
+    def _new_connection(self, seg: Segment) -> tuple[Connection, bool]:
         flags = seg.flags
         if flags & SYN:
             sender_is_client = not flags & ACK
@@ -287,8 +299,10 @@ class Tracker:
             sender_is_client = seg.sport > seg.dport or (seg.sport == seg.dport)
         if sender_is_client:
             ca, cp, sa, sp = seg.src, seg.sport, seg.dst, seg.dport
+            ckey, skey = seg.flow, reverse_flow(seg.flow)
         else:
             ca, cp, sa, sp = seg.dst, seg.dport, seg.src, seg.sport
+            ckey, skey = reverse_flow(seg.flow), seg.flow
         if flags & SYN and not flags & ACK:
             c, s = Endpoint(ca, cp, T.CLOSED, False), Endpoint(sa, sp, T.LISTEN, False)
         elif flags & SYN:  # SYN+ACK first: the client's SYN was not captured
@@ -296,10 +310,10 @@ class Tracker:
         else:
             c, s = Endpoint(ca, cp, T.ESTABLISHED, True), Endpoint(sa, sp, T.ESTABLISHED, True)
         self.connections += 1
-        conn = Connection(self.connections, c, s)
-        self._by_key[(ca, cp, sa, sp)] = (conn, True)
-        self._by_key[(sa, sp, ca, cp)] = (conn, False)
-        return conn, key == (ca, cp, sa, sp)
+        conn = Connection(self.connections, c, s, ckey, skey)
+        self._by_key[ckey] = (conn, True)
+        self._by_key[skey] = (conn, False)  # a connection to itself: both keys are one
+        return conn, seg.flow == ckey
 
     # ---- holding segments for causality -----------------------------------------------
     def _starts_hold(self, conn: Connection, seg: Segment, from_client: bool) -> bool:
@@ -337,6 +351,7 @@ class Tracker:
             conn.hold_end = (seg.seq + seg.payload + 1) & MASK
             conn.hold_token = self._token
             self._holds.append((seg.ts + self.hold, self._token, conn))
+            self._hold_due = self._holds[0][0]
             return
         slot.ann = self._process(conn, slot.seg, slot.from_client)
 
@@ -371,6 +386,7 @@ class Tracker:
             _, token, conn = holds.popleft()
             if conn.queue is not None and conn.hold_token == token:
                 self._resolve(conn, UNANSWERED if conn.hold_kind == HOLD_SYN else NORMAL)
+        self._hold_due = holds[0][0] if holds else INF
 
     def _evict(self, now: float) -> None:
         """Forget finished connections idle for ``retire_after`` seconds.
@@ -387,12 +403,12 @@ class Tracker:
             if conn.last_ts + self.retire_after >= now:
                 retire.append((conn.last_ts + self.retire_after, conn))
                 continue
-            c, s = conn.c, conn.s
-            for key in ((c.addr, c.port, s.addr, s.port), (s.addr, s.port, c.addr, c.port)):
+            for key in conn.keys:
                 hit = self._by_key.get(key)
                 if hit is not None and hit[0] is conn:
                     del self._by_key[key]
             self._seq.forget(conn.id)
+        self._retire_due = retire[0][0] if retire else INF
 
     def _drain(self) -> list[Annotation]:
         out: list[Annotation] = []
@@ -548,6 +564,7 @@ class Tracker:
         if not conn.retiring and conn.finished():
             conn.retiring = True
             self._retire.append((ts + self.retire_after, conn))
+            self._retire_due = self._retire[0][0]
         note = "; ".join(notes)
         rel_seq = (seq - s.base) & MASK
         rel_ack = (seg.ack - r.base) & MASK if flags & ACK and r.base is not None else 0
@@ -594,7 +611,7 @@ class Tracker:
         """RFC 793/5961: an RST counts only inside the receiver's window."""
         if r.state == T.SYN_SENT:
             return bool(seg.flags & ACK) and r.syn_seq is not None and seg.ack == (r.syn_seq + 1) & MASK
-        if r.last_ack is None or r.win is None:
+        if r.win < 0:
             return True
         offset = (seg.seq - r.last_ack) & MASK
         return offset < max(r.win, 1) or seg.seq == s.nxt

@@ -8,38 +8,38 @@ and the README's state diagram is generated from it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-CLOSED = "CLOSED"
-LISTEN = "LISTEN"
-SYN_SENT = "SYN_SENT"
-SYN_RCVD = "SYN_RCVD"
-ESTABLISHED = "ESTABLISHED"
-FIN_WAIT_1 = "FIN_WAIT_1"
-FIN_WAIT_2 = "FIN_WAIT_2"
-CLOSE_WAIT = "CLOSE_WAIT"
-CLOSING = "CLOSING"
-LAST_ACK = "LAST_ACK"
-TIME_WAIT = "TIME_WAIT"
+CLOSED: Final = "CLOSED"
+LISTEN: Final = "LISTEN"
+SYN_SENT: Final = "SYN_SENT"
+SYN_RCVD: Final = "SYN_RCVD"
+ESTABLISHED: Final = "ESTABLISHED"
+FIN_WAIT_1: Final = "FIN_WAIT_1"
+FIN_WAIT_2: Final = "FIN_WAIT_2"
+CLOSE_WAIT: Final = "CLOSE_WAIT"
+CLOSING: Final = "CLOSING"
+LAST_ACK: Final = "LAST_ACK"
+TIME_WAIT: Final = "TIME_WAIT"
 
-STATES = (CLOSED, LISTEN, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2,
+STATES: Final = (CLOSED, LISTEN, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2,
           CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT)
 
 # Events, seen from the endpoint whose state changes.
-SEND_SYN = "send SYN"
-RECV_SYN = "recv SYN"
-SEND_SYNACK = "send SYN+ACK"
-RECV_SYNACK = "recv SYN+ACK"
-RECV_ACK_OF_SYN = "recv ACK of SYN"
-SEND_FIN = "send FIN"
-RECV_FIN = "recv FIN"
-RECV_ACK_OF_FIN = "recv ACK of FIN"
-RECV_FIN_ACK_OF_FIN = "recv FIN+ACK of FIN"
-SEND_RST = "send RST"
-RECV_RST = "recv RST"
-TIMEOUT_2MSL = "2MSL timeout"
+SEND_SYN: Final = "send SYN"
+RECV_SYN: Final = "recv SYN"
+SEND_SYNACK: Final = "send SYN+ACK"
+RECV_SYNACK: Final = "recv SYN+ACK"
+RECV_ACK_OF_SYN: Final = "recv ACK of SYN"
+SEND_FIN: Final = "send FIN"
+RECV_FIN: Final = "recv FIN"
+RECV_ACK_OF_FIN: Final = "recv ACK of FIN"
+RECV_FIN_ACK_OF_FIN: Final = "recv FIN+ACK of FIN"
+SEND_RST: Final = "send RST"
+RECV_RST: Final = "recv RST"
+TIMEOUT_2MSL: Final = "2MSL timeout"
 
-EVENTS = (SEND_SYN, RECV_SYN, SEND_SYNACK, RECV_SYNACK, RECV_ACK_OF_SYN, SEND_FIN, RECV_FIN,
+EVENTS: Final = (SEND_SYN, RECV_SYN, SEND_SYNACK, RECV_SYNACK, RECV_ACK_OF_SYN, SEND_FIN, RECV_FIN,
           RECV_ACK_OF_FIN, RECV_FIN_ACK_OF_FIN, SEND_RST, RECV_RST, TIMEOUT_2MSL)
 
 

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv with rawinspect installed (editable) and its test dependencies.
+# Create .venv with rawinspect and its test dependencies installed. The install compiles the
+# replay path with mypyc (see setup.py; falls back to pure Python without a C compiler).
+# For development, `.venv/bin/pip install -e .` installs the sources as they are instead.
 # Live capture compiles BPF filters with libpcap (through scapy): install it if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,5 +15,5 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libpcap\.so'; then
 fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test]'
-echo "rawinspect installed in $(pwd)/.venv (run .venv/bin/rawinspect)"
+.venv/bin/pip install -q '.[test]'
+echo "$(.venv/bin/python -P -m rawinspect --version) installed in $(pwd)/.venv (run .venv/bin/rawinspect)"

@@ -10,7 +10,8 @@ if ! command -v tshark >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-g
 fi
 bash scripts/setup.sh
 set +e
-.venv/bin/python -m pytest -q "$@"
+# -P: import the installed rawinspect (compiled), not the sources in this directory.
+.venv/bin/python -P -m pytest -q "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then

@@ -12,6 +12,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = ROOT.parent / "shared" / "pcaps" / "public"
 IN_CI = bool(os.environ.get("CI"))
 
+# Test the installed rawinspect, as users run it (compiled by setup.py), in subprocesses too:
+# `python -m rawinspect` run from the checkout would otherwise import the sources beside it.
+os.environ["PYTHONSAFEPATH"] = "1"
+
 
 def cannot_run(reason: str) -> None:
     """Skip on a developer's machine; fail under CI, where every test must run."""

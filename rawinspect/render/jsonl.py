@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import TextIO
+from typing import Final, TextIO
 
 from ..annotation import Annotation
 from ..segment import FLAG_LETTERS
 
-EMPTY = '""'
+EMPTY: Final = '""'
 
 _dumps = json.dumps
 
@@ -20,7 +20,6 @@ class JsonlRenderer:
         self.out = out
         self._write = out.write
         self._cache: dict[str, str] = {}
-        self._prefixes: dict[int, str] = {}
         self._tails: dict[tuple[str, str, str], str] = {}
 
     def _json(self, text: str) -> str:
@@ -30,18 +29,6 @@ class JsonlRenderer:
                 self._cache.clear()
             s = self._cache[text] = _dumps(text)
         return s
-
-    def _prefix(self, a: Annotation) -> str:
-        """The per-connection, per-direction part of a line, built once."""
-        key = a.conn * 2 + a.from_client
-        p = self._prefixes.get(key)
-        if p is None:
-            if len(self._prefixes) > 65536:  # one entry per connection and direction
-                self._prefixes.clear()
-            p = self._prefixes[key] = (
-                f'"conn":{a.conn},"client":{self._json(a.client)},"server":{self._json(a.server)},'
-                f'"direction":"{"c>s" if a.from_client else "s>c"}","flags":"')
-        return p
 
     def _tail(self, a: Annotation) -> str:
         """States, paths, event, analysis and note: the part after the numbers."""
@@ -54,7 +41,6 @@ class JsonlRenderer:
                 f'"note":{self._json(a.note) if a.note else EMPTY}}}\n')
 
     def write(self, anns: list[Annotation]) -> None:
-        prefix = self._prefixes.get
         tails = self._tails
         letters = FLAG_LETTERS
         lines = []
@@ -64,12 +50,17 @@ class JsonlRenderer:
                 tail = self._tail(a)
             else:  # no state change and nothing to say: the tail repeats, cache it
                 key = (a.client_before, a.server_before, a.event)
-                tail = tails.get(key)
-                if tail is None:
-                    tail = tails[key] = self._tail(a)
+                cached = tails.get(key)
+                if cached is None:
+                    cached = tails[key] = self._tail(a)
+                tail = cached
+            # client and server are "ip:port" made from parsed addresses: nothing to escape.
+            # format() apart: a format spec inside the f-string makes mypyc format every
+            # field through str.format.
             lines.append(
-                f'{{"frame":{seg.frame},"ts":{seg.ts:.6f},'
-                f'{prefix(a.conn * 2 + a.from_client) or self._prefix(a)}'
+                f'{{"frame":{seg.frame},"ts":{format(seg.ts, ".6f")},"conn":{a.conn},'
+                f'"client":"{a.client}","server":"{a.server}",'
+                f'"direction":"{"c>s" if a.from_client else "s>c"}","flags":"'
                 f'{letters[seg.flags]}","seq":{seg.seq},"ack":{seg.ack},'
                 f'"rel_seq":{a.rel_seq},"rel_ack":{a.rel_ack},"len":{seg.payload},'
                 f'"win":{seg.window},{tail}')

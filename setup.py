@@ -1,0 +1,71 @@
+"""Build rawinspect, compiling the replay hot path to C with mypyc where it can.
+
+The compiled modules are the same sources as the pure-Python ones (mypyc compiles type-annotated
+Python); they only run faster. The pure-Python package is installed instead when:
+
+- the install is editable (``pip install -e .``), so that edits to the sources take effect;
+- ``RAWINSPECT_PURE=1`` is set;
+- compiling fails (no C compiler or no Python headers): a warning says so, nothing else changes.
+
+``python -m rawinspect --version`` says which one is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+# The modules every replayed packet goes through: reading, decoding, tracking, analysis, jsonl.
+HOT_MODULES = [
+    "rawinspect/capfile.py",
+    "rawinspect/decode.py",
+    "rawinspect/segment.py",
+    "rawinspect/annotation.py",
+    "rawinspect/transitions.py",
+    "rawinspect/tracker.py",
+    "rawinspect/seqanalysis.py",
+    "rawinspect/replay.py",
+    "rawinspect/render/jsonl.py",
+]
+
+
+class CompileHotPath(build_ext):
+    """Runs mypyc when the extensions are built (not for metadata); falls back to pure Python."""
+
+    def finalize_options(self) -> None:
+        if getattr(self, "editable_mode", False) or self.inplace or os.environ.get("RAWINSPECT_PURE"):
+            self._go_pure("pure-Python build (editable install or RAWINSPECT_PURE)")
+        else:
+            try:
+                from mypyc.build import mypycify
+
+                self.distribution.ext_modules = mypycify(HOT_MODULES, opt_level="3",
+                                                         debug_level="0")
+            except (Exception, SystemExit) as exc:  # mypyc exits on a type error
+                self._go_pure(f"mypyc failed ({exc})")
+        self.extensions = self.distribution.ext_modules
+        super().finalize_options()
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # no C compiler, no Python headers
+            for path in self.get_outputs():
+                if os.path.exists(path):
+                    os.remove(path)
+            self._go_pure(f"compiling failed ({exc})")
+
+    def _go_pure(self, why: str) -> None:
+        print(f"rawinspect: {why}: installing the pure-Python package", file=sys.stderr)
+        self.extensions = self.distribution.ext_modules = []
+
+
+# A placeholder so that setuptools runs build_ext and tags the wheel for this platform;
+# CompileHotPath replaces it with mypyc's extensions.
+setup(
+    ext_modules=[Extension("rawinspect._hot_path", sources=[])],
+    cmdclass={"build_ext": CompileHotPath},
+)
