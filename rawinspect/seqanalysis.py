@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Final
 
 from .annotation import Annotation
-from .segment import ACK, FIN, RST, SYN
+from .segment import ACK, FIN, RST, SYN, Segment, reverse_flow
 
 MASK: Final = 0xFFFFFFFF
 FAST_RETRANSMISSION_WINDOW: Final = 0.020   # seconds after the last duplicate ACK
@@ -55,37 +55,55 @@ class Flow:
         self.base = 0             # first sequence number (the one before, without SYN)
 
 
+class ConnAnalysis:
+    """One connection's bookkeeping: both directions, the handshake RTT, its 4-tuple."""
+
+    __slots__ = ("c", "s", "syn_ts", "rtt", "key", "conn")
+
+    def __init__(self, key: bytes, conn: int) -> None:
+        self.c = Flow()
+        self.s = Flow()
+        self.syn_ts = 0.0         # when the SYN was seen (0: not seen)
+        self.rtt = 0.0            # SYN to the ACK of the SYN+ACK (0: not known yet)
+        self.key = key            # the 4-tuple, the same in both directions
+        self.conn = conn
+
+
 class SeqAnalyzer:
-    """Adds Wireshark's analysis flags to annotations, fed in capture order."""
+    """Adds Wireshark's analysis flags to annotations, fed in capture order.
+
+    The caller keeps each connection's ``ConnAnalysis`` (from ``start``, given its first
+    annotation) and hands it to ``analyze`` with every annotation of that connection.
+    """
 
     def __init__(self) -> None:
-        self._flows: dict[int, tuple[Flow, Flow, list[float], frozenset[tuple[str, int]]]] = {}
-        self._conn_of_tuple: dict[frozenset[tuple[str, int]], int] = {}
+        self._conn_of_tuple: dict[bytes, int] = {}
 
-    def forget(self, conn: int) -> None:
-        """Drop a finished connection's bookkeeping, and its 4-tuple if no newer one has it.
+    def start(self, a: Annotation) -> ConnAnalysis:
+        """The bookkeeping of a new connection; ``a`` is its first annotation."""
+        seg = a.seg
+        key = min(seg.flow, reverse_flow(seg.flow))
+        if key in self._conn_of_tuple and seg.flags & (SYN | ACK) == SYN:
+            a.analysis.append("reused_ports")
+        self._conn_of_tuple[key] = a.conn
+        return ConnAnalysis(key, a.conn)
+
+    def forget(self, state: ConnAnalysis) -> None:
+        """A finished connection is gone: forget its 4-tuple if no newer one has it.
 
         A SYN on that 4-tuple afterwards is no longer flagged reused_ports: the tracker
         forgets a connection only long after TIME_WAIT, when reuse is ordinary.
         """
-        state = self._flows.pop(conn, None)
-        if state is not None and self._conn_of_tuple.get(state[3]) == conn:
-            del self._conn_of_tuple[state[3]]
+        if self._conn_of_tuple.get(state.key) == state.conn:
+            del self._conn_of_tuple[state.key]
 
-    def analyze(self, a: Annotation) -> None:
+    def analyze(self, a: Annotation, state: ConnAnalysis) -> None:
+        """Add the flags Wireshark gives the segment of ``a`` to ``a.analysis``."""
         seg = a.seg
-        state = self._flows.get(a.conn)
-        if state is None:
-            key = frozenset(((seg.src, seg.sport), (seg.dst, seg.dport)))
-            state = self._flows[a.conn] = (Flow(), Flow(), [0.0, 0.0], key)
-            if key in self._conn_of_tuple and seg.flags & (SYN | ACK) == SYN:
-                a.analysis.append("reused_ports")
-            self._conn_of_tuple[key] = a.conn
-        c, s, rtt, _ = state
-        fwd, rev = (c, s) if a.from_client else (s, c)
+        fwd, rev = (state.c, state.s) if a.from_client else (state.s, state.c)
         flags = seg.flags
-        if flags & SYN or (rtt[0] and not rtt[1]):
-            self._scale(seg, fwd, rev, rtt)
+        if flags & SYN or (state.syn_ts and not state.rtt):
+            self._scale(seg, fwd, rev, state)
         seq, ack, seglen = seg.seq, seg.ack, seg.payload
         window = seg.window
         if fwd.wscale >= 0 and not flags & SYN:
@@ -147,7 +165,7 @@ class SeqAnalyzer:
             rev.maxseqtobeacked = rev.nextseq
         if (not done and (seglen > 0 or flags & (SYN | FIN)) and nxt
                 and 0 < ((nxt - seq) & MASK) < 0x80000000 and not marks & KEEP_ALIVE):
-            self._retransmission_kind(a, fwd, rev, rtt, seq, seglen, out)
+            self._retransmission_kind(a, fwd, rev, state.rtt, seq, seglen, out)
         end = (seq + seglen + (1 if flags & (SYN | FIN) else 0)) & MASK
         if not marks & ZWP:
             if not nxt or 0 < ((end - nxt) & MASK) < 0x80000000:
@@ -162,7 +180,7 @@ class SeqAnalyzer:
         fwd.seen = True
 
     @staticmethod
-    def _retransmission_kind(a: Annotation, fwd: Flow, rev: Flow, rtt: list[float],
+    def _retransmission_kind(a: Annotation, fwd: Flow, rev: Flow, rtt: float,
                              seq: int, seglen: int, out: list[str]) -> None:
         ts = a.seg.ts
         # Data the receiver has already acknowledged: supersedes the kinds below.
@@ -173,7 +191,7 @@ class SeqAnalyzer:
                 and ts - rev.lastack_ts < FAST_RETRANSMISSION_WINDOW):
             out += ["fast_retransmission", "retransmission"]
             return
-        threshold = rtt[1] if rtt[1] > 0 else DEFAULT_OOO_THRESHOLD
+        threshold = rtt if rtt > 0 else DEFAULT_OOO_THRESHOLD
         end = (seq + seglen + (1 if a.seg.flags & (SYN | FIN) else 0)) & MASK
         if ts - fwd.nextseq_ts < threshold and fwd.nextseq != end:
             out.append("out_of_order")
@@ -181,7 +199,7 @@ class SeqAnalyzer:
         out.append("retransmission")
 
     @staticmethod
-    def _scale(seg, fwd: Flow, rev: Flow, rtt: list[float]) -> None:  # type: ignore[no-untyped-def]
+    def _scale(seg: Segment, fwd: Flow, rev: Flow, state: ConnAnalysis) -> None:
         """Window scale from the SYNs; the handshake RTT (SYN to the ACK of SYN+ACK)."""
         flags = seg.flags
         if flags & SYN:
@@ -191,6 +209,6 @@ class SeqAnalyzer:
                 if fwd.wscale == -2 or rev.wscale == -2:   # scaling needs both sides
                     fwd.wscale = rev.wscale = -2
             else:
-                rtt[0] = seg.ts
-        elif flags & ACK and rtt[0] and not rtt[1] and rev.seen:
-            rtt[1] = seg.ts - rtt[0]
+                state.syn_ts = seg.ts
+        elif flags & ACK and state.syn_ts and not state.rtt and rev.seen:
+            state.rtt = seg.ts - state.syn_ts

@@ -18,7 +18,7 @@ from typing import Final, Iterable
 
 from . import transitions as T
 from .annotation import Annotation
-from .seqanalysis import SeqAnalyzer
+from .seqanalysis import ConnAnalysis, SeqAnalyzer
 from .segment import ACK, FIN, RST, SYN, Segment, endpoint, reverse_flow
 
 MASK: Final = 0xFFFFFFFF
@@ -83,7 +83,7 @@ class Connection:
 
     __slots__ = ("id", "c", "s", "keys", "client", "server", "processed", "queue", "hold_kind",
                  "hold_from_client", "hold_end", "hold_token", "resolution", "deferred",
-                 "wscale_ok", "plain_c", "plain_s", "last_ts", "retiring")
+                 "wscale_ok", "plain_c", "plain_s", "last_ts", "retiring", "analysis")
 
     def __init__(self, cid: int, c: Endpoint, s: Endpoint, ckey: bytes, skey: bytes) -> None:
         self.id = cid
@@ -106,6 +106,7 @@ class Connection:
         self.plain_c = self.plain_s = False
         self.last_ts = 0.0         # last segment the inference saw
         self.retiring = False      # finished, waiting in the tracker's retire queue
+        self.analysis: ConnAnalysis | None = None  # Wireshark's analysis, once a segment left
 
     def finished(self) -> bool:
         """Both endpoints are CLOSED or in TIME_WAIT (or the handshake never started)."""
@@ -158,8 +159,6 @@ class Tracker:
     def feed(self, seg: Segment) -> list[Annotation]:
         """Annotate one segment; returns the annotations now final, in frame order."""
         out = self._feed(seg)
-        for a in out:
-            self._seq.analyze(a)
         if self._retire_due < seg.ts:
             self._evict(seg.ts)
         return out
@@ -175,9 +174,6 @@ class Tracker:
                 if not pending:
                     return [ann]
                 pending.append(ann)  # ready, but behind a held segment
-                head = pending[0]
-                if head.__class__ is Slot and head.ann is None:  # type: ignore[union-attr]
-                    return []
                 return self._drain()
         conn, from_client = self._lookup(seg)
         if conn.queue is None and not self._pending and not self._starts_hold(conn, seg, from_client):
@@ -186,6 +182,18 @@ class Tracker:
         self._pending.append(slot)
         self._dispatch(slot)
         return self._drain()
+
+    def _analyze(self, ann: Annotation, conn: Connection) -> Annotation:
+        """Wireshark's analysis flags, added as each segment is annotated.
+
+        A connection's segments are annotated in frame order (its held segment first,
+        then those queued behind it), and the analysis is per connection.
+        """
+        state = conn.analysis
+        if state is None:
+            state = conn.analysis = self._seq.start(ann)
+        self._seq.analyze(ann, state)
+        return ann
 
     def _plain(self, conn: Connection, seg: Segment, from_client: bool) -> Annotation | None:
         """Fast path for data and pure ACKs that cannot change a state; None otherwise.
@@ -228,10 +236,12 @@ class Tracker:
             event = "data" if plen else "none"
         rel_seq = (seq - sbase) & MASK
         if from_client:
-            return Annotation(seg, conn.id, conn.client, conn.server, True, sst, sst, rst, rst,
-                              None, None, event, analysis, note, rel_seq, rel_ack)
-        return Annotation(seg, conn.id, conn.client, conn.server, False, rst, rst, sst, sst,
-                          None, None, event, analysis, note, rel_seq, rel_ack)
+            return self._analyze(Annotation(seg, conn.id, conn.client, conn.server, True, sst, sst,
+                                            rst, rst, None, None, event, analysis, note, rel_seq,
+                                            rel_ack), conn)
+        return self._analyze(Annotation(seg, conn.id, conn.client, conn.server, False, rst, rst,
+                                        sst, sst, None, None, event, analysis, note, rel_seq,
+                                        rel_ack), conn)
 
     @property
     def tracked(self) -> int:
@@ -241,7 +251,7 @@ class Tracker:
     def flush(self, now: float) -> list[Annotation]:
         """Release segments held longer than ``hold`` seconds before ``now`` (live capture)."""
         self._expire(now)
-        out = self._analyzed(self._drain())
+        out = self._drain()
         if self._retire_due < now:
             self._evict(now)
         return out
@@ -253,13 +263,7 @@ class Tracker:
             if conn.queue is not None and conn.hold_token == token:
                 self._resolve(conn, UNANSWERED if conn.hold_kind == HOLD_SYN else NORMAL)
         self._hold_due = INF
-        return self._analyzed(self._drain())
-
-    def _analyzed(self, anns: list[Annotation]) -> list[Annotation]:
-        """Wireshark's analysis flags, added in frame order as annotations leave."""
-        for a in anns:
-            self._seq.analyze(a)
-        return anns
+        return self._drain()
 
     def feed_all(self, segments: Iterable[Segment]) -> list[Annotation]:
         """Annotate a whole sequence of segments (convenience for tests and small files)."""
@@ -407,10 +411,12 @@ class Tracker:
                 hit = self._by_key.get(key)
                 if hit is not None and hit[0] is conn:
                     del self._by_key[key]
-            self._seq.forget(conn.id)
+            if conn.analysis is not None:
+                self._seq.forget(conn.analysis)
         self._retire_due = retire[0][0] if retire else INF
 
     def _drain(self) -> list[Annotation]:
+        """The annotations at the head of the output queue that are final."""
         out: list[Annotation] = []
         pending = self._pending
         while pending:
@@ -568,8 +574,9 @@ class Tracker:
         note = "; ".join(notes)
         rel_seq = (seq - s.base) & MASK
         rel_ack = (seg.ack - r.base) & MASK if flags & ACK and r.base is not None else 0
-        return Annotation(seg, conn.id, conn.client, conn.server, from_client, cb, ca, sbf, saf,
-                          cp, sp, event, analysis, note, rel_seq, rel_ack)
+        return self._analyze(Annotation(seg, conn.id, conn.client, conn.server, from_client, cb,
+                                        ca, sbf, saf, cp, sp, event, analysis, note, rel_seq,
+                                        rel_ack), conn)
 
     def _step(self, ep: Endpoint, event: str, path: list[str] | None, notes: list[str],
               role: str) -> list[str] | None:

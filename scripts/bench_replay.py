@@ -7,6 +7,9 @@ connections; every kind of close; retransmissions and out-of-order segments), th
 ``tshark -r FILE -T fields -e frame.number -e tcp.flags -e tcp.analysis.flags > /dev/null``
 and prints packets per second for both, the ratio, and rawinspect's peak memory. Also
 times a 10-packet file (start-up cost). Not part of the test suite.
+
+It measures the rawinspect that this Python has installed (``python -P``: not the sources
+beside it) and says which build that is: compiled by setup.py, or pure Python.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-ROOT = Path(__file__).resolve().parent.parent
 S, A, F, R, P = 0x02, 0x10, 0x01, 0x04, 0x08
 CLOSES = ("client_first", "three_way", "server_first", "simultaneous", "rst_abort",
           "refused", "half_close")
@@ -156,8 +158,13 @@ def main() -> None:
     small = tmp / "small.pcap"
     write_pcap(small, 10, args.seed, 2)
 
-    ours = [sys.executable, "-m", "rawinspect", "replay", "--format", "jsonl", "-q"]
-    os.environ["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    ours = [sys.executable, "-P", "-m", "rawinspect"]
+    version = subprocess.run(ours + ["--version"], capture_output=True, text=True)
+    if version.returncode:
+        raise SystemExit("rawinspect is not installed for this Python: run scripts/setup.sh "
+                         "and use .venv/bin/python")
+    print(f"measuring {version.stdout.strip()}")
+    ours += ["replay", "--format", "jsonl", "-q"]
     secs, rss = timed(ours + [str(path)])
     pps = args.packets / secs
     print(f"rawinspect: {secs:.2f} s, {pps:,.0f} packets/s, peak RSS {rss / 1024:.0f} MB")

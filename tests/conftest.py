@@ -8,13 +8,18 @@ from pathlib import Path
 
 import pytest
 
+import rawinspect
+
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = ROOT.parent / "shared" / "pcaps" / "public"
 IN_CI = bool(os.environ.get("CI"))
 
-# Test the installed rawinspect, as users run it (compiled by setup.py), in subprocesses too:
-# `python -m rawinspect` run from the checkout would otherwise import the sources beside it.
+# Subprocesses (`python -m rawinspect`) run the same rawinspect as the tests import: the
+# installed one, compiled by setup.py, under scripts/test.sh (`python -P`), the sources when
+# pytest runs from the checkout without -P. Without this, the checkout's sources would win.
 os.environ["PYTHONSAFEPATH"] = "1"
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(Path(rawinspect.__file__).parent.parent), os.environ.get("PYTHONPATH")]))
 
 
 def cannot_run(reason: str) -> None:
