@@ -54,7 +54,7 @@ class Endpoint:
         self.state = state
         self.inferred = inferred       # state assumed, not seen (capture began mid-way)
         self.base: int | None = None   # sequence number that relative numbers count from
-        self.nxt: int | None = None    # highest sequence number sent + 1
+        self.nxt = -1                  # highest sequence number sent + 1 (-1: nothing yet)
         self.syn_seq: int | None = None
         self.fin_end: int | None = None  # sequence number just after our FIN
         self.fin_acked = False
@@ -130,7 +130,7 @@ def _plain_between(sender: Endpoint, receiver: Endpoint) -> bool:
     return not (sender.state in quiet or receiver.state in quiet
                 or receiver.state == T.SYN_RCVD or sender.inferred or receiver.inferred
                 or (receiver.fin_end is not None and not receiver.fin_acked)
-                or sender.nxt is None or receiver.base is None or sender.base is None)
+                or sender.nxt < 0 or receiver.base is None or sender.base is None)
 
 
 class Tracker:
@@ -214,7 +214,7 @@ class Tracker:
         sst, rst = s.state, r.state
         seq, plen, flags = seg.seq, seg.payload, seg.flags
         # The plain flags guarantee these are set.
-        nxt: int = s.nxt  # type: ignore[assignment]
+        nxt = s.nxt
         sbase: int = s.base  # type: ignore[assignment]
         rbase: int = r.base  # type: ignore[assignment]
         note = ""
@@ -468,10 +468,10 @@ class Tracker:
         # Sequence space this sender already used: a repeat changes no state. (The
         # analysis flags themselves, Wireshark's, come from seqanalysis.)
         retrans = False
-        if s.nxt is not None and not flags & (RST | SYN):
+        if s.nxt >= 0 and not flags & (RST | SYN):
             keep_alive = plen <= 1 and not flags & FIN and ((seq + 1) & MASK) == s.nxt
             retrans = not keep_alive and end != seq and seq_lt(seq, s.nxt)
-        if not flags & RST and (s.nxt is None or seq_lt(s.nxt, end)):
+        if not flags & RST and (s.nxt < 0 or seq_lt(s.nxt, end)):
             s.nxt = end
 
         if flags & RST:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from frames import eth, ipv4, pcap, tcp
+from rawinspect.render.jsonl import seconds6
 from rawinspect.transitions import TRANSITIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +61,14 @@ def test_jsonl_has_the_documented_keys(two_conns):
     assert [ln["flags"] for ln in lines[:5]] == ["S", "S.", ".", "P.", "F."]
     assert lines[4]["client_after"] == "FIN_WAIT_1"
     assert "9 packets read, 9 TCP segments, 2 connections" in res.stderr
+
+
+@pytest.mark.parametrize("sec, usec", [(0, 0), (0, 1), (0, 999_999), (1, 500_000), (59, 999_999),
+                                       (1_700_000_000, 13_390), (2**31, 999_999),
+                                       (2**32 - 1, 1)])
+def test_jsonl_time_is_the_microsecond_read(sec: int, usec: int) -> None:
+    ts = sec + usec * 1e-6  # as capfile computes it
+    assert seconds6(ts) == f"{ts:.6f}" == f"{sec}.{usec:06d}"
 
 
 def test_readme_documents_every_jsonl_key():
