@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench_replay import RAWINSPECT, say_which_rawinspect
+
 ROOT = Path(__file__).resolve().parent.parent
 DROPS = re.compile(r"(\d+) packets dropped by kernel")
 CAPTURED = re.compile(r"(\d+) packets captured")
@@ -118,8 +120,7 @@ def tool_command(tool: str, port: int) -> list[str]:
     if tool == "tcpdump":
         return ["tcpdump", "-i", "lo", "-n", "-w", "/dev/null", "-B", "65536",
                 f"tcp port {port}"]
-    return [sys.executable, "-m", "rawinspect", "capture", "-f", f"tcp port {port}",
-            "-T", "jsonl", "--color", "never"]
+    return RAWINSPECT + ["capture", "-f", f"tcp port {port}", "-T", "jsonl", "--color", "never"]
 
 
 def trial(tool: str, rate: float, seconds: float, size: int, pcap: Path | None = None,
@@ -196,6 +197,7 @@ def main() -> int:
         print("needs root, tcpdump and tcpreplay (apt-get install tcpdump tcpreplay)",
               file=sys.stderr)
         return 77
+    say_which_rawinspect()
     best: dict[str, float] = {}
     realtime = 0.0  # rawinspect: highest rate with every sampled annotation out within 10 ms
     port = free_port()

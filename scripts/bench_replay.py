@@ -130,6 +130,20 @@ def write_pcap(path: Path, n: int, seed: int, concurrent: int) -> None:
         f.write(b"".join(batch))
 
 
+# The rawinspect this Python has installed. -P: run from the checkout, `python -m rawinspect`
+# would import the sources here (pure Python) instead of the installed, compiled package.
+RAWINSPECT = [sys.executable, "-P", "-m", "rawinspect"]
+
+
+def say_which_rawinspect() -> None:
+    """Print the version and build being measured; stop if rawinspect is not installed."""
+    version = subprocess.run(RAWINSPECT + ["--version"], capture_output=True, text=True)
+    if version.returncode:
+        raise SystemExit("rawinspect is not installed for this Python: run scripts/setup.sh "
+                         "and use .venv/bin/python")
+    print(f"measuring {version.stdout.strip()}", flush=True)
+
+
 def timed(cmd: list[str]) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of a command whose output goes to /dev/null."""
     t0 = time.perf_counter()
@@ -158,13 +172,8 @@ def main() -> None:
     small = tmp / "small.pcap"
     write_pcap(small, 10, args.seed, 2)
 
-    ours = [sys.executable, "-P", "-m", "rawinspect"]
-    version = subprocess.run(ours + ["--version"], capture_output=True, text=True)
-    if version.returncode:
-        raise SystemExit("rawinspect is not installed for this Python: run scripts/setup.sh "
-                         "and use .venv/bin/python")
-    print(f"measuring {version.stdout.strip()}")
-    ours += ["replay", "--format", "jsonl", "-q"]
+    say_which_rawinspect()
+    ours = RAWINSPECT + ["replay", "--format", "jsonl", "-q"]
     secs, rss = timed(ours + [str(path)])
     pps = args.packets / secs
     print(f"rawinspect: {secs:.2f} s, {pps:,.0f} packets/s, peak RSS {rss / 1024:.0f} MB")
