@@ -56,7 +56,7 @@ class CompileHotPath(build_ext):
             for path in self.get_outputs():
                 if os.path.exists(path):
                     os.remove(path)
-            self._go_pure(f"compiling failed ({exc})")
+            self._go_pure(f"compiling failed ({str(exc)[:160]})")
 
     def _go_pure(self, why: str) -> None:
         print(f"rawinspect: {why}: installing the pure-Python package", file=sys.stderr)
