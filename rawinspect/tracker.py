@@ -106,7 +106,7 @@ class Connection:
         self.plain_c = self.plain_s = False
         self.last_ts = 0.0         # last segment the inference saw
         self.retiring = False      # finished, waiting in the tracker's retire queue
-        self.analysis: ConnAnalysis | None = None  # Wireshark's analysis, once a segment left
+        self.analysis: ConnAnalysis | None = None  # Wireshark's, from its first annotation
 
     def finished(self) -> bool:
         """Both endpoints are CLOSED or in TIME_WAIT (or the handshake never started)."""
