@@ -9,7 +9,7 @@ A damaged file raises ``CaptureFileError`` after every good record before it was
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO, Final, Iterator, NamedTuple
+from typing import BinaryIO, Callable, Final, Iterator
 
 CHUNK: Final = 1 << 20
 MAX_PACKET: Final = 262144          # wiretap's WTAP_MAX_PACKET_SIZE_STANDARD
@@ -103,11 +103,11 @@ def _read_pcap(path: str, f: BinaryIO, head: bytes) -> Iterator[Record]:
     endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
     nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
     _vmaj, _vmin, _zone, _sig, snaplen, network = struct.unpack(endian + "HHiIII", head[4:24])
-    linktype = network & 0x0FFFFFFF
-    limit = max(snaplen, MAX_PACKET)
+    linktype: int = network & 0x0FFFFFFF
+    limit: int = max(snaplen, MAX_PACKET)
     scale = 1e-9 if nano else 1e-6
     rec = struct.Struct(endian + "IIII")
-    unpack_rec = rec.unpack_from
+    unpack_rec: Callable[[bytes, int], tuple[int, int, int, int]] = rec.unpack_from
     ch = _Chunks(f)
     ch.base = 24
     number = 0
@@ -133,12 +133,18 @@ def _read_pcap(path: str, f: BinaryIO, head: bytes) -> Iterator[Record]:
         yield (linktype, sec + frac * scale, buf, pos + 16, caplen, wirelen)
 
 
-class _Iface(NamedTuple):
-    linktype: int
-    snaplen: int
-    scale: float
-    units: int      # ticks per second for decimal resolutions, else 0
-    tsoffset: int
+class _Iface:
+    """A pcapng interface: what its packets' link type and timestamps mean."""
+
+    __slots__ = ("linktype", "snaplen", "scale", "units", "tsoffset")
+
+    def __init__(self, linktype: int, snaplen: int, scale: float, units: int,
+                 tsoffset: int) -> None:
+        self.linktype = linktype
+        self.snaplen = snaplen
+        self.scale = scale          # seconds per tick
+        self.units = units          # ticks per second for decimal resolutions, else 0
+        self.tsoffset = tsoffset
 
 
 def _idb_interface(body: bytes, e: str) -> _Iface:
@@ -162,8 +168,28 @@ def _idb_interface(body: bytes, e: str) -> _Iface:
     return _Iface(linktype, snaplen, scale, units, tsoffset)
 
 
+class _NgLayout:
+    """pcapng's block fields in one byte order, compiled once and typed."""
+
+    __slots__ = ("e", "u32", "epb", "pb")
+
+    def __init__(self, e: str) -> None:
+        self.e = e
+        self.u32: Callable[[bytes, int], tuple[int]] = struct.Struct(e + "I").unpack_from
+        # Enhanced Packet Block: interface, timestamp high and low, captured, original length
+        self.epb: Callable[[bytes, int], tuple[int, int, int, int, int]] = struct.Struct(
+            e + "IIIII").unpack_from
+        # obsolete Packet Block: interface, drops, timestamp high and low, lengths
+        self.pb: Callable[[bytes, int], tuple[int, int, int, int, int, int]] = struct.Struct(
+            e + "HHIIII").unpack_from
+
+
+_NG_LITTLE: Final = _NgLayout("<")
+_NG_BIG: Final = _NgLayout(">")
+
+
 def _read_pcapng(path: str, ch: _Chunks) -> Iterator[Record]:
-    e = "<"
+    ng = _NG_LITTLE  # the section header's type reads the same in both byte orders
     ifaces: list[_Iface] = []
     number = 0
     while True:
@@ -173,18 +199,18 @@ def _read_pcapng(path: str, ch: _Chunks) -> Iterator[Record]:
                                        number + 1, ch.offset)
             return
         buf, pos = ch.buf, ch.pos
-        btype = struct.unpack_from(e + "I", buf, pos)[0]
+        btype = ng.u32(buf, pos)[0]
         if btype == PCAPNG_SHB:
             bom = buf[pos + 8:pos + 12]
             if bom == b"\x4d\x3c\x2b\x1a":
-                e = "<"
+                ng = _NG_LITTLE
             elif bom == b"\x1a\x2b\x3c\x4d":
-                e = ">"
+                ng = _NG_BIG
             else:
                 raise CaptureFileError(path, "damaged section header (bad byte-order magic)",
                                        number + 1, ch.offset)
             ifaces = []
-        blen = struct.unpack_from(e + "I", buf, pos + 4)[0]
+        blen = ng.u32(buf, pos + 4)[0]
         if blen < 12 or blen % 4 or blen > MAX_BLOCK:
             raise CaptureFileError(path, f"damaged or corrupt block header (length {blen})",
                                    number + 1, ch.offset)
@@ -192,22 +218,21 @@ def _read_pcapng(path: str, ch: _Chunks) -> Iterator[Record]:
             raise CaptureFileError(path, "file cut short in the middle of a block",
                                    number + 1, ch.offset)
         buf, pos = ch.buf, ch.pos
-        if struct.unpack_from(e + "I", buf, pos + blen - 4)[0] != blen:
+        if ng.u32(buf, pos + blen - 4)[0] != blen:
             raise CaptureFileError(path, "damaged block (trailing length does not match)",
                                    number + 1, ch.offset)
         offset = ch.offset
         ch.pos = pos + blen
         body = pos + 8
         if btype == 1:
-            ifaces.append(_idb_interface(buf[body:pos + blen - 4], e))
+            ifaces.append(_idb_interface(buf[body:pos + blen - 4], ng.e))
         elif btype in (6, 2):
             number += 1
             if btype == 6:
-                iid, hi, lo, caplen, wirelen = struct.unpack_from(e + "IIIII", buf, body)
-                data = body + 20
+                iid, hi, lo, caplen, wirelen = ng.epb(buf, body)
             else:
-                iid, _drops, hi, lo, caplen, wirelen = struct.unpack_from(e + "HHIIII", buf, body)
-                data = body + 20
+                iid, _drops, hi, lo, caplen, wirelen = ng.pb(buf, body)
+            data = body + 20
             if iid >= len(ifaces):
                 raise CaptureFileError(path, f"packet names interface {iid}, which is not defined",
                                        number, offset)
@@ -227,6 +252,6 @@ def _read_pcapng(path: str, ch: _Chunks) -> Iterator[Record]:
             if not ifaces:
                 raise CaptureFileError(path, "simple packet block before any interface",
                                        number, offset)
-            wirelen = struct.unpack_from(e + "I", buf, body)[0]
+            wirelen = ng.u32(buf, body)[0]
             caplen = min(wirelen, blen - 16, ifaces[0].snaplen or wirelen)
             yield (ifaces[0].linktype, 0.0, buf, body + 4, caplen, wirelen)

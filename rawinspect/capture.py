@@ -89,11 +89,11 @@ def capture_loop(sniffer: Sniffer, writer: PcapWriter | None, tracker: Tracker,
                     if write is not None:
                         write(sec, nsec, data, wirelen)
                     seg = decode(frame, linktype, sec + nsec * 1e-9, data, 0, len(data), wirelen)
-                    if seg.__class__ is str:
-                        skipped[seg] += 1  # type: ignore[index]
+                    if isinstance(seg, str):
+                        skipped[seg] += 1
                     else:
                         stats.segments += 1
-                        anns.extend(feed(seg))  # type: ignore[arg-type]
+                        anns.extend(feed(seg))
                     if limits.count is not None and frame >= limits.count:
                         reason = "count"
                         break

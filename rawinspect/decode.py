@@ -7,7 +7,7 @@ loopback captures usually carry unfilled ones.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Callable, Final
 
 import struct
 
@@ -39,14 +39,23 @@ VLAN_TYPES: Final = (0x8100, 0x88A8, 0x9100)
 BSD_AF_INET6: Final = (10, 24, 28, 30)
 IPV6_EXT: Final = (0, 43, 60, 51, 135, 139, 140)
 
-_u16 = struct.Struct("!H").unpack_from
-_u32le = struct.Struct("<I").unpack_from
-_eth_ip4_tcp = struct.Struct("!12xHBxHxxHxB10xHHIIHH")  # fast path, IHL=5
-_eth_ip6_tcp = struct.Struct("!12xHB3xHBx32xHHIIHH")    # fast path, no extension headers
-_ip4 = struct.Struct("!BxHxxHxB2x4s4s")
-_ip6 = struct.Struct("!4xHBx16s16s")
-_tcp = struct.Struct("!HHIIHH")
-_nflog_tlv = struct.Struct("<HH")
+# Header layouts, unpacked in one step each and typed, so that compiled code gets plain ints.
+_Ints10 = tuple[int, int, int, int, int, int, int, int, int, int]
+_Ints11 = tuple[int, int, int, int, int, int, int, int, int, int, int]
+_u16: Final[Callable[[bytes, int], tuple[int]]] = struct.Struct("!H").unpack_from
+_u32le: Final[Callable[[bytes, int], tuple[int]]] = struct.Struct("<I").unpack_from
+# Fast paths: Ethernet, then IPv4 with IHL=5 (or IPv6 without extension headers), then TCP.
+_eth_ip4_tcp: Final[Callable[[bytes, int], _Ints11]] = struct.Struct(
+    "!12xHBxHxxHxB10xHHIIHH").unpack_from
+_eth_ip6_tcp: Final[Callable[[bytes, int], _Ints10]] = struct.Struct(
+    "!12xHB3xHBx32xHHIIHH").unpack_from
+_ip4: Final[Callable[[bytes, int], tuple[int, int, int, int, bytes, bytes]]] = struct.Struct(
+    "!BxHxxHxB2x4s4s").unpack_from
+_ip6: Final[Callable[[bytes, int], tuple[int, int, bytes, bytes]]] = struct.Struct(
+    "!4xHBx16s16s").unpack_from
+_tcp: Final[Callable[[bytes, int], tuple[int, int, int, int, int, int]]] = struct.Struct(
+    "!HHIIHH").unpack_from
+_nflog_tlv: Final[Callable[[bytes, int], tuple[int, int]]] = struct.Struct("<HH").unpack_from
 
 SKIP_NOT_IP: Final = "not IP"
 SKIP_NOT_TCP: Final = "not TCP"
@@ -76,7 +85,7 @@ class Decoder:
             etype_hi = buf[off + 12]
             if etype_hi == 0x08:
                 (etype, vihl, totlen, frag, proto, sport, dport, seq, ack, offfl,
-                 win) = _eth_ip4_tcp.unpack_from(buf, off)
+                 win) = _eth_ip4_tcp(buf, off)
                 if etype == ETH_IPV4 and vihl == 0x45 and proto == 6 and not frag & 0x3FFF:
                     hl = (offfl >> 12) * 4
                     if totlen == 0:
@@ -90,7 +99,7 @@ class Decoder:
                                        (), buf[off + 26:off + 38])
             elif etype_hi == 0x86 and caplen >= 74:
                 (etype, vtc, plen, nxt, sport, dport, seq, ack, offfl,
-                 win) = _eth_ip6_tcp.unpack_from(buf, off)
+                 win) = _eth_ip6_tcp(buf, off)
                 if etype == ETH_IPV6 and nxt == 6 and plen and vtc >> 4 == 6:
                     hl = (offfl >> 12) * 4
                     if off + 54 + hl <= end and hl >= 20:
@@ -148,7 +157,7 @@ class Decoder:
               wire: int) -> Segment | str:
         if pos + 20 > end:
             return SKIP_BAD_IP
-        vihl, totlen, frag, proto, s, d = _ip4.unpack_from(buf, pos)
+        vihl, totlen, frag, proto, s, d = _ip4(buf, pos)
         ihl = (vihl & 0x0F) * 4
         if vihl >> 4 != 4 or ihl < 20:
             return SKIP_BAD_IP
@@ -167,7 +176,7 @@ class Decoder:
               wire: int) -> Segment | str:
         if pos + 40 > end:
             return SKIP_BAD_IP
-        plen, nxt, s, d = _ip6.unpack_from(buf, pos)
+        plen, nxt, s, d = _ip6(buf, pos)
         if buf[pos] >> 4 != 6:
             return SKIP_BAD_IP
         if plen == 0:  # jumbogram or TSO
@@ -203,7 +212,7 @@ class Decoder:
             sport, dport, seq, ack = struct.unpack_from("!HHII", buf, pos)
             offfl, win = _u16(buf, pos + 12)[0], 0
         else:
-            sport, dport, seq, ack, offfl, win = _tcp.unpack_from(buf, pos)
+            sport, dport, seq, ack, offfl, win = _tcp(buf, pos)
         hl = (offfl >> 12) * 4
         if hl > avail:
             issues += ("truncated",)
@@ -228,7 +237,7 @@ def _nflog(buf: bytes, off: int, end: int) -> tuple[int, int] | str:
     family = buf[off]
     pos = off + 4
     while pos + 4 <= end:
-        length, ttype = _nflog_tlv.unpack_from(buf, pos)
+        length, ttype = _nflog_tlv(buf, pos)
         if length < 4:
             break
         if ttype & 0x7FFF == 9:

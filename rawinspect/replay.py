@@ -48,11 +48,11 @@ def read_segments(path: str, stats: Stats) -> Iterator[Segment]:
         for linktype, ts, buf, off, caplen, wirelen in open_capture(path):
             frame += 1
             seg = decoder.decode(frame, linktype, ts, buf, off, caplen, wirelen)
-            if seg.__class__ is str:
-                skipped[seg] += 1  # type: ignore[index]
+            if isinstance(seg, str):
+                skipped[seg] += 1
                 continue
             segments += 1
-            yield seg  # type: ignore[misc]
+            yield seg
     finally:
         stats.packets = frame
         stats.segments = segments

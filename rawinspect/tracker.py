@@ -421,12 +421,12 @@ class Tracker:
         pending = self._pending
         while pending:
             head = pending[0]
-            if head.__class__ is Slot:
-                if head.ann is None:  # type: ignore[union-attr]
+            if isinstance(head, Slot):
+                if head.ann is None:
                     break
-                out.append(head.ann)  # type: ignore[union-attr, arg-type]
+                out.append(head.ann)
             else:
-                out.append(head)  # type: ignore[arg-type]
+                out.append(head)
             pending.popleft()
         return out
 
