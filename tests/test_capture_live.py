@@ -78,8 +78,10 @@ import socket, sys
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
 c = socket.create_connection(srv.getsockname()); a, _ = srv.accept()
 c.sendall(b"hi"); a.recv(2); c.close(); a.close(); srv.close()
-import os; print(os.getuid()); sys.exit(3)
+import os; print(os.getuid(), file=sys.stderr); sys.exit(3)
 """
+# The program prints to stderr: it shares stdout with rawinspect, and a print there (two
+# writes when unbuffered) can land in the middle of a jsonl line.
 
 
 def test_command_mode_captures_its_traffic_and_returns_its_status(tmp_path):
