@@ -20,14 +20,14 @@ from setuptools.command.build_ext import build_ext
 
 # The modules every replayed packet goes through: reading, decoding, tracking, analysis, jsonl.
 HOT_MODULES = [
-    "rawinspect/capfile.py",
-    "rawinspect/decode.py",
-    "rawinspect/segment.py",
-    "rawinspect/annotation.py",
-    "rawinspect/transitions.py",
-    "rawinspect/tracker.py",
-    "rawinspect/seqanalysis.py",
-    "rawinspect/replay.py",
+    "rawinspect/sources/capfile.py",
+    "rawinspect/sources/decode.py",
+    "rawinspect/core/segment.py",
+    "rawinspect/core/annotation.py",
+    "rawinspect/core/transitions.py",
+    "rawinspect/core/tracker.py",
+    "rawinspect/views/wireshark.py",
+    "rawinspect/app/pipeline.py",
     "rawinspect/render/jsonl.py",
 ]
 

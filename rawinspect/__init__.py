@@ -5,6 +5,6 @@ __version__ = "0.1.0"
 
 def build() -> str:
     """How the replay path runs: "compiled" (mypyc, see setup.py) or "pure Python"."""
-    from . import tracker
+    from .core import tracker
 
     return "pure Python" if tracker.__file__.endswith(".py") else "compiled"

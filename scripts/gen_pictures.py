@@ -23,8 +23,8 @@ def section() -> tuple[str, dict[Path, str]]:
     sys.path.insert(0, str(ROOT))
     from rawinspect.render.ladder import LadderRenderer
     from rawinspect.render.svg import picture
-    from rawinspect.replay import Stats, read_segments
-    from rawinspect.tracker import Tracker
+    from rawinspect.app.pipeline import Stats, read_segments
+    from rawinspect.core.tracker import Tracker
 
     parts, files = [], {}
     for name, title in SHOWN:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from rawinspect.states_doc import states_mermaid  # noqa: E402
+from rawinspect.render.states_doc import states_mermaid  # noqa: E402
 
 README = ROOT / "README.md"
 START, END = "<!-- states:start -->", "<!-- states:end -->"

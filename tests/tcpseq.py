@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rawinspect.segment import ACK, FIN, RST, SYN, Segment
+from rawinspect.core.segment import ACK, FIN, RST, SYN, Segment
 
 C_ADDR, C_PORT = "10.0.0.1", 40000
 S_ADDR, S_PORT = "10.0.0.2", 80

@@ -11,7 +11,7 @@ import pytest
 
 from frames import eth, ipv4, pcap, tcp
 from rawinspect.render.jsonl import seconds6
-from rawinspect.transitions import TRANSITIONS
+from rawinspect.core.transitions import TRANSITIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 JSONL_KEYS = ["frame", "ts", "conn", "client", "server", "direction", "flags", "seq", "ack",

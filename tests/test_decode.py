@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from frames import eth, ipv4, ipv6, pcap, pcapng, tcp
-from rawinspect.capfile import CaptureFileError, open_capture
-from rawinspect.decode import Decoder
-from rawinspect.segment import Segment
+from rawinspect.sources.capfile import CaptureFileError, open_capture
+from rawinspect.sources.decode import Decoder
+from rawinspect.core.segment import Segment
 
 SYN_OPTS = b"\x02\x04\x05\xb4" + b"\x01\x03\x03\x07" + b"\x04\x02"  # mss, nop, wscale 7, sackOK
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from rawinspect import cli
+from rawinspect.app import cli
 from rawinspect.render.ladder import LadderRenderer
 from rawinspect.render.mermaid import MermaidRenderer
 from rawinspect.render.svg import picture
-from rawinspect.replay import Stats, read_segments
+from rawinspect.app.pipeline import Stats, read_segments
 from rawinspect.scenarios import all_scenarios
-from rawinspect.tracker import Tracker
+from rawinspect.core.tracker import Tracker
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "captures"

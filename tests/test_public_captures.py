@@ -12,7 +12,7 @@ from contextlib import redirect_stderr, redirect_stdout
 import pytest
 
 from conftest import PUBLIC, cannot_run, reference_rows
-from rawinspect.cli import main
+from rawinspect.app.cli import main
 
 ROWS = reference_rows()
 ANALYSIS_COUNTED = ("retransmission", "out_of_order", "fast_retransmission",

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from rawinspect import cli
-from rawinspect.replay import Stats, read_segments
+from rawinspect.app import cli
+from rawinspect.app.pipeline import Stats, read_segments
 from rawinspect.scenarios import all_scenarios
 from rawinspect.scenarios.base import Path as Expected, expansions, states
 from rawinspect.scenarios.check import observe, verify
-from rawinspect.tracker import Tracker
+from rawinspect.core.tracker import Tracker
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 SCENARIOS = all_scenarios()

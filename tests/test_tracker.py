@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rawinspect.annotation import Annotation
-from rawinspect.tracker import Tracker
+from rawinspect.core.annotation import Annotation
+from rawinspect.core.tracker import Tracker
 from tcpseq import ACK, C_ISN, FIN, RST, S_ISN, SYN, Conv
 
 PSH = 0x08

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rawinspect import kernel_trace
-from rawinspect.replay import Stats, read_segments
-from rawinspect.tracker import Tracker
-from rawinspect.verify import KernelEvent, verify
+from rawinspect.sources import kernel_trace
+from rawinspect.app.pipeline import Stats, read_segments
+from rawinspect.core.tracker import Tracker
+from rawinspect.views.verify import KernelEvent, verify
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 
@@ -101,7 +101,7 @@ def test_parse_a_trace_line():
 
 
 def test_without_tracefs_capture_goes_on(monkeypatch, tmp_path, capsys):
-    from rawinspect import capture_cmd
+    from rawinspect.app import capture_cmd
     monkeypatch.setattr(kernel_trace, "TRACEFS", tmp_path)
     monkeypatch.setattr(kernel_trace.subprocess, "run", lambda *a, **k: None)
     assert capture_cmd._start_trace([1234]) is None

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from rawinspect.conns import Summaries
-from rawinspect.render import conns as render
-from rawinspect.tracker import Tracker
+from rawinspect.views.summary import Summaries
+from rawinspect.render import summaries as render
+from rawinspect.core.tracker import Tracker
 from tcpseq import ACK, C_ISN, FIN, RST, S_ISN, SYN, Conv
 
 PSH = 0x08

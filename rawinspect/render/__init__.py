@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
-from ..annotation import Annotation
+from ..core.annotation import Annotation
 
 
 class Renderer(Protocol):

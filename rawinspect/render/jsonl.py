@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Final, TextIO
 
-from ..annotation import Annotation
-from ..segment import FLAG_LETTERS
+from ..core.annotation import Annotation
+from ..core.segment import FLAG_LETTERS
 
 EMPTY: Final = '""'
 

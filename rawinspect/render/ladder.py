@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from ..annotation import Annotation
+from ..core.annotation import Annotation
 
 STATE_W = 11  # "ESTABLISHED"
 SHORT = {"ESTABLISHED": "EST", "FIN_WAIT_1": "FW1", "FIN_WAIT_2": "FW2", "CLOSE_WAIT": "CW",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TextIO
 
-from ..annotation import Annotation
+from ..core.annotation import Annotation
 from .ladder import changed, label
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..annotation import Annotation
+from ..core.annotation import Annotation
 
 
 class Quiet:

@@ -15,7 +15,7 @@ import sys
 from collections import defaultdict
 from html import escape
 
-from ..annotation import Annotation
+from ..core.annotation import Annotation
 from .ladder import changed, label
 
 MAX_SEGMENTS = 400

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from ..annotation import Annotation
+from ..core.annotation import Annotation
 
 HEADERS = ("No.", "Time", "Conn", "Dir", "Flags", "Seq", "Ack", "Len", "Client", "Server", "Why")
 # Cells are padded to these widths so that rows printed separately line up.

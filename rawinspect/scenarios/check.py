@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..annotation import Annotation
+from ..core.annotation import Annotation
 from .base import Check, Expect, Observed, Path, expansions
 
 
@@ -91,7 +91,7 @@ def matches(obs: Observed, path: Path) -> bool:
 
 def _zeek_checks(expect: Expect, anns: list[Annotation]) -> list[Check]:
     """Each connection's Zeek conn_state and history against the lesson's."""
-    from ..conns import Summaries
+    from ..views.summary import Summaries
     summaries = Summaries()
     summaries.feed(anns)
     out = []

@@ -10,21 +10,21 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from .annotate import comment, write_annotated
-from .annotation import Annotation
-from .capture import DEFAULT_LINGER, Limits, StopFlag, capture_loop
-from .pcapwriter import CaptureWriteError, PcapWriter, give_to_invoking_user
-from .conns import Summaries
-from .render import RenderOptions, make_renderer
-from .render.quiet import Quiet
-from .replay import Stats
-from .sniffer import DEFAULT_BUFFER, DEFAULT_SNAPLEN, NoPrivilegeError, Sniffer, SnifferError
-from .tracker import Tracker
+from ..render.pcapng_comments import comment, write_annotated
+from ..core.annotation import Annotation
+from .capture_loop import DEFAULT_LINGER, Limits, StopFlag, capture_loop
+from ..render.pcapwriter import CaptureWriteError, PcapWriter, give_to_invoking_user
+from ..views.summary import Summaries
+from ..render import RenderOptions, make_renderer
+from ..render.quiet import Quiet
+from .pipeline import Stats
+from ..sources.sniffer import DEFAULT_BUFFER, DEFAULT_SNAPLEN, NoPrivilegeError, Sniffer, SnifferError
+from ..core.tracker import Tracker
 
 if TYPE_CHECKING:
-    from .kernel_trace import KernelTrace
-    from .scenarios.check import Verdict
-    from .scenarios.runner import ScenarioRun
+    from ..sources.kernel_trace import KernelTrace
+    from ..scenarios.check import Verdict
+    from ..scenarios.runner import ScenarioRun
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_NOPRIV = 0, 1, 2, 77
 
@@ -71,8 +71,8 @@ def _invoking_user() -> tuple[int, int] | None:
 def run_capture(args: argparse.Namespace, command: list[str], keep: Any,
                 opts: RenderOptions) -> int:
     """The whole capture: open, run, annotate, save, summarise, judge."""
-    from .scenarios import all_scenarios
-    from .scenarios.runner import ScenarioRun, capture_filter, free_ports
+    from ..scenarios import all_scenarios
+    from ..scenarios.runner import ScenarioRun, capture_filter, free_ports
 
     err = sys.stderr
     scenario = None
@@ -208,7 +208,7 @@ def run_capture(args: argparse.Namespace, command: list[str], keep: Any,
 
 def _start_trace(ports: list[int]) -> KernelTrace | None:
     """The kernel trace for --verify, or None (said on stderr) where it cannot run."""
-    from .kernel_trace import KernelTrace, TraceUnavailable
+    from ..sources.kernel_trace import KernelTrace, TraceUnavailable
     try:
         return KernelTrace(ports)
     except TraceUnavailable as e:
@@ -220,8 +220,8 @@ def _start_trace(ports: list[int]) -> KernelTrace | None:
 def _report_verification(trace: KernelTrace, seen: list[Annotation],
                          args: argparse.Namespace) -> int:
     """Close the trace, compare, print; returns the number of disagreements."""
-    from .kernel_trace import socket_table
-    from .verify import verify
+    from ..sources.kernel_trace import socket_table
+    from ..views.verify import verify
     lost = trace.close()
     report = verify(seen, trace.events, socket_table())
     report.lost, report.skew = lost, trace.skew
@@ -242,7 +242,7 @@ def _start_command(command: list[str], as_root: bool) -> subprocess.Popen:
 
 def _judge(run: ScenarioRun, seen: list[Annotation], args: argparse.Namespace) -> int:
     """Print the programs' report and the verdict; exit 1 unless every expectation held."""
-    from .scenarios.check import verify
+    from ..scenarios.check import verify
     scenario = run.scenario
     report = run.report()
     verdict = verify(scenario.expect, seen, report)

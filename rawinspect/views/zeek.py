@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .annotation import Annotation
-from .segment import ACK, FIN, RST, SYN
+from ..core.annotation import Annotation
+from ..core.segment import ACK, FIN, RST, SYN
 
 MASK = 0xFFFFFFFF
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = (

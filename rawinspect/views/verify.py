@@ -21,7 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .annotation import Annotation
+from ..core.annotation import Annotation
 
 WINDOW = 1.0    # seconds around a connection's segments in which its kernel events count
 LATE = 0.010    # a kernel change further than this from its segment gets explained

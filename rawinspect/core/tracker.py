@@ -18,7 +18,7 @@ from typing import Final, Iterable
 
 from . import transitions as T
 from .annotation import Annotation
-from .seqanalysis import ConnAnalysis, SeqAnalyzer
+from ..views.wireshark import ConnAnalysis, SeqAnalyzer
 from .segment import ACK, FIN, RST, SYN, Segment, endpoint, reverse_flow
 
 MASK: Final = 0xFFFFFFFF

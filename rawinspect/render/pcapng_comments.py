@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import struct
 
-from .annotation import Annotation
-from .capfile import open_capture
+from ..core.annotation import Annotation
+from ..sources.capfile import open_capture
 from .pcapwriter import CaptureWriteError, give_to_invoking_user
 
 

@@ -7,11 +7,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Final, Iterator
 
-from .annotation import Annotation
-from .capfile import open_capture
-from .decode import Decoder
-from .segment import Segment
-from .tracker import Tracker
+from ..core.annotation import Annotation
+from ..sources.capfile import open_capture
+from ..sources.decode import Decoder
+from ..core.segment import Segment
+from ..core.tracker import Tracker
 
 
 @dataclass

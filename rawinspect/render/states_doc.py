@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from .transitions import STATES, TRANSITIONS
+from ..core.transitions import STATES, TRANSITIONS
 
 
 def states_table() -> str:

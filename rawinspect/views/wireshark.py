@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from .annotation import Annotation
-from .segment import ACK, FIN, RST, SYN, Segment, reverse_flow
+from ..core.annotation import Annotation
+from ..core.segment import ACK, FIN, RST, SYN, Segment, reverse_flow
 
 MASK: Final = 0xFFFFFFFF
 FAST_RETRANSMISSION_WINDOW: Final = 0.020   # seconds after the last duplicate ACK

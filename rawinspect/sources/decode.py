@@ -11,7 +11,7 @@ from typing import Callable, Final
 
 import struct
 
-from .segment import SYN, Segment
+from ..core.segment import SYN, Segment
 
 # Link types (LINKTYPE_* numbers as in pcap files).
 LT_NULL: Final = 0

@@ -8,19 +8,19 @@ import shutil
 import sys
 from typing import Callable, Sequence
 
-from . import __version__, build
-from .annotation import Annotation
-from .annotate import comment, write_annotated
-from .capfile import CaptureFileError
-from .conns import Summaries
-from .render import conns as conns_render
-from .render.quiet import Quiet
-from .pcapwriter import CaptureWriteError
+from .. import __version__, build
+from ..core.annotation import Annotation
+from ..render.pcapng_comments import comment, write_annotated
+from ..sources.capfile import CaptureFileError
+from ..views.summary import Summaries
+from ..render import summaries as conns_render
+from ..render.quiet import Quiet
+from ..render.pcapwriter import CaptureWriteError
 from .capture_cmd import add_capture_arguments, run_capture
-from .render import FORMATS, RenderOptions, make_renderer
-from .replay import Stats, read_segments, run
-from .states_doc import states_mermaid, states_table
-from .tracker import DEFAULT_HOLD, DEFAULT_MSL, Tracker
+from ..render import FORMATS, RenderOptions, make_renderer
+from .pipeline import Stats, read_segments, run
+from ..render.states_doc import states_mermaid, states_table
+from ..core.tracker import DEFAULT_HOLD, DEFAULT_MSL, Tracker
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_NOPRIV = 0, 1, 2, 77
 
@@ -230,7 +230,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from .scenarios import all_scenarios
+    from ..scenarios import all_scenarios
     scenarios = all_scenarios()
     if args.name is None:
         width = max(map(len, scenarios))

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Callable
 
-from .annotation import Annotation
-from .decode import Decoder
-from .pcapwriter import PcapWriter
-from .replay import Keep, Stats, emit
-from .sniffer import Sniffer
-from .tracker import Tracker
+from ..core.annotation import Annotation
+from ..sources.decode import Decoder
+from ..render.pcapwriter import PcapWriter
+from .pipeline import Keep, Stats, emit
+from ..sources.sniffer import Sniffer
+from ..core.tracker import Tracker
 
 POLL_MS = 10        # longest wait before pending annotations are printed
 READ_BATCH = 256    # packets read per round before rendering: bounds the output delay

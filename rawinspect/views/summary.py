@@ -8,7 +8,7 @@ import base64
 import hashlib
 from dataclasses import dataclass, field
 
-from .annotation import Annotation
+from ..core.annotation import Annotation
 from .zeek import ConnLog, ZeekConn
 
 

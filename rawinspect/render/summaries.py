@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 from tabulate import tabulate
 
-from ..conns import ConnSummary
+from ..views.summary import ConnSummary
 
 ZEEK_FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto",
                "service", "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig",

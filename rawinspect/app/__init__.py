@@ -1,0 +1,1 @@
+"""The command line and the pipelines that wire sources, core, views and renderers."""

@@ -1,0 +1,1 @@
+"""The sans-IO core: Segment in, Annotation out, every state change a rule in transitions."""

@@ -1,0 +1,1 @@
+"""Where segments come from: capture files, the live socket, the kernel's trace."""

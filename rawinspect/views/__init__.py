@@ -1,0 +1,1 @@
+"""Per-connection views over the annotation stream, each faithful to its reference."""
