@@ -26,10 +26,6 @@ def split_endpoint(ep: str) -> tuple[str, str]:
     return host.strip("[]"), port
 
 
-def _seconds(x: float | None) -> str:
-    return "-" if x is None else f"{x:.6f}"
-
-
 def duration(x: float) -> str:
     """Seconds, in ms below one second."""
     return f"{x * 1e3:.3f} ms" if x < 1 else f"{x:.3f} s"

@@ -13,7 +13,7 @@ import struct
 
 from ..core.segment import SYN, Segment
 
-# Link types (LINKTYPE_* numbers as in pcap files).
+# Link types (LINKTYPE_* numbers as in pcap files); LINKTYPES below says how to read each.
 LT_NULL: Final = 0
 LT_ETHERNET: Final = 1
 LT_RAW: Final = 101
@@ -23,15 +23,6 @@ LT_IPV4: Final = 228
 LT_IPV6: Final = 229
 LT_NFLOG: Final = 239
 LT_SLL2: Final = 276
-LT_ETH_MPACKET: Final = 274
-LT_RAW_ALIASES: Final = (12, 14)  # DLT_RAW on some BSDs
-
-LINKTYPE_NAMES = {
-    LT_NULL: "BSD loopback", LT_ETHERNET: "Ethernet", LT_RAW: "raw IP", 12: "raw IP",
-    14: "raw IP", LT_LOOP: "OpenBSD loopback", LT_SLL: "Linux cooked (SLL)",
-    LT_IPV4: "raw IPv4", LT_IPV6: "raw IPv6", LT_NFLOG: "NFLOG", LT_SLL2: "Linux cooked (SLL2)",
-}
-SUPPORTED_LINKTYPES = frozenset(LINKTYPE_NAMES)
 
 ETH_IPV4: Final = 0x0800
 ETH_IPV6: Final = 0x86DD
@@ -109,49 +100,16 @@ class Decoder:
                                        plen if plen > 0 else 0,
                                        _options(buf, off + 74, off + 54 + hl) if flags & SYN else None,
                                        (), buf[off + 22:off + 58])
-        net = self._link(linktype, buf, off, end)
+        link = LINKTYPES.get(linktype)
+        if link is None:
+            return unsupported(linktype)
+        net = link[1](buf, off, end)
         if isinstance(net, str):
             return net
         proto, pos = net
         if proto == 4:
             return self._ipv4(frame, ts, buf, pos, end, wirelen - (pos - off))
         return self._ipv6(frame, ts, buf, pos, end, wirelen - (pos - off))
-
-    def _link(self, linktype: int, buf: bytes, off: int, end: int) -> tuple[int, int] | str:
-        """(IP version, offset of the IP header) or a skip reason."""
-        if linktype == LT_ETHERNET:
-            pos = off + 12
-            if pos + 2 > end:
-                return SKIP_NOT_IP
-            etype = _u16(buf, pos)[0]
-            while etype in VLAN_TYPES and pos + 6 <= end:
-                pos += 4
-                etype = _u16(buf, pos)[0]
-            return _ethertype(etype, pos + 2)
-        if linktype in (LT_RAW, LT_IPV4, LT_IPV6) or linktype in LT_RAW_ALIASES:
-            if off >= end:
-                return SKIP_NOT_IP
-            version = buf[off] >> 4
-            return (version, off) if version in (4, 6) else SKIP_NOT_IP
-        if linktype == LT_SLL:
-            return _ethertype(_u16(buf, off + 14)[0], off + 16) if off + 16 <= end else SKIP_NOT_IP
-        if linktype == LT_SLL2:
-            return _ethertype(_u16(buf, off)[0], off + 20) if off + 20 <= end else SKIP_NOT_IP
-        if linktype in (LT_NULL, LT_LOOP):
-            if off + 4 > end:
-                return SKIP_NOT_IP
-            raw = buf[off:off + 4]
-            family = int.from_bytes(raw, "big" if linktype == LT_LOOP else "little")
-            if linktype == LT_NULL and family > 0xFFFF:  # written by a big-endian host
-                family = int.from_bytes(raw, "big")
-            if family == 2:
-                return 4, off + 4
-            if family in BSD_AF_INET6:
-                return 6, off + 4
-            return SKIP_NOT_IP
-        if linktype == LT_NFLOG:
-            return _nflog(buf, off, end)
-        return unsupported(linktype)
 
     def _ipv4(self, frame: int, ts: float, buf: bytes, pos: int, end: int,
               wire: int) -> Segment | str:
@@ -222,6 +180,62 @@ class Decoder:
                        max(iplen - max(hl, 20), 0), opts, issues, addrs + buf[pos:pos + 4])
 
 
+# Link layers: where the IP header starts. Each returns (IP version, offset) or a skip reason.
+def _ethernet(buf: bytes, off: int, end: int) -> tuple[int, int] | str:
+    """Ethernet II, through any VLAN tags (the fast path in Decoder.decode comes first)."""
+    pos = off + 12
+    if pos + 2 > end:
+        return SKIP_NOT_IP
+    etype = _u16(buf, pos)[0]
+    while etype in VLAN_TYPES and pos + 6 <= end:
+        pos += 4
+        etype = _u16(buf, pos)[0]
+    return _ethertype(etype, pos + 2)
+
+
+def _raw(buf: bytes, off: int, end: int) -> tuple[int, int] | str:
+    """The IP header first; its version nibble says which."""
+    if off >= end:
+        return SKIP_NOT_IP
+    version = buf[off] >> 4
+    return (version, off) if version in (4, 6) else SKIP_NOT_IP
+
+
+def _sll(buf: bytes, off: int, end: int) -> tuple[int, int] | str:
+    """Linux cooked capture v1: 16-byte header, protocol last."""
+    return _ethertype(_u16(buf, off + 14)[0], off + 16) if off + 16 <= end else SKIP_NOT_IP
+
+
+def _sll2(buf: bytes, off: int, end: int) -> tuple[int, int] | str:
+    """Linux cooked capture v2: 20-byte header, protocol first."""
+    return _ethertype(_u16(buf, off)[0], off + 20) if off + 20 <= end else SKIP_NOT_IP
+
+
+def _bsd_null(buf: bytes, off: int, end: int) -> tuple[int, int] | str:
+    """BSD loopback: address family in the writer's byte order (usually little-endian)."""
+    if off + 4 > end:
+        return SKIP_NOT_IP
+    family = int.from_bytes(buf[off:off + 4], "little")
+    if family > 0xFFFF:  # written by a big-endian host
+        family = int.from_bytes(buf[off:off + 4], "big")
+    return _bsd_family(family, off + 4)
+
+
+def _bsd_loop(buf: bytes, off: int, end: int) -> tuple[int, int] | str:
+    """OpenBSD loopback: address family in network byte order."""
+    if off + 4 > end:
+        return SKIP_NOT_IP
+    return _bsd_family(int.from_bytes(buf[off:off + 4], "big"), off + 4)
+
+
+def _bsd_family(family: int, pos: int) -> tuple[int, int] | str:
+    if family == 2:
+        return 4, pos
+    if family in BSD_AF_INET6:
+        return 6, pos
+    return SKIP_NOT_IP
+
+
 def _ethertype(etype: int, pos: int) -> tuple[int, int] | str:
     if etype == ETH_IPV4:
         return 4, pos
@@ -245,6 +259,23 @@ def _nflog(buf: bytes, off: int, end: int) -> tuple[int, int] | str:
             return version, pos + 4
         pos += (length + 3) & ~3
     return SKIP_NOT_IP
+
+
+LinkReader = Callable[[bytes, int, int], tuple[int, int] | str]
+# The link types we decode: number → (name, reader). Anything else is skipped as unsupported.
+LINKTYPES: Final[dict[int, tuple[str, LinkReader]]] = {
+    LT_NULL: ("BSD loopback", _bsd_null),
+    LT_ETHERNET: ("Ethernet", _ethernet),
+    12: ("raw IP", _raw),  # DLT_RAW on some BSDs
+    14: ("raw IP", _raw),
+    LT_RAW: ("raw IP", _raw),
+    LT_LOOP: ("OpenBSD loopback", _bsd_loop),
+    LT_SLL: ("Linux cooked (SLL)", _sll),
+    LT_IPV4: ("raw IPv4", _raw),
+    LT_IPV6: ("raw IPv6", _raw),
+    LT_NFLOG: ("NFLOG", _nflog),
+    LT_SLL2: ("Linux cooked (SLL2)", _sll2),
+}
 
 
 def _options(buf: bytes, pos: int, end: int) -> dict[str, int]:
