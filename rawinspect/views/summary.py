@@ -9,6 +9,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from ..core.annotation import Annotation
+from .steps import Change, EndpointSteps, HandshakeRtt
 from .zeek import ConnLog, ZeekConn
 
 
@@ -37,28 +38,43 @@ class ConnSummary:
     client_final: str
     server_final: str
     closed_first: str             # "client", "server", "simultaneous" or "-"
-    rtt: float | None             # SYN to the ACK of the SYN+ACK
+    rtt: float | None             # the handshake RTT, as steps.HandshakeRtt
     timing: dict[str, list[Held]] = field(default_factory=dict)
     letters: list[tuple[str, int]] = field(default_factory=list)
-    changes: list[tuple[int, str, list[str]]] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
 
 
 class _Track:
-    __slots__ = ("first", "last", "client_path", "server_path", "changes", "syn_ts", "rtt",
-                 "fin_first", "closing")
+    """What one connection's summary collects beside Zeek's record."""
+
+    __slots__ = ("first", "last", "steps", "handshake", "fin_first", "closing")
 
     def __init__(self, a: Annotation) -> None:
         self.first = a
         self.last = a
-        self.client_path: list[tuple[str, float, int]] = [(a.client_before, a.seg.ts,
-                                                           a.seg.frame)]
-        self.server_path: list[tuple[str, float, int]] = [(a.server_before, a.seg.ts,
-                                                           a.seg.frame)]
-        self.changes: list[tuple[int, str, list[str]]] = []
-        self.syn_ts: float | None = None
-        self.rtt: float | None = None
+        self.steps = EndpointSteps(a)
+        self.handshake = HandshakeRtt()
         self.fin_first = "-"
         self.closing: set[str] = set()
+
+    def feed(self, a: Annotation) -> None:
+        """The next annotation of the connection."""
+        self.last = a
+        for change in self.steps.feed(a):
+            if "FIN_WAIT_1" in change.path and self.fin_first == "-":
+                self.fin_first = change.who
+            if "CLOSING" in change.path:
+                self.closing.add(change.who)
+        self.handshake.feed(a)
+
+    def timing(self, end: float) -> dict[str, list[Held]]:
+        """How long each endpoint held each state, the last one until ``end``."""
+        out = {}
+        for who, steps in (("client", self.steps.client), ("server", self.steps.server)):
+            ends = [s.ts for s in steps[1:]] + [end]
+            out[who] = [Held(s.state, s.ts, s.frame, until - s.ts)
+                        for s, until in zip(steps, ends)]
+        return out
 
 
 def uid(a: Annotation) -> str:
@@ -76,47 +92,25 @@ class Summaries:
         self.end = 0.0
 
     def feed(self, anns: list[Annotation]) -> None:
+        """The next annotations of the run, in capture order."""
         for a in anns:
             self.log.feed(a)
             t = self.tracks.get(a.conn)
             if t is None:
                 t = self.tracks[a.conn] = _Track(a)
-            t.last = a
-            ts, frame = a.seg.ts, a.seg.frame
-            self.end = max(self.end, ts)
-            for who, path, acc in (("client", a.client_path, t.client_path),
-                                   ("server", a.server_path, t.server_path)):
-                if not path:
-                    continue
-                moved = [s for s in path[1:] if s != path[0]] or []
-                if moved:
-                    t.changes.append((frame, who, path))
-                    for s in moved:
-                        if s != acc[-1][0]:
-                            acc.append((s, ts, frame))
-                    if "FIN_WAIT_1" in path and t.fin_first == "-":
-                        t.fin_first = who
-                    if "CLOSING" in path:
-                        t.closing.add(who)
-            if a.event == "SYN" and t.syn_ts is None and a.from_client:
-                t.syn_ts = ts
-            if (t.rtt is None and t.syn_ts is not None and a.server_path
-                    and a.server_path[-1] == "ESTABLISHED" and "SYN_RCVD" in a.server_path):
-                t.rtt = ts - t.syn_ts
+            t.feed(a)
+            self.end = max(self.end, a.seg.ts)
 
     def results(self) -> list[ConnSummary]:
         """One summary per connection, in connection order; times run to the capture's end."""
         out = []
         for cid, t in sorted(self.tracks.items()):
             z: ZeekConn = self.log.conns[cid]
-            timing = {who: [Held(s, since, frame, (path[i + 1][1] if i + 1 < len(path)
-                                                   else self.end) - since)
-                            for i, (s, since, frame) in enumerate(path)]
-                      for who, path in (("client", t.client_path), ("server", t.server_path))}
             closed = ("simultaneous" if t.closing == {"client", "server"} else t.fin_first)
             out.append(ConnSummary(
                 cid, uid(t.first), z.first_ts, z.last_time - z.first_ts, t.first.client,
                 t.first.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
                 z.conn_state(), z.history_string, z.missed_bytes, t.last.client_after,
-                t.last.server_after, closed, t.rtt, timing, list(z.history), t.changes))
+                t.last.server_after, closed, t.handshake.rtt, t.timing(self.end), list(z.history),
+                t.steps.changes))
         return out

@@ -1,0 +1,107 @@
+"""An endpoint's steps: the states each side of a connection went through, and where.
+
+Shared by the views that read state sequences from the annotation stream (the
+summaries, the kernel comparison, the scenario checks), so they cannot drift apart.
+
+One definition: an endpoint starts in its state before the connection's first segment
+(stamped with that segment's time and frame); every state of a segment's path
+(``client_path``/``server_path``, its first entry included) that differs from the last
+step's state opens a new step at that segment. A path that opened at least one step is
+a change event. A path that stays put (``["SYN_RCVD", "SYN_RCVD"]``, a SYN+ACK sent
+again) opens none. The first entry of a path is the state before the segment, which is
+the last step's state unless the tracker changed the state between segments (an expired
+TIME_WAIT is CLOSED when the next segment comes): then that state opens a step too.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ..core.annotation import Annotation
+
+
+class Step(NamedTuple):
+    """One state of one endpoint: entered at ``ts``, on the segment of ``frame``."""
+    state: str
+    ts: float
+    frame: int
+
+
+class Change(NamedTuple):
+    """A segment that changed an endpoint's state: the states it passed through."""
+    frame: int
+    who: str            # "client" or "server"
+    path: list[str]
+
+
+def _extend(steps: list[Step], path: list[str], ts: float, frame: int) -> bool:
+    """Add the states of ``path`` that differ from the last step; True if any did."""
+    last = steps[-1].state
+    moved = False
+    for state in path:
+        if state != last:
+            steps.append(Step(state, ts, frame))
+            last = state
+            moved = True
+    return moved
+
+
+class EndpointSteps:
+    """Both endpoints' steps and the change events of one connection, fed in order."""
+
+    __slots__ = ("client", "server", "changes")
+
+    def __init__(self, first: Annotation) -> None:
+        ts, frame = first.seg.ts, first.seg.frame
+        self.client: list[Step] = [Step(first.client_before, ts, frame)]
+        self.server: list[Step] = [Step(first.server_before, ts, frame)]
+        self.changes: list[Change] = []
+
+    @classmethod
+    def of(cls, anns: list[Annotation]) -> EndpointSteps:
+        """The steps of one connection's annotations (at least one), in capture order."""
+        steps = cls(anns[0])
+        for a in anns:
+            steps.feed(a)
+        return steps
+
+    def feed(self, a: Annotation) -> list[Change]:
+        """Take the next annotation of the connection; return its change events."""
+        new: list[Change] = []
+        ts, frame = a.seg.ts, a.seg.frame
+        for who, path, steps in (("client", a.client_path, self.client),
+                                 ("server", a.server_path, self.server)):
+            if path and _extend(steps, path, ts, frame):
+                new.append(Change(frame, who, path))
+        self.changes.extend(new)
+        return new
+
+    def of_side(self, who: str) -> list[Step]:
+        """The steps of "client" or "server"."""
+        return self.client if who == "client" else self.server
+
+
+class HandshakeRtt:
+    """The handshake RTT: the client's first SYN to the server's ESTABLISHED.
+
+    The server is ESTABLISHED when it receives the ACK of its SYN+ACK (or, in a
+    simultaneous open, the SYN+ACK): the first segment whose server path passes
+    SYN_RCVD and ends in ESTABLISHED. ``rtt`` stays None without both.
+    """
+
+    __slots__ = ("syn_ts", "rtt")
+
+    def __init__(self) -> None:
+        self.syn_ts: float | None = None
+        self.rtt: float | None = None
+
+    def feed(self, a: Annotation) -> None:
+        """Take the next annotation of the connection."""
+        if self.rtt is not None:
+            return
+        if self.syn_ts is None and a.event == "SYN" and a.from_client:
+            self.syn_ts = a.seg.ts
+        path = a.server_path
+        if (self.syn_ts is not None and path and path[-1] == "ESTABLISHED"
+                and "SYN_RCVD" in path):
+            self.rtt = a.seg.ts - self.syn_ts
