@@ -1,9 +1,10 @@
 """What a scenario is: its lesson, its code, and what must be seen when it runs.
 
-A scenario module defines ``SCENARIO = Scenario(...)``: ``run(ctx)`` holds the client
-and server code (plain ``socket`` calls); ``expect`` lists, per TCP connection in the
-order they start, the state sequence each endpoint must pass through, and the outcome of
-the socket calls the lesson is about (``ctx.outcome("connect", "ECONNREFUSED")``).
+A scenario module defines ``SCENARIOS``, a list of ``Scenario(...)`` (a lesson and its
+variants, such as the same over IPv6): ``run(ctx)`` holds the client and server code
+(plain ``socket`` calls); ``expect`` lists, per TCP connection in the order they start,
+the state sequence each endpoint must pass through, and the outcome of the socket calls
+the lesson is about (``ctx.outcome("connect", "ECONNREFUSED")``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from ..views.steps import Step
 
 
 def states(text: str) -> tuple[str, ...]:
@@ -63,7 +66,8 @@ class Observed:
     client: tuple[str, ...]
     server: tuple[str, ...]
     frames: tuple[int, ...]
-    events: tuple[tuple[int, str, tuple[str, ...]], ...]  # (frame, "client"/"server", path)
+    client_steps: tuple[Step, ...]  # where each of the client's states began
+    server_steps: tuple[Step, ...]
     analysis: tuple[str, ...]  # every analysis flag raised, with repeats
     data: tuple[tuple[int, bool, int, int], ...]  # (frame, from client, rel seq, length)
 
@@ -75,7 +79,8 @@ class Expect:
     ``conns``: for each connection in order, the acceptable Paths (the first is the
     lesson's); or ``each``: any number of connections, every one matching one of these.
     ``zeek``: Zeek's (conn_state, history as a regular expression) for each connection in
-    order, or with ``each`` the alternatives every connection must match one of. ``required``: a Path label that must occur at least once (racy lessons).
+    order, or with ``each`` the alternatives every connection must match one of.
+    ``required``: a Path label that must occur at least once (racy lessons).
     ``outcomes``: socket-call outcomes the programs must report. ``extra``: further
     checks computed from the connections and the programs' report.
     """

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..core.annotation import Annotation
+from ..views.steps import EndpointSteps
 from .base import Check, Expect, Observed, Path, expansions
 
 
@@ -19,17 +20,11 @@ def observe(anns: Iterable[Annotation]) -> list[Observed]:
     out = []
     for conn in sorted(by_conn):
         seq = by_conn[conn]
-        client, server = [seq[0].client_before], [seq[0].server_before]
-        events = []
-        for a in seq:
-            for who, path, acc in (("client", a.client_path, client),
-                                   ("server", a.server_path, server)):
-                if path:
-                    acc.extend(s for s in path[1:] if s != acc[-1])
-                    events.append((a.seg.frame, who, tuple(path)))
-        out.append(Observed(conn, tuple(client), tuple(server),
-                            tuple(a.seg.frame for a in seq), tuple(events),
-                            tuple(f for a in seq for f in a.analysis),
+        steps = EndpointSteps.of(seq)
+        out.append(Observed(conn, tuple(s.state for s in steps.client),
+                            tuple(s.state for s in steps.server),
+                            tuple(a.seg.frame for a in seq), tuple(steps.client),
+                            tuple(steps.server), tuple(f for a in seq for f in a.analysis),
                             tuple((a.seg.frame, a.from_client, a.rel_seq, a.seg.payload)
                                   for a in seq if a.seg.payload)))
     return out
@@ -58,26 +53,17 @@ class Verdict:
         return out
 
 
-def _sequence(obs: Observed, who: str) -> list[tuple[str, int]]:
-    """An endpoint's states with the frame that brought each one."""
-    seq = [(obs.client[0] if who == "client" else obs.server[0], obs.frames[0])]
-    for frame, side, path in obs.events:
-        if side == who:
-            seq.extend((s, frame) for s in path[1:] if s != seq[-1][0])
-    return seq
-
-
 def _first_deviation(obs: Observed, who: str, want: tuple[str, ...]) -> int:
     """The frame at which an endpoint's sequence left every admitted expectation."""
-    seq = _sequence(obs, who)
-    got = [s for s, _ in seq]
+    seq = obs.client_steps if who == "client" else obs.server_steps
+    got = [s.state for s in seq]
     best = 0
     for exp in expansions(want):
         n = 0
         while n < min(len(exp), len(got)) and exp[n] == got[n]:
             n += 1
         best = max(best, n)
-    return seq[best][1] if best < len(seq) else obs.frames[-1]
+    return seq[best].frame if best < len(seq) else obs.frames[-1]
 
 
 def _describe(seq: tuple[str, ...]) -> str:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..core.annotation import Annotation
+from .steps import EndpointSteps
+from .steps import Step as WireStep
 
 WINDOW = 1.0    # seconds around a connection's segments in which its kernel events count
 LATE = 0.010    # a kernel change further than this from its segment gets explained
@@ -88,14 +90,9 @@ class VerifyReport:
         return out
 
 
-def _inferred(anns: list[Annotation], client: bool) -> list[Step]:
-    first = anns[0]
-    seq = [Step(first.client_before if client else first.server_before, None)]
-    for a in anns:
-        for s in (a.client_path if client else a.server_path) or ():
-            if s != seq[-1].state:
-                seq.append(Step(s, a.seg.ts, a.seg.frame))
-    return seq
+def _inferred(wire: list[WireStep]) -> list[Step]:
+    """An endpoint's steps on the wire; the state it started in has no time."""
+    return [Step(wire[0].state, None)] + [Step(*s) for s in wire[1:]]
 
 
 def _kernel_steps(events: list[KernelEvent]) -> list[Step]:
@@ -185,9 +182,10 @@ def verify(anns: list[Annotation], events: list[KernelEvent],
         by_conn[a.conn].append(a)
     report = VerifyReport()
     for conn, seq in sorted(by_conn.items()):
+        steps = EndpointSteps.of(seq)
         for role, local, remote in (("client", seq[0].client, seq[0].server),
                                     ("server", seq[0].server, seq[0].client)):
-            inferred = _inferred(seq, role == "client")
+            inferred = _inferred(steps.of_side(role))
             # An endpoint the wire shows unchanged had no socket in this connection: only
             # events inside the connection's own span could contradict that (the same
             # 4-tuple may serve another connection a moment later, as in a lost
