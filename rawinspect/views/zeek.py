@@ -174,18 +174,7 @@ class ZeekConn:
         if flags & RST:
             seg_len -= plen
         end = (seq + seg_len) & MASK
-        # init_endpoint
-        if ep.state == INACTIVE:
-            ep.start = ep.ack = seq if flags & SYN else (seq - 1) & MASK
-            ep.last = end if flags & SYN else seq
-            ep.seen_upto = (ep.start + 1) & MASK
-        elif flags & SYN and ep.state in (SYN_SENT, SYN_ACK_SENT, ESTABLISHED, PARTIAL) \
-                and seq != ep.start:
-            ep.start = ep.ack = seq
-            ep.last = end
-        elif flags & SYN and ep.state == RESET and ep.prev_state == INACTIVE:
-            ep.start = ep.ack = seq
-            ep.last = end
+        self._init_endpoint(ep, flags, seq, end)
         rel_seq = _delta(seq, ep.start)
         self._history(ep, flags, rel_seq, plen, frame)
         if seg.window == 0 and not flags & RST and peer.state != CLOSED and ep.state != RESET:
@@ -200,18 +189,7 @@ class ZeekConn:
                 peer.seen_upto = ack
             elif not flags & RST and _delta(ack, peer.ack) > 0:
                 peer.ack = ack
-        # update_last_seq
-        delta_last = _delta(end, ep.last)
-        if flags & (SYN | RST) and abs(delta_last) > 1048576:
-            pass
-        elif flags & FIN and ep.last == (ep.start + 1) & MASK:
-            ep.last = end
-        elif ep.state == RESET:
-            pass
-        elif delta_last > 0:
-            ep.last = end
-        elif plen > 0:
-            self._scaled(ep, "T", frame)
+        self._update_last_seq(ep, flags, end, plen, frame)
         if plen and not flags & RST:
             data = (seq + 1) & MASK if flags & SYN else seq   # data on a SYN follows it
             ep.captured(data, (data + plen) & MASK)
@@ -222,6 +200,36 @@ class ZeekConn:
             if missing > 0:
                 self.missed_bytes += missing
                 self._scaled(peer, "G", frame)
+
+    @staticmethod
+    def _init_endpoint(ep: ZeekEndpoint, flags: int, seq: int, end: int) -> None:
+        """Zeek's init_endpoint: where this side's sequence space starts."""
+        if ep.state == INACTIVE:
+            ep.start = ep.ack = seq if flags & SYN else (seq - 1) & MASK
+            ep.last = end if flags & SYN else seq
+            ep.seen_upto = (ep.start + 1) & MASK
+        elif flags & SYN and ep.state in (SYN_SENT, SYN_ACK_SENT, ESTABLISHED, PARTIAL) \
+                and seq != ep.start:
+            ep.start = ep.ack = seq
+            ep.last = end
+        elif flags & SYN and ep.state == RESET and ep.prev_state == INACTIVE:
+            ep.start = ep.ack = seq
+            ep.last = end
+
+    def _update_last_seq(self, ep: ZeekEndpoint, flags: int, end: int, plen: int,
+                         frame: int) -> None:
+        """Zeek's update_last_seq; data that does not advance it is a retransmission (T)."""
+        delta_last = _delta(end, ep.last)
+        if flags & (SYN | RST) and abs(delta_last) > 1048576:
+            return
+        if flags & FIN and ep.last == (ep.start + 1) & MASK:
+            ep.last = end
+        elif ep.state == RESET:
+            return
+        elif delta_last > 0:
+            ep.last = end
+        elif plen > 0:
+            self._scaled(ep, "T", frame)
 
     def _history(self, ep: ZeekEndpoint, flags: int, rel_seq: int, plen: int,
                  frame: int) -> None:
