@@ -8,25 +8,28 @@ import os
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
 
-from ..render.pcapng_comments import comment, write_annotated
 from ..core.annotation import Annotation
-from .capture_loop import DEFAULT_LINGER, Limits, StopFlag, capture_loop
+from ..render.pcapng_comments import comment, write_annotated
 from ..render.pcapwriter import CaptureWriteError, PcapWriter, give_to_invoking_user
-from ..views.summary import Summaries
-from ..render import RenderOptions, make_renderer
-from ..render.quiet import Quiet
-from .pipeline import Stats
+from ..sources.packet_source import PacketSource
 from ..sources.sniffer import DEFAULT_BUFFER, DEFAULT_SNAPLEN, NoPrivilegeError, Sniffer, SnifferError
-from ..core.tracker import Tracker
+from .capture_loop import DEFAULT_LINGER, Limits, StopFlag, capture_loop
+from .options import EXIT_NOPRIV, EXIT_OK, EXIT_RUNTIME, UsageError
+from .output import Output
+from .pipeline import Stats, make_tracker
 
 if TYPE_CHECKING:
-    from ..sources.kernel_trace import KernelTrace
+    from ..scenarios.base import Scenario
     from ..scenarios.check import Verdict
     from ..scenarios.runner import ScenarioRun
+    from ..sources.kernel_trace import KernelTrace
 
-EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_NOPRIV = 0, 1, 2, 77
+# Opens the packet source: (interface, capture filter, snap length, buffer bytes).
+SourceFactory = Callable[[str, str, int, int], PacketSource]
 
 
 def add_capture_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,142 +71,186 @@ def _invoking_user() -> tuple[int, int] | None:
     return None
 
 
-def run_capture(args: argparse.Namespace, command: list[str], keep: Any,
-                opts: RenderOptions) -> int:
-    """The whole capture: open, run, annotate, save, summarise, judge."""
-    from ..scenarios import all_scenarios
-    from ..scenarios.runner import ScenarioRun, capture_filter, free_ports
+@dataclass
+class Plan:
+    """What to capture, decided from the options before anything opens."""
+    scenario: Scenario | None
+    command: list[str]
+    ports: list[int] = field(default_factory=list)
+    expression: str = "tcp"
+    write: str | None = None
 
-    err = sys.stderr
+    def describe(self) -> str:
+        """What runs while we capture, for the opening line."""
+        if self.scenario:
+            return (f"scenario {self.scenario.name} on {self.scenario.host} port "
+                    f"{','.join(map(str, self.ports))}")
+        return f"`{' '.join(self.command)}`" if self.command else "until Ctrl-C"
+
+
+def plan_capture(args: argparse.Namespace) -> Plan:
+    """Check the capture options (UsageError) and choose scenario, ports, filter and file."""
+    from ..scenarios import all_scenarios
+    from ..scenarios.runner import capture_filter, free_ports
+
+    command: list[str] = getattr(args, "command_argv", [])
     scenario = None
     if args.scenario:
         if command:
-            raise _usage("give a scenario or `-- COMMAND`, not both")
+            raise UsageError("give a scenario or `-- COMMAND`, not both")
         scenarios = all_scenarios()
         scenario = scenarios.get(args.scenario)
         if scenario is None:
-            raise _usage(f"no scenario {args.scenario!r}; choose from: "
-                         + ", ".join(scenarios))
+            raise UsageError(f"no scenario {args.scenario!r}; choose from: "
+                             + ", ".join(scenarios))
     for name in ("duration", "linger"):
         value = getattr(args, name)
         if value is not None and value < 0:
-            raise _usage(f"--{name} must not be negative")
+            raise UsageError(f"--{name} must not be negative")
     if args.snaplen < 64 or args.buffer_size <= 0:
-        raise _usage("--snaplen must be at least 64 and --buffer-size positive")
+        raise UsageError("--snaplen must be at least 64 and --buffer-size positive")
     if args.annotate and not (args.write or "").endswith(".pcapng"):
-        raise _usage("--annotate needs -w FILE.pcapng")
+        raise UsageError("--annotate needs -w FILE.pcapng")
     if args.strict and not args.verify:
-        raise _usage("--strict needs --verify")
+        raise UsageError("--strict needs --verify")
     if args.report and not scenario:
-        raise _usage("--report needs a scenario")
+        raise UsageError("--report needs a scenario")
+    if scenario is None:
+        return Plan(None, command, [], args.filter or "tcp", args.write)
+    ports = free_ports(scenario.host, scenario.ports)
+    return Plan(scenario, command, ports, args.filter or capture_filter(ports),
+                args.write or f"{scenario.name}.pcap")
 
-    ports = free_ports(scenario.host, scenario.ports) if scenario else []
-    expression = args.filter or (capture_filter(ports) if scenario else "tcp")
-    write = args.write or (f"{scenario.name}.pcap" if scenario else None)
+
+class CannotRun(Exception):
+    """The watched command cannot start: a one-line reason."""
+
+
+def run_capture(args: argparse.Namespace, open_source: SourceFactory = Sniffer,
+                clock: Callable[[], float] = time.time) -> int:
+    """The whole capture: open, run, annotate, save, summarise, judge; an exit code.
+
+    ``open_source`` opens the packets (a Sniffer on the interface); ``clock`` is the
+    capture's clock. Tests pass a file's packets and their time.
+    """
+    plan = plan_capture(args)
+    session = _Session(args, plan)  # its output options fail here, before the socket opens
     try:
-        sniffer = Sniffer(args.interface, expression, args.snaplen, args.buffer_size << 10)
+        source = open_source(args.interface, plan.expression, args.snaplen,
+                             args.buffer_size << 10)
     except NoPrivilegeError as e:
-        print(f"rawinspect: {e}", file=err)
+        print(f"rawinspect: {e}", file=sys.stderr)
         return EXIT_NOPRIV
     except SnifferError as e:
-        print(f"rawinspect: error: {e}", file=err)
+        print(f"rawinspect: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
-    writer = None
-    stop = StopFlag()
-    restore = stop.install()
-    child: subprocess.Popen | None = None
-    run: ScenarioRun | None = None
-    trace: KernelTrace | None = None
-    try:
-        trace = _start_trace(ports) if args.verify else None
-        if write:
-            writer = PcapWriter(write, sniffer.linktype, args.snaplen)
+    with ExitStack() as stack:  # undone in reverse: programs, file, trace, signals, socket
+        stack.callback(source.close)
+        stop = StopFlag()
+        stack.callback(stop.install())
+        try:
+            return session.run(source, stop, stack, clock)
+        except (CaptureWriteError, CannotRun) as e:
+            print(f"rawinspect: error: {e}", file=sys.stderr)
+            return EXIT_RUNTIME
+
+
+class _Session:
+    """One capture: its output, what it keeps for the verdict, and what it started."""
+
+    def __init__(self, args: argparse.Namespace, plan: Plan) -> None:
+        self.args = args
+        self.plan = plan
+        self.stats = Stats(dropped=0)
+        self.seen: list[Annotation] = []  # everything, for the verdict and the verification
+        self.comments: dict[int, str] = {}
+        wanted = plan.scenario is not None or args.verify or args.annotate
+        self.output = Output(args, self.stats, live=True, tap=self._tap if wanted else None)
+        self.trace: KernelTrace | None = None
+        self.scenario_run: ScenarioRun | None = None
+        self.child: subprocess.Popen | None = None
+
+    def _tap(self, anns: list[Annotation]) -> None:
+        if self.plan.scenario is not None or self.trace is not None:
+            self.seen.extend(anns)
+        if self.args.annotate:
+            self.comments.update((a.seg.frame, comment(a)) for a in anns)
+
+    def run(self, source: PacketSource, stop: StopFlag, stack: ExitStack,
+            clock: Callable[[], float]) -> int:
+        """Start the trace, the file and the programs; capture; report; an exit code."""
+        args, plan = self.args, self.plan
+        self.trace = _start_trace(plan.ports) if args.verify else None
+        if self.trace is not None:
+            stack.callback(self.trace.close)
+        writer = None
+        if plan.write:
+            writer = PcapWriter(plan.write, source.linktype, args.snaplen)
+            stack.callback(_close_quietly, writer)
         if args.report:
             save_report(args.report, args.scenario or "", {}, None)  # fail early, not after
-        what = (f"scenario {scenario.name} on {scenario.host} port "
-                f"{','.join(map(str, ports))}" if scenario else
-                f"`{' '.join(command)}`" if command else "until Ctrl-C")
-        print(f"rawinspect: capturing on {args.interface} ({what}), filter "
-              f"{expression!r}" + (f", saving to {write}" if write else ""), file=err)
-        if scenario:
-            run = ScenarioRun(scenario, scenario.host, ports)
-            child = run.proc
-        elif command:
-            try:
-                child = _start_command(command, args.as_root)
-            except OSError as e:
-                print(f"rawinspect: error: cannot run {command[0]!r}: {e.strerror or e}",
-                      file=err)
-                return EXIT_RUNTIME
-        from .cli import print_summaries, summary_mode
-        summaries = Summaries() if summary_mode(args) else None
-        renderer = (Quiet() if args.format == "zeek" or args.explain
-                    else make_renderer(args.format, sys.stdout, opts))
-        seen: list[Annotation] = []  # everything, for the verdict and the verification
-        comments: dict[int, str] = {}
-
-        def sink(anns: list[Annotation]) -> None:
-            if scenario or trace is not None:
-                seen.extend(anns)
-            if args.annotate:
-                comments.update((a.seg.frame, comment(a)) for a in anns)
-            if summaries is not None:
-                summaries.feed(anns)
-            shown = anns if keep is None else [a for a in anns if keep(a)]
-            if shown:
-                renderer.write(shown)
-                renderer.flush()
-
-        stats = Stats(dropped=0)
-        tracker = Tracker(msl=args.msl, hold=args.hold)
+        print(f"rawinspect: capturing on {args.interface} ({plan.describe()}), filter "
+              f"{plan.expression!r}" + (f", saving to {plan.write}" if plan.write else ""),
+              file=sys.stderr)
+        self._start_programs(stack)
+        scenario = plan.scenario
         limits = Limits(args.count, args.duration or (scenario.timeout if scenario else None),
                         args.linger)
+        trace = self.trace
         try:
-            reason = capture_loop(sniffer, writer, tracker, sink, None, stats, limits, stop,
-                                  child, trace.read if trace is not None else None)
+            reason = capture_loop(source, writer, make_tracker(args.msl, args.hold),
+                                  self.output.sink, self.stats, limits, stop, self.child,
+                                  trace.read if trace is not None else None, clock)
         finally:
-            renderer.close()
-            sys.stdout.flush()
-        if summaries is not None:
-            summaries.end = max(summaries.end, time.time())  # TIME_WAIT runs to the end
-            print_summaries(summaries, args)
-        disagree = 0
-        if trace is not None:
-            disagree = _report_verification(trace, seen, args)
-            trace = None
+            self.output.close()
+        code = self.output.print_summaries(end=clock())
+        disagree = _report_verification(trace, self.seen, args) if trace is not None else 0
         if writer is not None:
             writer.close()
-            if args.annotate and write:
-                write_annotated(write, write, comments)
-        if not args.quiet:
-            print(f"rawinspect: {stats.summary()}", file=err)
+            if args.annotate and plan.write:
+                write_annotated(plan.write, plan.write, self.comments)
+        self.output.closing_line()
         if stop.signum:
             return 128 + stop.signum
-        if run is not None:
-            code = _judge(run, seen, args)
-        elif child is not None:
-            code = child.wait() if reason == "program ended" else EXIT_OK
-        else:
-            code = EXIT_OK
-        return code or (EXIT_RUNTIME if disagree and args.strict else EXIT_OK)
-    except CaptureWriteError as e:
-        print(f"rawinspect: error: {e}", file=err)
-        return EXIT_RUNTIME
-    finally:
-        restore()
-        if trace is not None:
-            trace.close()
-        sniffer.close()
-        if writer is not None:
+        return (self._programs_code(reason) or code
+                or (EXIT_RUNTIME if disagree and args.strict else EXIT_OK))
+
+    def _start_programs(self, stack: ExitStack) -> None:
+        """The scenario's programs or the command; stopped when the capture ends."""
+        plan = self.plan
+        if plan.scenario is not None:
+            from ..scenarios.runner import ScenarioRun
+            run = self.scenario_run = ScenarioRun(plan.scenario, plan.scenario.host, plan.ports)
+            self.child = run.proc
+            stack.callback(run.stop)
+        elif plan.command:
             try:
-                writer.close()
-            except CaptureWriteError:
-                pass
-        if run is not None:
-            run.stop()
-        elif child is not None and child.poll() is None:
-            child.terminate()
-            child.wait()
+                child = self.child = _start_command(plan.command, self.args.as_root)
+            except OSError as e:
+                raise CannotRun(f"cannot run {plan.command[0]!r}: {e.strerror or e}") from None
+            stack.callback(_end_child, child)
+
+    def _programs_code(self, reason: str) -> int:
+        """The scenario's verdict, or the command's exit status if it ended on its own."""
+        if self.scenario_run is not None:
+            return _judge(self.scenario_run, self.seen, self.args)
+        if self.child is not None and reason == "program ended":
+            return self.child.wait()
+        return EXIT_OK
+
+
+def _close_quietly(writer: PcapWriter) -> None:
+    """Close the file on the way out of an error; the first error is the one reported."""
+    try:
+        writer.close()
+    except CaptureWriteError:
+        pass
+
+
+def _end_child(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        child.terminate()
+        child.wait()
 
 
 def _start_trace(ports: list[int]) -> KernelTrace | None:
@@ -270,7 +317,3 @@ def save_report(path: str, name: str, report: dict[str, Any], verdict: Verdict |
         raise CaptureWriteError(f"--report {path}: {e.strerror or e}") from None
     give_to_invoking_user(path)
 
-
-def _usage(msg: str) -> Exception:
-    from .cli import UsageError
-    return UsageError(msg)

@@ -1,4 +1,4 @@
-"""Live capture: Sniffer → (pcap writer) → Decoder → Tracker → renderer, until told to stop.
+"""Live capture: packet source → (pcap writer) → Decoder → Tracker → sink, until told to stop.
 
 The loop waits at most 10 ms for packets, so each annotation is printed within about
 10 ms of its packet's arrival (a SYN or FIN waits for its answer, as in replay). The
@@ -18,11 +18,11 @@ from types import FrameType
 from typing import Callable
 
 from ..core.annotation import Annotation
-from ..sources.decode import Decoder
-from ..render.pcapwriter import PcapWriter
-from .pipeline import Keep, Stats, emit
-from ..sources.sniffer import Sniffer
 from ..core.tracker import Tracker
+from ..render.pcapwriter import PcapWriter
+from ..sources.decode import Decoder
+from ..sources.packet_source import PacketSource
+from .pipeline import Sink, Stats
 
 POLL_MS = 10        # longest wait before pending annotations are printed
 READ_BATCH = 256    # packets read per round before rendering: bounds the output delay
@@ -54,72 +54,112 @@ class Limits:
     linger: float = DEFAULT_LINGER
 
 
-def capture_loop(sniffer: Sniffer, writer: PcapWriter | None, tracker: Tracker,
-                 sink: Callable[[list[Annotation]], None], keep: Keep | None, stats: Stats,
-                 limits: Limits, stop: StopFlag, child: subprocess.Popen | None = None,
-                 each_round: Callable[[], None] | None = None) -> str:
+class _Until:
+    """The stop rules checked after each round, in order: signal, duration, program end."""
+
+    def __init__(self, stop: StopFlag, limits: Limits, start: float,
+                 child: subprocess.Popen | None) -> None:
+        self.stop = stop
+        self.deadline = start + limits.duration if limits.duration else None
+        self.linger = limits.linger
+        self.child = child
+        self.child_end: float | None = None
+
+    def reason(self, now: float) -> str:
+        """Why to stop now, or ""."""
+        if self.stop.signum:
+            return "signal"
+        if self.deadline is not None and now >= self.deadline:
+            return "duration"
+        if self.child is not None:
+            if self.child_end is None and self.child.poll() is not None:
+                self.child_end = now
+            if self.child_end is not None and now >= self.child_end + self.linger:
+                return "program ended"
+        return ""
+
+
+class _Reader:
+    """Drains the source: writes, decodes and tracks each packet; counts them."""
+
+    def __init__(self, source: PacketSource, writer: PcapWriter | None, tracker: Tracker,
+                 stats: Stats, count: int | None) -> None:
+        self.source = source
+        self.write = writer.write if writer is not None else None
+        self.tracker = tracker
+        self.stats = stats
+        self.count = count
+        self.decode = Decoder().decode
+        self.frame = stats.packets
+        self.full = False  # the count of packets is reached
+
+    def drain(self) -> list[Annotation]:
+        """Every packet waiting now (up to the count); their annotations."""
+        read, write, decode, feed = self.source.read, self.write, self.decode, self.tracker.feed
+        linktype, count, stats = self.source.linktype, self.count, self.stats
+        skipped = stats.skipped
+        frame = self.frame
+        anns: list[Annotation] = []
+        while True:
+            packets = read(READ_BATCH)
+            for sec, nsec, data, wirelen in packets:
+                frame += 1
+                if write is not None:
+                    write(sec, nsec, data, wirelen)
+                seg = decode(frame, linktype, sec + nsec * 1e-9, data, 0, len(data), wirelen)
+                if isinstance(seg, str):
+                    skipped[seg] += 1
+                else:
+                    stats.segments += 1
+                    anns.extend(feed(seg))
+                if count is not None and frame >= count:
+                    self.full = True
+                    break
+            if self.full or len(packets) < READ_BATCH:
+                break
+        self.frame = stats.packets = frame
+        return anns
+
+
+def capture_loop(source: PacketSource, writer: PcapWriter | None, tracker: Tracker,
+                 sink: Sink, stats: Stats, limits: Limits, stop: StopFlag,
+                 child: subprocess.Popen | None = None,
+                 each_round: Callable[[], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> str:
     """Capture until a limit, a signal or the child's end; returns why it stopped.
 
     Everything captured is written and annotated before this returns, whatever the cause.
-    ``each_round`` runs after every round (the kernel trace reader uses it).
+    ``each_round`` runs after every round (the kernel trace reader uses it); ``clock``
+    is the capture's clock, which expires the tracker's holds.
     """
-    decode = Decoder().decode
-    feed = tracker.feed
-    linktype = sniffer.linktype
-    skipped = stats.skipped
-    write = writer.write if writer is not None else None
+    reader = _Reader(source, writer, tracker, stats, limits.count)
     poller = select.poll()
-    poller.register(sniffer.fileno(), select.POLLIN)
-    start = time.time()
-    deadline = start + limits.duration if limits.duration else None
-    child_end: float | None = None
-    frame = stats.packets
+    poller.register(source.fileno(), select.POLLIN)
+    until = _Until(stop, limits, clock(), child)
     reason = ""
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         while not reason:
             poller.poll(POLL_MS)
-            now = time.time()
-            anns: list[Annotation] = []
-            while True:
-                packets = sniffer.read(READ_BATCH)
-                for sec, nsec, data, wirelen in packets:
-                    frame += 1
-                    if write is not None:
-                        write(sec, nsec, data, wirelen)
-                    seg = decode(frame, linktype, sec + nsec * 1e-9, data, 0, len(data), wirelen)
-                    if isinstance(seg, str):
-                        skipped[seg] += 1
-                    else:
-                        stats.segments += 1
-                        anns.extend(feed(seg))
-                    if limits.count is not None and frame >= limits.count:
-                        reason = "count"
-                        break
-                if reason or len(packets) < READ_BATCH:
-                    break
-            stats.packets = frame
+            now = clock()
+            anns = reader.drain()
             anns.extend(tracker.flush(now))
-            emit(anns, sink, keep, stats, None)
+            more = sink(anns) if anns else True
+            if reader.full or not more:
+                reason = "count"
             if writer is not None:
                 writer.flush()
             if each_round is not None:
                 each_round()
-            if stop.signum:
-                reason = "signal"
-            elif deadline is not None and now >= deadline:
-                reason = "duration"
-            elif child is not None:
-                if child_end is None and child.poll() is not None:
-                    child_end = now
-                if child_end is not None and now >= child_end + limits.linger:
-                    reason = "program ended"
+            reason = until.reason(now) or reason
     finally:
-        stats.packets = frame
-        emit(tracker.finish(), sink, keep, stats, None)
+        stats.packets = reader.frame
+        last = tracker.finish()
+        if last:
+            sink(last)
         stats.connections = tracker.connections
-        stats.dropped = sniffer.poll_drops()
+        stats.dropped = source.poll_drops()
         if gc_was_enabled:
             gc.enable()
     return reason

@@ -1,4 +1,4 @@
-"""Replay: capture file → Segments → Tracker → renderer, with the closing counts."""
+"""Replay: capture file → Segments → Tracker → sink, with the closing counts."""
 
 from __future__ import annotations
 
@@ -58,50 +58,40 @@ def read_segments(path: str, stats: Stats) -> Iterator[Segment]:
         stats.segments = segments
 
 
-Sink = Callable[[list[Annotation]], None]
-Keep = Callable[[Annotation], bool]
+# Takes final annotations in capture order; False once it wants no more (the count is shown).
+Sink = Callable[[list[Annotation]], bool]
 BATCH: Final = 256  # annotations handed to the sink at once
 
 
-def run(segments: Iterator[Segment], tracker: Tracker, sink: Sink, keep: Keep | None,
-        stats: Stats, count: int | None) -> None:
-    """Feed segments through the tracker; hand final annotations (filtered) to ``sink``.
+def make_tracker(msl: float, hold: float) -> Tracker:
+    """The tracker every command feeds: replay and live capture build it here."""
+    return Tracker(msl=msl, hold=hold)
 
-    Annotations go to the sink in batches; a damaged file still gets everything read
-    before the damage (the caller reports the error after this returns or raises).
+
+def run(segments: Iterator[Segment], tracker: Tracker, sink: Sink, stats: Stats) -> None:
+    """Feed segments through the tracker; hand the final annotations to ``sink``.
+
+    Annotations go to the sink in batches, until it says it has enough; a damaged file
+    still gets everything read before the damage (the caller reports the error after
+    this returns or raises).
     """
     batch: list[Annotation] = []
     # The hot path creates no reference cycles; the cyclic collector would only cost time.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    more = True
     try:
         for seg in segments:
             batch.extend(tracker.feed(seg))
             if len(batch) >= BATCH:
-                if not emit(batch, sink, keep, stats, count):
-                    return
+                more = sink(batch)
                 batch.clear()
+                if not more:
+                    return
     finally:
         batch.extend(tracker.finish())
-        emit(batch, sink, keep, stats, count)
+        if more and batch:
+            sink(batch)
         stats.connections = tracker.connections
         if gc_was_enabled:
             gc.enable()
-
-
-def emit(anns: list[Annotation], sink: Sink, keep: Keep | None, stats: Stats,
-          count: int | None) -> bool:
-    """Hand annotations on; False once the display count is reached."""
-    if count is not None and stats.shown >= count:
-        return False
-    if keep is not None:
-        anns = [a for a in anns if keep(a)]
-    if count is not None and stats.shown + len(anns) >= count:
-        anns = anns[:count - stats.shown]
-        stats.shown += len(anns)
-        sink(anns)
-        return False
-    stats.shown += len(anns)
-    if anns:
-        sink(anns)
-    return True

@@ -1,11 +1,18 @@
-"""Output formats. Each renderer only formats Annotations; one module per format."""
+"""Output formats. Each renderer only formats Annotations; one module per format.
+
+``FORMATS`` is the registry: adding a format is one entry there. The command line takes
+its ``--format`` choices and help from it, and ``make_renderer`` its factories.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Callable, Literal, Protocol, TextIO
 
 from ..core.annotation import Annotation
+
+if TYPE_CHECKING:
+    from ..views.summary import ConnSummary
 
 
 class Renderer(Protocol):
@@ -28,22 +35,96 @@ class RenderOptions:
     output: str | None = None
 
 
-def make_renderer(name: str, out: TextIO, opts: RenderOptions) -> Renderer:
-    """The renderer for format ``name`` (one of FORMATS)."""
-    if name == "jsonl":
-        from .jsonl import JsonlRenderer
-        return JsonlRenderer(out)
-    if name == "ladder":
-        from .ladder import LadderRenderer
-        return LadderRenderer(out, opts.color, opts.ascii, opts.width)
-    if name == "mermaid":
-        from .mermaid import MermaidRenderer
-        return MermaidRenderer(out)
-    if name == "svg":
-        from .svg import SvgRenderer
-        return SvgRenderer(opts.output or "rawinspect.svg")
+SegmentFactory = Callable[[TextIO, RenderOptions], Renderer]
+ConnFormatter = Callable[["list[ConnSummary]"], str]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One output format.
+
+    ``segments`` renders the annotations as they come (a per-segment format); ``conns``
+    formats the connection summaries (``--conns``). A format with only ``conns`` is
+    per-connection and implies summaries. ``stream`` is where it writes: stdout, or the
+    file given by ``-o`` (then ``-o`` is required).
+    """
+    name: str
+    help: str
+    segments: SegmentFactory | None = None
+    conns: ConnFormatter | None = None
+    stream: Literal["stdout", "file"] = "stdout"
+
+    @property
+    def per_connection(self) -> bool:
+        """Connection summaries only: no per-segment output."""
+        return self.segments is None
+
+
+def _table(out: TextIO, opts: RenderOptions) -> Renderer:
     from .table import TableRenderer
     return TableRenderer(out, opts.color)
 
 
-FORMATS = ("table", "jsonl", "ladder", "mermaid", "svg")
+def _jsonl(out: TextIO, opts: RenderOptions) -> Renderer:
+    from .jsonl import JsonlRenderer
+    return JsonlRenderer(out)
+
+
+def _ladder(out: TextIO, opts: RenderOptions) -> Renderer:
+    from .ladder import LadderRenderer
+    return LadderRenderer(out, opts.color, opts.ascii, opts.width)
+
+
+def _mermaid(out: TextIO, opts: RenderOptions) -> Renderer:
+    from .mermaid import MermaidRenderer
+    return MermaidRenderer(out)
+
+
+def _svg(out: TextIO, opts: RenderOptions) -> Renderer:
+    from .svg import SvgRenderer
+    return SvgRenderer(opts.output or "rawinspect.svg")
+
+
+def _conns_table(summaries: list[ConnSummary]) -> str:
+    from .summaries import table
+    return table(summaries)
+
+
+def _conns_jsonl(summaries: list[ConnSummary]) -> str:
+    from .summaries import jsonl
+    return jsonl(summaries)
+
+
+def _conns_zeek(summaries: list[ConnSummary]) -> str:
+    from .summaries import zeek
+    return zeek(summaries)
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("table", "one row per segment (default)", _table, _conns_table),
+    Format("jsonl", "one JSON object per segment", _jsonl, _conns_jsonl),
+    Format("ladder", "a ladder diagram", _ladder),
+    Format("mermaid", "a Mermaid sequence diagram per connection", _mermaid),
+    Format("svg", "a picture per connection (-o FILE.svg)", _svg, stream="file"),
+    Format("zeek", "connection summaries as Zeek's conn.log (implies --conns)",
+           conns=_conns_zeek),
+)}
+DEFAULT_FORMAT = "table"
+
+
+def formats_help() -> str:
+    """The ``--format`` help: every format and what it gives."""
+    return "; ".join(f"{f.name}: {f.help}" for f in FORMATS.values())
+
+
+def make_renderer(name: str, out: TextIO, opts: RenderOptions) -> Renderer:
+    """The per-segment renderer for format ``name``."""
+    factory = FORMATS[name].segments
+    if factory is None:
+        raise ValueError(f"{name} is a per-connection format")
+    return factory(out, opts)
+
+
+def conns_formatter(name: str) -> ConnFormatter:
+    """How format ``name`` prints connection summaries: its own way, else as a table."""
+    return FORMATS[name].conns or _conns_table

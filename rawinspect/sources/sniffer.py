@@ -19,6 +19,7 @@ import struct
 from pathlib import Path
 
 from .decode import LT_ETHERNET, LT_RAW
+from .packet_source import Packet
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -96,7 +97,10 @@ def attach_bpf(sock: socket.socket, insns: list[tuple[int, int, int, int]]) -> N
 
 
 class Sniffer:
-    """A packet socket bound to one interface, filter attached before any packet arrives."""
+    """A packet socket bound to one interface, filter attached before any packet arrives.
+
+    A ``PacketSource``: the capture loop polls ``fileno()`` and drains ``read()``.
+    """
 
     def __init__(self, iface: str = "lo", expression: str = "tcp",
                  snaplen: int = DEFAULT_SNAPLEN, bufsize: int = DEFAULT_BUFFER) -> None:
@@ -128,18 +132,17 @@ class Sniffer:
             sock.close()
             raise SnifferError(f"-i {iface}: cannot capture: {e.strerror or e}") from None
         self.buf = bytearray(snaplen)
-        self.received = 0
         self.dropped = 0
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def read(self, limit: int) -> list[tuple[int, int, bytes, int]]:
+    def read(self, limit: int) -> list[Packet]:
         """Up to ``limit`` waiting packets as (sec, nsec, captured bytes, wire length)."""
         recv = self.sock.recvmsg_into
         buf, view, snaplen = self.buf, memoryview(self.buf), self.snaplen
         flags = socket.MSG_TRUNC
-        out = []
+        out: list[Packet] = []
         append = out.append
         for _ in range(limit):
             try:
@@ -154,7 +157,6 @@ class Sniffer:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     sec, nsec = _timespec(data)
             append((sec, nsec, bytes(view[:caplen]), wirelen))
-        self.received += len(out)
         return out
 
     def poll_drops(self) -> int:

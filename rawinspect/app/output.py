@@ -1,0 +1,146 @@
+"""What a run shows, the same for replay and live capture.
+
+The display filter (--conn/--host/--port), the count of segments shown (-c in replay),
+per-segment output or connection summaries (--conns, --explain, -T zeek), and the
+closing line: all decided here, so both commands count and print alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import shutil
+import sys
+from typing import Callable
+
+from ..core.annotation import Annotation
+from ..render import FORMATS, Renderer, RenderOptions, conns_formatter, make_renderer
+from ..render.quiet import Quiet
+from ..render.summaries import explain
+from ..views.summary import Summaries
+from .options import EXIT_OK, EXIT_RUNTIME, UsageError
+from .pipeline import Stats
+
+Keep = Callable[[Annotation], bool]
+Tap = Callable[[list[Annotation]], None]
+
+
+def make_filter(args: argparse.Namespace) -> Keep | None:
+    """The display filter the options ask for, or None for everything."""
+    conns = set(args.conn or ())
+    host, port = args.host, args.port
+    if host is not None:
+        try:
+            host = str(ipaddress.ip_address(host.strip("[]")))
+        except ValueError:
+            raise UsageError(f"--host: not an IP address: {args.host!r}") from None
+    if not conns and host is None and port is None:
+        return None
+
+    def keep(a: Annotation) -> bool:
+        seg = a.seg
+        return ((not conns or a.conn in conns)
+                and (host is None or seg.src == host or seg.dst == host)
+                and (port is None or seg.sport == port or seg.dport == port))
+    return keep
+
+
+def use_color(choice: str) -> bool:
+    """Colour only on a terminal, unless asked; NO_COLOR is honoured."""
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty()
+
+
+def render_options(args: argparse.Namespace) -> RenderOptions:
+    """Drawing options from the command line."""
+    if FORMATS[args.format].stream == "file" and not args.output:
+        raise UsageError(f"--format {args.format} needs -o FILE.{args.format}")
+    width = args.width or (shutil.get_terminal_size().columns if sys.stdout.isatty() else 80)
+    return RenderOptions(use_color(args.color), args.ascii, width, args.output)
+
+
+def summary_mode(args: argparse.Namespace) -> bool:
+    """Whether connection summaries replace the per-segment output."""
+    return bool(args.conns or args.explain or FORMATS[args.format].per_connection)
+
+
+class Output:
+    """One run's display: takes every final annotation, shows what the options ask for.
+
+    ``tap`` (the caller's: pcapng comments, the scenario's verdict) sees every
+    annotation, filtered or not, until the count is reached.
+    """
+
+    def __init__(self, args: argparse.Namespace, stats: Stats, *, live: bool,
+                 tap: Tap | None = None) -> None:
+        self.args = args
+        self.stats = stats
+        self.live = live
+        self.tap = tap
+        self.keep = make_filter(args)
+        # -c: replay stops after showing N segments; a live capture stops after capturing
+        # N packets, which its capture loop counts.
+        self.count: int | None = None if live else args.count
+        self.summaries = Summaries() if summary_mode(args) else None
+        self.renderer: Renderer = (Quiet() if self.summaries is not None else
+                                   make_renderer(args.format, sys.stdout, render_options(args)))
+
+    def sink(self, anns: list[Annotation]) -> bool:
+        """Show what passes the filter, up to the count; False once the count is shown."""
+        stats, count = self.stats, self.count
+        if count is not None and stats.shown >= count:
+            return False
+        if self.tap is not None:
+            self.tap(anns)
+        keep = self.keep
+        shown = anns if keep is None else [a for a in anns if keep(a)]
+        more = True
+        if count is not None and stats.shown + len(shown) >= count:
+            shown = shown[:count - stats.shown]
+            more = False
+        stats.shown += len(shown)
+        if shown:
+            if self.summaries is not None:
+                self.summaries.feed(shown)
+            self.renderer.write(shown)
+            if self.live:
+                self.renderer.flush()
+        return more
+
+    def close(self) -> None:
+        """End the per-segment output (pictures and diagrams are drawn now)."""
+        self.renderer.close()
+        sys.stdout.flush()
+
+    def print_summaries(self, end: float | None = None) -> int:
+        """The connection summaries (or one explanation), if asked; an exit code.
+
+        ``end``: when the capture ended, if later than its last packet (live capture:
+        TIME_WAIT runs on to the end).
+        """
+        if self.summaries is None:
+            return EXIT_OK
+        if end is not None:
+            self.summaries.end = max(self.summaries.end, end)
+        results = self.summaries.results()
+        number = self.args.explain
+        if number:
+            match = [s for s in results if s.conn == number]
+            if not match:
+                print(f"rawinspect: error: --explain {number}: no such connection "
+                      f"({len(results)} seen)", file=sys.stderr)
+                return EXIT_RUNTIME
+            sys.stdout.write(explain(match[0]))
+            return EXIT_OK
+        sys.stdout.write(conns_formatter(self.args.format)(results))
+        return EXIT_OK
+
+    def closing_line(self) -> None:
+        """Packets, segments, connections, shown and skipped, on stderr unless -q."""
+        sys.stdout.flush()
+        if not self.args.quiet:
+            print(f"rawinspect: {self.stats.summary()}", file=sys.stderr)
