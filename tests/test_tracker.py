@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rawinspect.core.annotation import Annotation
+from rawinspect.app.annotator import Annotator
+from rawinspect.core import transitions as T
+from rawinspect.core.holds import MAX_HELD
 from rawinspect.core.tracker import Tracker
 from tcpseq import ACK, C_ISN, FIN, RST, S_ISN, SYN, Conv
 
@@ -26,7 +31,8 @@ def path(anns: list[Annotation], side: str) -> list[str]:
 
 
 def run(segs, **kw) -> list[Annotation]:
-    anns = Tracker(**kw).feed_all(segs)
+    """The tracker's annotations with Wireshark's flags, as every command shows them."""
+    anns = Annotator(**kw).feed_all(segs)
     assert [a.seg.frame for a in anns] == sorted(a.seg.frame for a in anns), "frame order"
     assert len(anns) == len(segs)
     return anns
@@ -77,14 +83,13 @@ def test_server_closes_first_holds_time_wait():
 def _simultaneous_close(order: str) -> list[Annotation]:
     c = Conv()
     hs = c.handshake()
-    fin_c = c.seg("c", FIN | ACK, C1, S1)          # ack does not cover the server's FIN
-    fin_s = c.seg("s", FIN | ACK, S1, C1)          # ack does not cover the client's FIN
-    ack_c = c.seg("c", ACK, C1 + 1, S1 + 1)
-    ack_s = c.seg("s", ACK, S1 + 1, C1 + 1)
-    tail = {"cs": [fin_c, fin_s, ack_c, ack_s], "sc": [fin_s, fin_c, ack_s, ack_c]}[order]
-    for i, seg in enumerate(tail, start=4):
-        seg.frame = i
-    return run(hs + tail)
+    make = {"fin_c": ("c", FIN | ACK, C1, S1),     # ack does not cover the server's FIN
+            "fin_s": ("s", FIN | ACK, S1, C1),     # ack does not cover the client's FIN
+            "ack_c": ("c", ACK, C1 + 1, S1 + 1),
+            "ack_s": ("s", ACK, S1 + 1, C1 + 1)}
+    names = {"cs": ["fin_c", "fin_s", "ack_c", "ack_s"],
+             "sc": ["fin_s", "fin_c", "ack_s", "ack_c"]}[order]
+    return run(hs + [c.seg(*make[name]) for name in names])
 
 
 def test_simultaneous_close_both_sides_closing_then_time_wait():
@@ -244,19 +249,19 @@ def test_time_wait_lasts_two_msl():
         c.seg("s", FIN | ACK, S1, C1 + 1, dt=20.0)]   # after 2MSL = 10 s
     anns = tracker.feed_all(segs)
     assert anns[6].client_before == "TIME_WAIT"
-    assert anns[7].client_before == "CLOSED" and "time_wait_expired" in anns[7].analysis
+    late = anns[7]   # TIME_WAIT ended by the 2MSL rule, 10 s after it began, not at this FIN
+    assert late.client_before == "TIME_WAIT" and late.client_path == ["TIME_WAIT", "CLOSED"]
+    assert "client: 2MSL elapsed: TIME_WAIT is over" in late.note
+    assert "time_wait_expired" in late.analysis
+    assert late.timer_ts == pytest.approx(anns[4].seg.ts + 10.0)   # entered at frame 5
     assert "10 s" in anns[4].note
 
 
 def test_hold_is_bounded_and_output_stays_in_frame_order():
     c1, c2 = Conv(cport=40001), Conv(cport=40002)
     segs = c1.handshake() + [c1.seg("c", FIN | ACK, C1, S1)]
-    for s in segs:
-        pass
+    c2.frame, c2.t = len(segs), segs[-1].ts
     other = [c2.seg("c", SYN, C_ISN), c2.seg("s", SYN | ACK, S_ISN, C_ISN + 1)]
-    for i, s in enumerate(other, start=len(segs) + 1):
-        s.frame = i
-        s.ts = segs[-1].ts + 0.001 * i
     tracker = Tracker()
     out = []
     for s in segs + other:
@@ -266,6 +271,28 @@ def test_hold_is_bounded_and_output_stays_in_frame_order():
     out.extend(tracker.feed(late))
     assert [a.seg.frame for a in out] == [1, 2, 3, 4, 5, 6, 7]  # timed out: released in order
     assert out[3].server_after == "CLOSE_WAIT"
+
+
+def test_at_most_max_held_segments_wait_behind_a_hold():
+    """A FIN whose answer never comes is released once MAX_HELD segments queue behind it."""
+    c = Conv()
+    segs = c.handshake() + [c.seg("c", FIN | ACK, C1, S1)] + [
+        c.seg("c", ACK, C1 + 1, S1, dt=0.0) for _ in range(MAX_HELD)]
+    tracker = Tracker()
+    out = [a for seg in segs for a in tracker.feed(seg)]
+    assert len(out) == len(segs)                  # the last one released the hold
+    assert [a.seg.frame for a in out] == list(range(1, len(segs) + 1))
+    assert out[3].client_after == "FIN_WAIT_1" and out[3].server_after == "CLOSE_WAIT"
+    assert tracker.feed_all([]) == []
+
+
+def test_corrections_fix_an_assumed_listener():
+    """A SYN answered by RST met no listener: the receiver was CLOSED all along."""
+    c = Conv()
+    anns = run([c.seg("c", SYN, C_ISN), c.seg("s", RST | ACK, 0, C_ISN + 1)])
+    assert (anns[0].client_before, anns[0].server_before) == ("CLOSED", "CLOSED")
+    rule = T.step(T.LISTEN, T.ANSWERED_SYN_WITH_RST)
+    assert rule is not None and rule.new == T.CLOSED
 
 
 def test_finish_releases_everything_held():

@@ -11,17 +11,20 @@ class Annotation:
     ``client_path``/``server_path`` list every state an endpoint passed through on this
     segment (None when it did not change), e.g. a crossing FIN's
     ``["ESTABLISHED", "FIN_WAIT_1", "CLOSING"]``. ``analysis`` holds flags such as
-    "retransmission", "keep_alive", "rst_out_of_window", "state_inferred".
+    "retransmission", "keep_alive", "rst_out_of_window", "state_inferred". ``timer_ts``
+    is when a timer (TIME_WAIT's 2MSL) moved an endpoint before this segment arrived, the
+    first step of its path; 0.0 when none did.
     """
 
     __slots__ = ("seg", "conn", "client", "server", "from_client", "client_before",
                  "client_after", "server_before", "server_after", "client_path",
-                 "server_path", "event", "analysis", "note", "rel_seq", "rel_ack")
+                 "server_path", "event", "analysis", "note", "rel_seq", "rel_ack", "timer_ts")
 
-    def __init__(self, seg: Segment, conn: int, client: str, server: str, from_client: bool,
-                 client_before: str, client_after: str, server_before: str, server_after: str,
-                 client_path: list[str] | None, server_path: list[str] | None, event: str,
-                 analysis: list[str], note: str, rel_seq: int, rel_ack: int) -> None:
+    def __init__(self, *, seg: Segment, conn: int, client: str, server: str,
+                 from_client: bool, client_before: str, client_after: str,
+                 server_before: str, server_after: str, client_path: list[str] | None,
+                 server_path: list[str] | None, event: str, analysis: list[str], note: str,
+                 rel_seq: int, rel_ack: int, timer_ts: float = 0.0) -> None:
         self.seg = seg
         self.conn = conn
         self.client = client
@@ -38,6 +41,7 @@ class Annotation:
         self.note = note
         self.rel_seq = rel_seq
         self.rel_ack = rel_ack
+        self.timer_ts = timer_ts
 
     @property
     def direction(self) -> str:

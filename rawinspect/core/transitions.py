@@ -38,9 +38,16 @@ RECV_FIN_ACK_OF_FIN: Final = "recv FIN+ACK of FIN"
 SEND_RST: Final = "send RST"
 RECV_RST: Final = "recv RST"
 TIMEOUT_2MSL: Final = "2MSL timeout"
+# Corrections: an endpoint's first state is assumed (a SYN's receiver is taken to be a
+# listener) until its answer shows otherwise. They fix the state it had all along, so the
+# annotation shows the corrected state as its state before, not as a change.
+ANSWERED_SYN_WITH_RST: Final = "answered the SYN with RST"
+SENT_OWN_SYN: Final = "sent its own SYN"
 
 EVENTS: Final = (SEND_SYN, RECV_SYN, SEND_SYNACK, RECV_SYNACK, RECV_ACK_OF_SYN, SEND_FIN, RECV_FIN,
-          RECV_ACK_OF_FIN, RECV_FIN_ACK_OF_FIN, SEND_RST, RECV_RST, TIMEOUT_2MSL)
+          RECV_ACK_OF_FIN, RECV_FIN_ACK_OF_FIN, SEND_RST, RECV_RST, TIMEOUT_2MSL,
+          ANSWERED_SYN_WITH_RST, SENT_OWN_SYN)
+CORRECTIONS: Final = (ANSWERED_SYN_WITH_RST, SENT_OWN_SYN)
 
 
 class Transition(NamedTuple):
@@ -76,6 +83,10 @@ _RULES = [
     Transition(CLOSING, RECV_ACK_OF_FIN, TIME_WAIT, "our FIN is acknowledged after the crossing: TIME_WAIT"),
     Transition(LAST_ACK, RECV_ACK_OF_FIN, CLOSED, "last ACK: closed, no TIME_WAIT for the passive closer"),
     Transition(TIME_WAIT, TIMEOUT_2MSL, CLOSED, "2MSL elapsed: TIME_WAIT is over"),
+    Transition(LISTEN, ANSWERED_SYN_WITH_RST, CLOSED,
+               "nothing listened on this port: it was CLOSED, not LISTEN"),
+    Transition(LISTEN, SENT_OWN_SYN, CLOSED,
+               "it was not listening but connecting: CLOSED before its own SYN"),
     Transition(CLOSED, SEND_RST, CLOSED, "no socket for that segment: the kernel answers RST"),
     Transition(LISTEN, RECV_RST, LISTEN, "RST to a listener is ignored"),
     Transition(SYN_SENT, RECV_RST, CLOSED, "RST answers our SYN: connection refused (ECONNREFUSED)"),

@@ -19,20 +19,12 @@ from typing import Final
 
 from ..core.annotation import Annotation
 from ..core.segment import ACK, FIN, RST, SYN, Segment, reverse_flow
+from ..core.seqspace import MASK, seq_lt
 
-MASK: Final = 0xFFFFFFFF
 FAST_RETRANSMISSION_WINDOW: Final = 0.020   # seconds after the last duplicate ACK
 DEFAULT_OOO_THRESHOLD: Final = 0.003        # seconds, when the handshake RTT is unknown
 KEEP_ALIVE: Final = 1               # what the peer's next segment needs to know
 ZWP: Final = 2
-
-
-def _lt(a: int, b: int) -> bool:
-    return a != b and ((a - b) & MASK) > 0x7FFFFFFF
-
-
-def _gt(a: int, b: int) -> bool:
-    return _lt(b, a)
 
 
 class Flow:
@@ -70,14 +62,30 @@ class ConnAnalysis:
 
 
 class SeqAnalyzer:
-    """Adds Wireshark's analysis flags to annotations, fed in capture order.
+    """Adds Wireshark's analysis flags to annotations, fed in frame order (``feed``).
 
-    The caller keeps each connection's ``ConnAnalysis`` (from ``start``, given its first
-    annotation) and hands it to ``analyze`` with every annotation of that connection.
+    It keeps each connection's ``ConnAnalysis`` until told the tracker forgot it.
     """
 
     def __init__(self) -> None:
         self._conn_of_tuple: dict[bytes, int] = {}
+        self._conns: dict[int, ConnAnalysis] = {}
+
+    def feed(self, anns: list[Annotation]) -> None:
+        """Add Wireshark's flags to each annotation's ``analysis``."""
+        conns = self._conns
+        for a in anns:
+            state = conns.get(a.conn)
+            if state is None:
+                state = conns[a.conn] = self.start(a)
+            self.analyze(a, state)
+
+    def forget_conns(self, ids: list[int]) -> None:
+        """The tracker forgot these connections (finished long ago): so do we."""
+        for cid in ids:
+            state = self._conns.pop(cid, None)
+            if state is not None:
+                self.forget(state)
 
     def start(self, a: Annotation) -> ConnAnalysis:
         """The bookkeeping of a new connection; ``a`` is its first annotation."""
@@ -184,7 +192,7 @@ class SeqAnalyzer:
                              seq: int, seglen: int, out: list[str]) -> None:
         ts = a.seg.ts
         # Data the receiver has already acknowledged: supersedes the kinds below.
-        if seglen > 0 and rev.lastack and not _gt((seq + seglen) & MASK, rev.lastack):
+        if seglen > 0 and rev.lastack and not seq_lt(rev.lastack, (seq + seglen) & MASK):
             out += ["spurious_retransmission", "retransmission"]
             return
         if (rev.dupacknum >= 2 and rev.lastack == seq

@@ -1,0 +1,55 @@
+"""Tracker and Wireshark's analysis as one stage: segments in, analysed annotations out.
+
+The tracker (the sans-IO core) says what each segment does to both endpoints; the
+Wireshark view then adds its analysis flags to the same annotations, in frame order,
+before any renderer sees them. Connections the tracker forgets, the view forgets too.
+"""
+
+from __future__ import annotations
+
+from ..core.annotation import Annotation
+from ..core.segment import Segment
+from ..core.tracker import DEFAULT_HOLD, DEFAULT_MSL, Tracker
+from ..views.wireshark import SeqAnalyzer
+
+
+class Annotator:
+    """``feed``, ``flush`` and ``finish`` as the Tracker's, with Wireshark's flags added."""
+
+    def __init__(self, msl: float = DEFAULT_MSL, hold: float = DEFAULT_HOLD) -> None:
+        self.tracker = Tracker(msl=msl, hold=hold)
+        self._wireshark = SeqAnalyzer()
+
+    @property
+    def connections(self) -> int:
+        """Connections started so far."""
+        return self.tracker.connections
+
+    def _analysed(self, anns: list[Annotation]) -> list[Annotation]:
+        if anns:
+            self._wireshark.feed(anns)
+        retired = self.tracker.retired
+        if retired:
+            self._wireshark.forget_conns(retired)
+            retired.clear()
+        return anns
+
+    def feed(self, seg: Segment) -> list[Annotation]:
+        """Annotate one segment; the annotations now final, in frame order."""
+        return self._analysed(self.tracker.feed(seg))
+
+    def flush(self, now: float) -> list[Annotation]:
+        """Release segments held longer than the hold before ``now`` (live capture)."""
+        return self._analysed(self.tracker.flush(now))
+
+    def finish(self) -> list[Annotation]:
+        """End of input: everything still held."""
+        return self._analysed(self.tracker.finish())
+
+    def feed_all(self, segments: list[Segment]) -> list[Annotation]:
+        """Annotate a whole sequence of segments (tests and small files)."""
+        out: list[Annotation] = []
+        for seg in segments:
+            out.extend(self.feed(seg))
+        out.extend(self.finish())
+        return out

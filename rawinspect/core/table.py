@@ -1,0 +1,107 @@
+"""The connection table: 4-tuple → connection, new connections, port reuse, retirement."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Final
+
+from . import transitions as T
+from .connection import Connection, Endpoint
+from .segment import ACK, SYN, Segment, reverse_flow
+
+INF: Final = float("inf")
+
+
+class ConnectionTable:
+    """Both directions of every open connection, and the finished ones not yet retired.
+
+    Finished connections leave the table once idle ``retire_after`` seconds, so memory
+    follows the open connections, not every connection ever seen.
+    """
+
+    def __init__(self, retire_after: float) -> None:
+        self.retire_after = retire_after
+        self.connections = 0       # connections ever started
+        # Segment.flow → (connection, sent by the client): both directions of each.
+        self.by_key: dict[bytes, tuple[Connection, bool]] = {}
+        self._retire: deque[tuple[float, Connection]] = deque()
+        self.retire_due = INF      # when the oldest retirement is due
+
+    @property
+    def tracked(self) -> int:
+        """Connections in the table: open ones, and finished ones not yet retired."""
+        return len({id(hit[0]) for hit in self.by_key.values()})
+
+    def lookup(self, seg: Segment) -> tuple[Connection, bool]:
+        """The connection ``seg`` belongs to (a new one if it starts one), and its side."""
+        hit = self.by_key.get(seg.flow)
+        flags = seg.flags
+        if hit is not None:
+            conn, from_client = hit
+            if not (flags & SYN and not flags & ACK) or conn.hold is not None:
+                return hit
+            if from_client and not _port_reused(conn, seg):
+                return hit
+            if not from_client and (not conn.s.spoke or not conn.finished()):
+                return hit  # the server's own SYN: simultaneous open
+        return self._new_connection(seg)
+
+    def _new_connection(self, seg: Segment) -> tuple[Connection, bool]:
+        flags = seg.flags
+        if flags & SYN:
+            sender_is_client = not flags & ACK
+        else:  # mid-stream: the well-known (lower) port is the server's
+            sender_is_client = seg.sport >= seg.dport
+        if sender_is_client:
+            ca, cp, sa, sp = seg.src, seg.sport, seg.dst, seg.dport
+            ckey, skey = seg.flow, reverse_flow(seg.flow)
+        else:
+            ca, cp, sa, sp = seg.dst, seg.dport, seg.src, seg.sport
+            ckey, skey = reverse_flow(seg.flow), seg.flow
+        if flags & SYN and not flags & ACK:
+            c, s = Endpoint(ca, cp, T.CLOSED, False), Endpoint(sa, sp, T.LISTEN, False)
+        elif flags & SYN:  # SYN+ACK first: the client's SYN was not captured
+            c, s = Endpoint(ca, cp, T.SYN_SENT, True), Endpoint(sa, sp, T.LISTEN, True)
+        else:
+            c, s = Endpoint(ca, cp, T.ESTABLISHED, True), Endpoint(sa, sp, T.ESTABLISHED, True)
+        self.connections += 1
+        conn = Connection(self.connections, c, s, ckey, skey)
+        self.by_key[ckey] = (conn, True)
+        self.by_key[skey] = (conn, False)  # a connection to itself: both keys are one
+        return conn, seg.flow == ckey
+
+    def finished(self, conn: Connection, ts: float) -> None:
+        """Queue a connection that has just finished for retirement."""
+        conn.retiring = True
+        self._retire.append((ts + self.retire_after, conn))
+        self.retire_due = self._retire[0][0]
+
+    def evict(self, now: float) -> list[int]:
+        """Forget finished connections idle for ``retire_after``; returns their ids.
+
+        A later segment on the same 4-tuple starts a new connection.
+        """
+        retired: list[int] = []
+        retire = self._retire
+        while retire and retire[0][0] < now:
+            _, conn = retire.popleft()
+            if not conn.finished():
+                conn.retiring = False
+                continue
+            if conn.last_ts + self.retire_after >= now:
+                retire.append((conn.last_ts + self.retire_after, conn))
+                continue
+            for key in conn.keys:
+                hit = self.by_key.get(key)
+                if hit is not None and hit[0] is conn:
+                    del self.by_key[key]
+            retired.append(conn.id)
+        self.retire_due = retire[0][0] if retire else INF
+        return retired
+
+
+def _port_reused(conn: Connection, seg: Segment) -> bool:
+    """A client SYN with a new initial sequence number starts a new connection."""
+    if conn.c.syn_seq is None:
+        return conn.finished() and conn.processed
+    return seg.seq != conn.c.syn_seq
