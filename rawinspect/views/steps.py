@@ -7,8 +7,8 @@ One definition: an endpoint starts in its state before the connection's first se
 (stamped with that segment's time and frame); every state of a segment's path
 (``client_path``/``server_path``, its first entry included) that differs from the last
 step's state opens a new step at that segment. A path that opened at least one step is
-a change event. A path that stays put (``["SYN_RCVD", "SYN_RCVD"]``, a SYN+ACK sent
-again) opens none. The first entry of a path is the state before the segment, which is
+a change event. A path that stays put (``["SYN_RCVD", "SYN_RCVD"]``: the listener
+sends its SYN+ACK) opens none. The first entry of a path is the state before the segment, which is
 the last step's state unless the tracker changed the state between segments (an expired
 TIME_WAIT is CLOSED when the next segment comes): then that state opens a step too.
 """

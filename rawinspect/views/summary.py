@@ -69,7 +69,7 @@ class _Track:
 
     def timing(self, end: float) -> dict[str, list[Held]]:
         """How long each endpoint held each state, the last one until ``end``."""
-        out = {}
+        out: dict[str, list[Held]] = {}
         for who, steps in (("client", self.steps.client), ("server", self.steps.server)):
             ends = [s.ts for s in steps[1:]] + [end]
             out[who] = [Held(s.state, s.ts, s.frame, until - s.ts)

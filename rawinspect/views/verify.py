@@ -92,7 +92,7 @@ class VerifyReport:
 
 def _inferred(wire: list[WireStep]) -> list[Step]:
     """An endpoint's steps on the wire; the state it started in has no time."""
-    return [Step(wire[0].state, None)] + [Step(*s) for s in wire[1:]]
+    return [Step(wire[0].state, None)] + [Step(s.state, s.ts, s.frame) for s in wire[1:]]
 
 
 def _kernel_steps(events: list[KernelEvent]) -> list[Step]:
