@@ -1,0 +1,96 @@
+"""The format registry and the one output path both commands share."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TextIO
+
+import pytest
+
+from rawinspect import render
+from rawinspect.app import cli
+from rawinspect.app.options import UsageError
+from rawinspect.app.output import Output, summary_mode
+from rawinspect.app.pipeline import Stats, make_tracker, read_segments, run
+from rawinspect.core.annotation import Annotation
+from rawinspect.core.tracker import DEFAULT_HOLD, DEFAULT_MSL
+from rawinspect.render import FORMATS, Format, RenderOptions
+from rawinspect.render.quiet import Quiet
+
+CAPTURES = Path(__file__).resolve().parent.parent / "captures"
+
+
+def args_for(*argv: str):
+    return cli.build_parser().parse_args(["replay", *argv, "X"])
+
+
+def test_format_choices_and_help_come_from_the_registry() -> None:
+    parser = cli.build_parser()
+    for command in ("replay", "capture"):
+        sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+        (fmt,) = [a for a in sub._actions if a.dest == "format"]
+        assert list(fmt.choices) == list(FORMATS)
+        for f in FORMATS.values():
+            assert f"{f.name}: {f.help}" in fmt.help
+
+
+def test_zeek_is_per_connection_and_implies_summaries() -> None:
+    assert FORMATS["zeek"].per_connection and not FORMATS["table"].per_connection
+    assert summary_mode(args_for("-T", "zeek"))
+    assert not summary_mode(args_for("-T", "jsonl"))
+    assert summary_mode(args_for("-T", "jsonl", "--conns"))
+
+
+@pytest.mark.parametrize("live", [False, True])
+@pytest.mark.parametrize("argv", [["--conns"], ["--explain", "1"], ["-T", "zeek"],
+                                  ["-T", "ladder", "--conns"]])
+def test_summaries_replace_the_segments_live_or_not(argv: list[str], live: bool) -> None:
+    output = Output(args_for(*argv), Stats(), live=live)
+    assert isinstance(output.renderer, Quiet) and output.summaries is not None
+
+
+def test_a_file_format_needs_its_file() -> None:
+    assert FORMATS["svg"].stream == "file"
+    with pytest.raises(UsageError, match="--format svg needs -o"):
+        Output(args_for("-T", "svg"), Stats(), live=False)
+
+
+class Count:
+    """A per-segment renderer that prints one line: how many annotations it got."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out, self.n = out, 0
+
+    def write(self, anns: list[Annotation]) -> None:
+        self.n += len(anns)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.out.write(f"{self.n} annotations\n")
+
+
+def test_a_new_format_is_one_entry(monkeypatch, capsys) -> None:
+    def factory(out: TextIO, opts: RenderOptions) -> Count:
+        return Count(out)
+    monkeypatch.setitem(render.FORMATS, "count", Format("count", "how many segments", factory))
+    assert cli.main(["replay", str(CAPTURES / "handshake.pcap"), "-T", "count", "-q"]) == 0
+    assert capsys.readouterr().out == "10 annotations\n"
+    # Without a summary formatter of its own, --conns prints the table.
+    assert cli.main(["replay", str(CAPTURES / "handshake.pcap"), "-T", "count", "--conns",
+                     "-q"]) == 0
+    assert capsys.readouterr().out.split()[:2] == ["Conn", "Start"]
+
+
+def test_filter_then_count(capsys) -> None:
+    stats = Stats()
+    output = Output(args_for("-T", "jsonl", "--conn", "2", "-c", "3"), stats, live=False)
+    run(read_segments(str(CAPTURES / "short-long.pcap"), stats),
+        make_tracker(DEFAULT_MSL, DEFAULT_HOLD), output.sink, stats)
+    output.close()
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["conn"] for r in rows] == [2, 2, 2] and stats.shown == 3
+    assert stats.segments > 3  # the tracker saw everything before them
+    assert Output(args_for("-c", "3"), Stats(), live=True).count is None  # capture: packets
