@@ -9,7 +9,7 @@ import pytest
 
 from frames import eth, ipv4, ipv6, pcap, pcapng, tcp
 from rawinspect.sources.capfile import CaptureFileError, open_capture
-from rawinspect.sources.decode import Decoder
+from rawinspect.sources.decode import LINKTYPES, Decoder
 from rawinspect.core.segment import Segment
 
 SYN_OPTS = b"\x02\x04\x05\xb4" + b"\x01\x03\x03\x07" + b"\x04\x02"  # mss, nop, wscale 7, sackOK
@@ -38,7 +38,7 @@ def test_pcap_byte_orders_and_resolutions(tmp_path, big, nano):
     assert seg.opts == {"mss": 1460, "wscale": 7, "sack_perm": 1}
 
 
-@pytest.mark.parametrize("linktype,frame", [
+IPV4_LINKS = [
     (1, eth(ipv4(tcp()), vlans=(0,))),
     (1, eth(ipv4(tcp()), vlans=(5, 6))),
     (1, eth(ipv4(tcp(), options=b"\x01\x01\x01\x00"))),          # IPv4 options
@@ -47,27 +47,42 @@ def test_pcap_byte_orders_and_resolutions(tmp_path, big, nano):
     (0, struct.pack("<I", 2) + ipv4(tcp())),                       # NULL, little-endian host
     (0, struct.pack(">I", 2) + ipv4(tcp())),                       # NULL, big-endian host
     (108, struct.pack(">I", 2) + ipv4(tcp())),                     # OpenBSD LOOP
-    (101, ipv4(tcp())), (12, ipv4(tcp())), (228, ipv4(tcp())),     # raw IP
+    (101, ipv4(tcp())), (12, ipv4(tcp())), (14, ipv4(tcp())),      # raw IP
+    (228, ipv4(tcp())),
     (239, b"\x02\x00\x00\x00" + struct.pack("<HH", 8, 1) + b"\x08\x00\x00\x00"
      + struct.pack("<HH", 4 + len(ipv4(tcp())), 9) + ipv4(tcp())),  # NFLOG
-])
+]
+IPV6_LINKS = [
+    (1, eth(ipv6(tcp(payload=b"abc")), ethertype=0x86DD)),
+    (0, struct.pack("<I", 30) + ipv6(tcp(payload=b"abc"))),   # macOS AF_INET6
+    (0, struct.pack("<I", 24) + ipv6(tcp(payload=b"abc"))),   # NetBSD/OpenBSD AF_INET6
+    (229, ipv6(tcp(payload=b"abc"))),
+    (1, eth(ipv6(tcp(payload=b"abc"), nxt=0, ext=b"\x06\x00" + b"\x00" * 6), ethertype=0x86DD)),
+]
+
+
+@pytest.mark.parametrize("linktype,frame", IPV4_LINKS)
 def test_link_types_ipv4(tmp_path, linktype, frame):
     (seg,) = decode_file(write(tmp_path, pcap([(1.0, frame)], linktype=linktype)))
     assert isinstance(seg, Segment), seg
     assert (seg.src, seg.dst, seg.flags) == ("10.0.0.1", "10.0.0.2", 0x02)
 
 
-@pytest.mark.parametrize("linktype,frame", [
-    (1, eth(ipv6(tcp(payload=b"abc")), ethertype=0x86DD)),
-    (0, struct.pack("<I", 30) + ipv6(tcp(payload=b"abc"))),   # macOS AF_INET6
-    (0, struct.pack("<I", 24) + ipv6(tcp(payload=b"abc"))),   # NetBSD/OpenBSD AF_INET6
-    (229, ipv6(tcp(payload=b"abc"))),
-    (1, eth(ipv6(tcp(payload=b"abc"), nxt=0, ext=b"\x06\x00" + b"\x00" * 6), ethertype=0x86DD)),
-])
+@pytest.mark.parametrize("linktype,frame", IPV6_LINKS)
 def test_link_types_ipv6(tmp_path, linktype, frame):
     (seg,) = decode_file(write(tmp_path, pcap([(1.0, frame)], linktype=linktype)))
     assert isinstance(seg, Segment), seg
     assert (seg.src, seg.dst, seg.payload) == ("::1", "::2", 3)
+
+
+def test_every_link_type_in_the_table_is_named_and_tested():
+    assert set(LINKTYPES) == {lt for lt, _ in IPV4_LINKS + IPV6_LINKS}
+    assert all(name for name, _ in LINKTYPES.values())
+
+
+@pytest.mark.parametrize("linktype", sorted(LINKTYPES))
+def test_a_cut_link_header_is_not_ip(linktype):
+    assert Decoder().decode(1, linktype, 0.0, b"\x00\x00", 0, 2, 2) == "not IP"
 
 
 def test_non_tcp_and_unsupported_are_reasons_not_errors(tmp_path):
