@@ -104,6 +104,11 @@ def test_filters(two_conns, args, frames):
     (["replay", "--count", "0", "X"], 2, "--count: must be positive"),
     (["replay", "--port", "70000", "X"], 2, "not a TCP port"),
     (["replay", "--format", "xml", "X"], 2, "invalid choice"),
+    (["replay", "--format", "svg", "X"], 2, "--format svg needs -o"),
+    # capture checks its output options before it opens a socket: no privileges needed
+    (["capture", "--host", "not-an-ip"], 2, "--host: not an IP address"),
+    (["capture", "--format", "svg"], 2, "--format svg needs -o"),
+    (["capture", "--strict"], 2, "--strict needs --verify"),
 ])
 def test_bad_input_gets_one_line_and_no_traceback(args, code, message):
     res = rawinspect(*args)

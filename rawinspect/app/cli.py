@@ -1,4 +1,4 @@
-"""Command line: ``rawinspect replay``, ``rawinspect states``."""
+"""Command line: ``rawinspect replay``, ``capture``, ``scenarios`` and ``states``."""
 
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    """Annotate a capture file through the same output as live capture."""
     if bool(args.write) != bool(args.annotate):
         raise UsageError("replay writes only annotated pcapng: give -w FILE with --annotate")
     comments: dict[int, str] = {}
