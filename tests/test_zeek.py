@@ -208,3 +208,14 @@ def test_matches_zeeks_own_baseline_for_a_missing_syn(public_dir):
             "orig_bytes": "98", "resp_bytes": "9417", "conn_state": "SF",
             "missed_bytes": "0", "history": "^hADdFaf", "orig_pkts": "11", "resp_pkts": "10"}
     assert {k: rec[k] for k in zeek} == zeek
+
+
+def test_time_in_time_wait_is_2msl_when_a_late_fin_ends_it():
+    """--msl 5: a FIN retransmitted 20 s after the close finds TIME_WAIT over after 10 s."""
+    c = Conv()
+    segs = close4(c, data=False) + [c.seg("s", FIN | ACK, S1, C1 + 1, dt=20.0)]
+    s = Summaries()
+    s.feed(Tracker(msl=5.0).feed_all(segs))
+    client = s.results()[0].timing["client"]
+    assert [h.state for h in client][-2:] == ["TIME_WAIT", "CLOSED"]
+    assert client[-2].seconds == pytest.approx(10.0)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from ..core.transitions import STATES, TRANSITIONS
+from ..core.transitions import CORRECTIONS, EVENTS, STATES, TRANSITIONS
 
 
 def states_table() -> str:
-    """Every rule as a table: state, event, next state, why."""
+    """Every rule as a table (state, event, next state, why), then the events it knows."""
     rows = [(t.state, t.event, t.new, t.why) for t in TRANSITIONS]
-    return tabulate(rows, headers=("State", "Event", "Next state", "Why"), tablefmt="simple")
+    table = tabulate(rows, headers=("State", "Event", "Next state", "Why"), tablefmt="simple")
+    changes = [e for e in EVENTS if e not in CORRECTIONS]
+    return (f"{table}\n\nEvents, seen from the endpoint whose state changes: "
+            f"{', '.join(changes)}.\nCorrections (an assumed first state was wrong; shown "
+            f"as the state before, not as a change): {', '.join(CORRECTIONS)}.")
 
 
 def states_mermaid() -> str:
@@ -18,7 +22,7 @@ def states_mermaid() -> str:
     lines = ["stateDiagram-v2", "    [*] --> CLOSED", "    [*] --> LISTEN"]
     seen: dict[tuple[str, str], list[str]] = {}
     for t in TRANSITIONS:
-        if t.state != t.new:
+        if t.state != t.new and t.event not in CORRECTIONS:
             seen.setdefault((t.state, t.new), []).append(t.event)
     order = {s: i for i, s in enumerate(STATES)}
     for (a, b), events in sorted(seen.items(), key=lambda kv: (order[kv[0][0]], order[kv[0][1]])):

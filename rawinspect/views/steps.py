@@ -10,7 +10,8 @@ step's state opens a new step at that segment. A path that opened at least one s
 a change event. A path that stays put (``["SYN_RCVD", "SYN_RCVD"]``: the listener
 sends its SYN+ACK) opens none. The first entry of a path is the state before the segment, which is
 the last step's state unless the tracker changed the state between segments (an expired
-TIME_WAIT is CLOSED when the next segment comes): then that state opens a step too.
+TIME_WAIT is CLOSED when the next segment comes): then that state opens a step too. A
+TIME_WAIT ended by its 2MSL timer (``Annotation.timer_ts``) ends at the timer's time.
 """
 
 from __future__ import annotations
@@ -34,13 +35,19 @@ class Change(NamedTuple):
     path: list[str]
 
 
-def _extend(steps: list[Step], path: list[str], ts: float, frame: int) -> bool:
-    """Add the states of ``path`` that differ from the last step; True if any did."""
+def _extend(steps: list[Step], path: list[str], ts: float, frame: int,
+            timer_ts: float = 0.0) -> bool:
+    """Add the states of ``path`` that differ from the last step; True if any did.
+
+    A TIME_WAIT that ran out before this segment (``timer_ts``, the 2MSL rule) ended
+    when its timer fired, not when the segment came.
+    """
     last = steps[-1].state
     moved = False
-    for state in path:
+    for i, state in enumerate(path):
         if state != last:
-            steps.append(Step(state, ts, frame))
+            expired = timer_ts and i == 1 and last == "TIME_WAIT" and state == "CLOSED"
+            steps.append(Step(state, timer_ts if expired else ts, frame))
             last = state
             moved = True
     return moved
@@ -71,7 +78,7 @@ class EndpointSteps:
         ts, frame = a.seg.ts, a.seg.frame
         for who, path, steps in (("client", a.client_path, self.client),
                                  ("server", a.server_path, self.server)):
-            if path and _extend(steps, path, ts, frame):
+            if path and _extend(steps, path, ts, frame, a.timer_ts):
                 new.append(Change(frame, who, path))
         self.changes.extend(new)
         return new
