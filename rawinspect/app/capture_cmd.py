@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.annotation import Annotation
@@ -76,9 +76,9 @@ class Plan:
     """What to capture, decided from the options before anything opens."""
     scenario: Scenario | None
     command: list[str]
-    ports: list[int] = field(default_factory=list)
-    expression: str = "tcp"
-    write: str | None = None
+    ports: list[int]
+    expression: str
+    write: str | None
 
     def describe(self) -> str:
         """What runs while we capture, for the opening line."""
@@ -93,7 +93,7 @@ def plan_capture(args: argparse.Namespace) -> Plan:
     from ..scenarios import all_scenarios
     from ..scenarios.runner import capture_filter, free_ports
 
-    command: list[str] = getattr(args, "command_argv", [])
+    command: list[str] = args.command_argv
     scenario = None
     if args.scenario:
         if command:
