@@ -28,7 +28,7 @@ def args_for(*argv: str):
 def test_format_choices_and_help_come_from_the_registry() -> None:
     parser = cli.build_parser()
     for command in ("replay", "capture"):
-        sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+        sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore
         (fmt,) = [a for a in sub._actions if a.dest == "format"]
         assert list(fmt.choices) == list(FORMATS)
         for f in FORMATS.values():
