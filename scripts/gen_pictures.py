@@ -24,11 +24,11 @@ def section() -> tuple[str, dict[Path, str]]:
     from rawinspect.render.ladder import LadderRenderer
     from rawinspect.render.svg import picture
     from rawinspect.app.pipeline import Stats, read_segments
-    from rawinspect.core.tracker import Tracker
+    from rawinspect.app.annotator import Annotator
 
     parts, files = [], {}
     for name, title in SHOWN:
-        anns = [a for a in Tracker().feed_all(read_segments(
+        anns = [a for a in Annotator().feed_all(read_segments(
             str(ROOT / "captures" / f"{name}.pcap"), Stats())) if a.conn == 1]
         text = io.StringIO()
         ladder = LadderRenderer(text, color=False, ascii_only=False, width=80)

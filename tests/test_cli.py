@@ -11,7 +11,7 @@ import pytest
 
 from frames import eth, ipv4, pcap, tcp
 from rawinspect.render.jsonl import seconds6
-from rawinspect.core.transitions import TRANSITIONS
+from rawinspect.core.transitions import EVENTS, TRANSITIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 JSONL_KEYS = ["frame", "ts", "conn", "client", "server", "direction", "flags", "seq", "ack",
@@ -138,7 +138,10 @@ def test_damaged_file_prints_what_was_read_then_the_error(tmp_path, two_conns):
 def test_states_prints_the_transition_table():
     res = rawinspect("states")
     assert res.returncode == 0
-    assert len(res.stdout.strip().splitlines()) == len(TRANSITIONS) + 2
+    table, events = res.stdout.strip().split("\n\n")
+    assert len(table.splitlines()) == len(TRANSITIONS) + 2
+    for event in EVENTS:
+        assert event in events
     for t in TRANSITIONS:
         assert t.why in res.stdout
 

@@ -19,7 +19,7 @@ from rawinspect.render.mermaid import MermaidRenderer
 from rawinspect.render.svg import picture
 from rawinspect.app.pipeline import Stats, read_segments
 from rawinspect.scenarios import all_scenarios
-from rawinspect.core.tracker import Tracker
+from rawinspect.app.annotator import Annotator
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "captures"
@@ -27,7 +27,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 def annotations(name: str, conn: int | None = None) -> list:
-    anns = Tracker().feed_all(read_segments(str(CAPTURES / f"{name}.pcap"), Stats()))
+    anns = Annotator().feed_all(read_segments(str(CAPTURES / f"{name}.pcap"), Stats()))
     return [a for a in anns if conn is None or a.conn == conn]
 
 
@@ -188,7 +188,7 @@ def test_annotated_pcapng_carries_every_annotation(tmp_path, capsys):
     assert all(c and c.startswith(f"rawinspect conn 1 ") for c in comments)
     assert "client CLOSED→SYN_SENT, server LISTEN→SYN_RCVD" in comments[0]
     # The copy replays to the same annotations as the original.
-    assert [a.seg.seq for a in Tracker().feed_all(read_segments(str(out), Stats()))] == \
+    assert [a.seg.seq for a in Annotator().feed_all(read_segments(str(out), Stats()))] == \
         [a.seg.seq for a in anns]
     if shutil.which("tshark"):
         res = subprocess.run(["tshark", "-r", str(out), "-Y",

@@ -13,14 +13,14 @@ from rawinspect.app.pipeline import Stats, read_segments
 from rawinspect.scenarios import all_scenarios
 from rawinspect.scenarios.base import Path as Expected, expansions, states
 from rawinspect.scenarios.check import observe, verify
-from rawinspect.core.tracker import Tracker
+from rawinspect.app.annotator import Annotator
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 SCENARIOS = all_scenarios()
 
 
 def annotations(pcap: Path) -> list:
-    return Tracker().feed_all(read_segments(str(pcap), Stats()))
+    return Annotator().feed_all(read_segments(str(pcap), Stats()))
 
 
 def test_every_scenario_has_a_capture_and_nothing_else_is_there():

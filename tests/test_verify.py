@@ -6,14 +6,15 @@ from pathlib import Path
 
 from rawinspect.sources import kernel_trace
 from rawinspect.app.pipeline import Stats, read_segments
-from rawinspect.core.tracker import Tracker
-from rawinspect.views.verify import KernelEvent, verify
+from rawinspect.app.annotator import Annotator
+from rawinspect.core.kernel_event import KernelEvent
+from rawinspect.views.verify import verify
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 
 
 def annotations(name: str) -> list:
-    return Tracker().feed_all(read_segments(str(CAPTURES / f"{name}.pcap"), Stats()))
+    return Annotator().feed_all(read_segments(str(CAPTURES / f"{name}.pcap"), Stats()))
 
 
 def kernel_events_for_handshake(anns) -> list[KernelEvent]:

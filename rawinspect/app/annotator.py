@@ -7,6 +7,8 @@ before any renderer sees them. Connections the tracker forgets, the view forgets
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from ..core.annotation import Annotation
 from ..core.segment import Segment
 from ..core.tracker import DEFAULT_HOLD, DEFAULT_MSL, Tracker
@@ -46,7 +48,7 @@ class Annotator:
         """End of input: everything still held."""
         return self._analysed(self.tracker.finish())
 
-    def feed_all(self, segments: list[Segment]) -> list[Annotation]:
+    def feed_all(self, segments: Iterable[Segment]) -> list[Annotation]:
         """Annotate a whole sequence of segments (tests and small files)."""
         out: list[Annotation] = []
         for seg in segments:

@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Callable
 
 from ..core.annotation import Annotation
-from ..core.tracker import Tracker
+from .annotator import Annotator
 from ..render.pcapwriter import PcapWriter
 from ..sources.decode import Decoder
 from ..sources.packet_source import PacketSource
@@ -82,7 +82,7 @@ class _Until:
 class _Reader:
     """Drains the source: writes, decodes and tracks each packet; counts them."""
 
-    def __init__(self, source: PacketSource, writer: PcapWriter | None, tracker: Tracker,
+    def __init__(self, source: PacketSource, writer: PcapWriter | None, tracker: Annotator,
                  stats: Stats, count: int | None) -> None:
         self.source = source
         self.write = writer.write if writer is not None else None
@@ -121,7 +121,7 @@ class _Reader:
         return anns
 
 
-def capture_loop(source: PacketSource, writer: PcapWriter | None, tracker: Tracker,
+def capture_loop(source: PacketSource, writer: PcapWriter | None, tracker: Annotator,
                  sink: Sink, stats: Stats, limits: Limits, stop: StopFlag,
                  child: subprocess.Popen | None = None,
                  each_round: Callable[[], None] | None = None,

@@ -7,11 +7,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Final, Iterator
 
+from .annotator import Annotator
 from ..core.annotation import Annotation
 from ..sources.capfile import open_capture
 from ..sources.decode import Decoder
 from ..core.segment import Segment
-from ..core.tracker import Tracker
 
 
 @dataclass
@@ -63,12 +63,12 @@ Sink = Callable[[list[Annotation]], bool]
 BATCH: Final = 256  # annotations handed to the sink at once
 
 
-def make_tracker(msl: float, hold: float) -> Tracker:
-    """The tracker every command feeds: replay and live capture build it here."""
-    return Tracker(msl=msl, hold=hold)
+def make_tracker(msl: float, hold: float) -> Annotator:
+    """The tracker and Wireshark's analysis every command feeds: replay and capture."""
+    return Annotator(msl=msl, hold=hold)
 
 
-def run(segments: Iterator[Segment], tracker: Tracker, sink: Sink, stats: Stats) -> None:
+def run(segments: Iterator[Segment], tracker: Annotator, sink: Sink, stats: Stats) -> None:
     """Feed segments through the tracker; hand the final annotations to ``sink``.
 
     Annotations go to the sink in batches, until it says it has enough; a damaged file

@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..views.verify import KernelEvent
+from ..core.kernel_event import KernelEvent
 
 TRACEFS = Path("/sys/kernel/tracing")
 EVENT = "events/sock/inet_sock_set_state"

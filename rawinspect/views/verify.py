@@ -22,21 +22,13 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..core.annotation import Annotation
+from ..core.kernel_event import KernelEvent
 from .steps import EndpointSteps
 from .steps import Step as WireStep
 
 WINDOW = 1.0    # seconds around a connection's segments in which its kernel events count
 LATE = 0.010    # a kernel change further than this from its segment gets explained
 DETAIL = 50     # endpoints shown segment by segment; beyond, only disagreeing ones
-
-
-class KernelEvent(NamedTuple):
-    """One traced state change, on the packets' clock."""
-    ts: float
-    local: str
-    remote: str
-    old: str
-    new: str
 
 
 class Step(NamedTuple):
