@@ -9,7 +9,7 @@ from typing import Callable, Final, Iterator
 
 from .annotator import Annotator
 from ..core.annotation import Annotation
-from ..sources.capfile import open_capture
+from ..sources.capfile import Record, open_capture
 from ..sources.decode import Decoder
 from ..core.segment import Segment
 
@@ -40,22 +40,32 @@ class Stats:
 
 
 def read_segments(path: str, stats: Stats) -> Iterator[Segment]:
-    """Decode every record of a capture file; count what is not TCP."""
+    """Decode every record of a capture file; count packets, segments and what is not TCP.
+
+    The file is opened now (CaptureFileError before anything is shown); its records
+    are read as the segments are taken.
+    """
+    return _decode(open_capture(path), stats)
+
+
+def _decode(records: Iterator[Record], stats: Stats) -> Iterator[Segment]:
+    """The segments of ``records``, counted as they are read.
+
+    The counts are kept in the loop, not in a ``finally``: a generator abandoned after
+    ``-c`` is not closed at once, and compiled code never runs its ``finally``.
+    """
     decoder = Decoder()
     skipped = stats.skipped
-    frame = segments = 0
-    try:
-        for linktype, ts, buf, off, caplen, wirelen in open_capture(path):
-            frame += 1
-            seg = decoder.decode(frame, linktype, ts, buf, off, caplen, wirelen)
-            if isinstance(seg, str):
-                skipped[seg] += 1
-                continue
-            segments += 1
-            yield seg
-    finally:
+    frame = 0
+    for linktype, ts, buf, off, caplen, wirelen in records:
+        frame += 1
         stats.packets = frame
-        stats.segments = segments
+        seg = decoder.decode(frame, linktype, ts, buf, off, caplen, wirelen)
+        if isinstance(seg, str):
+            skipped[seg] += 1
+            continue
+        stats.segments += 1
+        yield seg
 
 
 # Takes final annotations in capture order; False once it wants no more (the count is shown).
