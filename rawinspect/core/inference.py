@@ -271,22 +271,27 @@ class Inference:
         return False
 
     def _step(self, w: _Work, sender: bool, event: str) -> None:
-        """Apply one table rule to the sender or receiver; extend its path and the notes."""
+        """Apply one table rule to the sender or receiver; extend its path and the notes.
+
+        A rule that keeps the state (SYN_RCVD sends its SYN+ACK) adds its explanation but
+        no path: ``client_path``/``server_path`` stay None when nothing changed.
+        """
         ep, role = (w.s, w.who_s) if sender else (w.r, w.who_r)
         rule = T.step(ep.state, event)
         if rule is None:
             w.notes.append(f"{role}: unexpected {event} in {ep.state}")
             return
-        path = w.s_path if sender else w.r_path
-        if path is None:
-            path = [ep.state]
-            if sender:
-                w.s_path = path
-            else:
-                w.r_path = path
-        ep.state = rule.new
         ep.inferred = False
-        path.append(rule.new)
+        if rule.new != ep.state:   # a path records real changes only
+            path = w.s_path if sender else w.r_path
+            if path is None:
+                path = [ep.state]
+                if sender:
+                    w.s_path = path
+                else:
+                    w.r_path = path
+            ep.state = rule.new
+            path.append(rule.new)
         why = rule.why
         if rule.new == T.TIME_WAIT:
             why += f" for 2MSL = {self.time_wait:g} s"

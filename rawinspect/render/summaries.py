@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import asdict
 
-from tabulate import tabulate
+from tabulate import tabulate  # type: ignore[import-untyped]  # no stubs; mypyc follows this import
 
 from ..views.summary import ConnSummary
 
