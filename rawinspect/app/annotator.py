@@ -11,7 +11,7 @@ from typing import Iterable
 
 from ..core.annotation import Annotation
 from ..core.segment import Segment
-from ..core.tracker import DEFAULT_HOLD, DEFAULT_MSL, Tracker
+from ..core.tracker import DEFAULT_HOLD, DEFAULT_MSL, Tracker, feed_all
 from ..views.wireshark import SeqAnalyzer
 
 
@@ -50,8 +50,4 @@ class Annotator:
 
     def feed_all(self, segments: Iterable[Segment]) -> list[Annotation]:
         """Annotate a whole sequence of segments (tests and small files)."""
-        out: list[Annotation] = []
-        for seg in segments:
-            out.extend(self.feed(seg))
-        out.extend(self.finish())
-        return out
+        return feed_all(self, segments)

@@ -11,7 +11,7 @@ rules of the transition table (``inference``, ``transitions``).
 
 from __future__ import annotations
 
-from typing import Final, Iterable
+from typing import Final, Iterable, Protocol
 
 from .annotation import Annotation
 from .connection import Slot
@@ -88,8 +88,21 @@ class Tracker:
 
     def feed_all(self, segments: Iterable[Segment]) -> list[Annotation]:
         """Annotate a whole sequence of segments (convenience for tests and small files)."""
-        out: list[Annotation] = []
-        for seg in segments:
-            out.extend(self.feed(seg))
-        out.extend(self.finish())
-        return out
+        return feed_all(self, segments)
+
+
+class Feeder(Protocol):
+    """Anything fed segments that returns final annotations: the Tracker, or a stage over it."""
+
+    def feed(self, seg: Segment) -> list[Annotation]: ...
+
+    def finish(self) -> list[Annotation]: ...
+
+
+def feed_all(feeder: Feeder, segments: Iterable[Segment]) -> list[Annotation]:
+    """Every annotation of ``segments``, the held ones included, in frame order."""
+    out: list[Annotation] = []
+    for seg in segments:
+        out.extend(feeder.feed(seg))
+    out.extend(feeder.finish())
+    return out
