@@ -109,12 +109,59 @@ def test_filters(two_conns, args, frames):
     (["capture", "--host", "not-an-ip"], 2, "--host: not an IP address"),
     (["capture", "--format", "svg"], 2, "--format svg needs -o"),
     (["capture", "--strict"], 2, "--strict needs --verify"),
+    # every option works with the format or is refused before anything is read
+    (["replay", "-o", "x.txt", "X"], 2, "-o FILE is for --format svg"),
+    (["replay", "-T", "jsonl", "-o", "x.svg", "X"], 2, "-o FILE is for --format svg"),
+    (["capture", "-o", "x.txt"], 2, "-o FILE is for --format svg"),
+    (["replay", "--ascii", "X"], 2, "--ascii is for --format ladder, not table"),
+    (["capture", "-T", "jsonl", "--ascii"], 2, "--ascii is for --format ladder, not jsonl"),
+    (["replay", "--width", "90", "-T", "mermaid", "X"], 2, "--width is for --format ladder"),
+    # -w: the same rules in replay and capture, checked first
+    (["replay", "--annotate", "-w", "out.pcap", "X"], 2, "--annotate needs -w FILE.pcapng"),
+    (["capture", "--annotate", "-w", "out.pcap"], 2, "--annotate needs -w FILE.pcapng"),
+    (["replay", "-w", "out.pcapng", "X"], 2, "add --annotate"),
+    (["replay", "--annotate", "-w", "/nonexistent/x.pcapng", "captures/handshake.pcap"], 1,
+     "-w /nonexistent/x.pcapng: No such file or directory"),
+    (["capture", "-w", "/nonexistent/x.pcap"], 1,
+     "-w /nonexistent/x.pcap: No such file or directory"),
 ])
 def test_bad_input_gets_one_line_and_no_traceback(args, code, message):
     res = rawinspect(*args)
     assert res.returncode == code
     assert message in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_a_missing_file_is_one_error_line():
+    res = rawinspect("replay", "/nonexistent.pcap")
+    assert (res.returncode, res.stdout) == (1, "")
+    assert res.stderr == ("rawinspect: error: /nonexistent.pcap: cannot open: No such file "
+                          "or directory\n")
+
+
+@pytest.mark.parametrize("args", [["--annotate", "-w", "/nonexistent/x.pcapng"],
+                                  ["-o", "x.txt"], ["--ascii", "-T", "jsonl"]])
+def test_bad_options_stop_before_anything_is_shown(two_conns, args):
+    res = rawinspect("replay", *args, str(two_conns))
+    assert res.returncode in (1, 2) and res.stdout == ""
+    assert len(res.stderr.splitlines()) == 1
+
+
+def test_an_svg_output_file_means_svg(two_conns, tmp_path):
+    out = tmp_path / "ladder.svg"
+    res = rawinspect("replay", "-o", str(out), "--conn", "1", str(two_conns))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "" and out.read_text().lstrip().startswith(("<svg", "<?xml"))
+
+
+@pytest.mark.parametrize("fmt", [["-T", "jsonl"], ["--conns"], ["-T", "zeek"]])
+def test_a_connection_that_never_appeared_is_an_error(two_conns, fmt):
+    res = rawinspect("replay", *fmt, "--conn", "2", "--conn", "99", str(two_conns))
+    assert res.returncode == 1
+    assert "rawinspect: error: --conn 99: no such connection (2 seen)" in res.stderr
+    assert "9 packets read" in res.stderr  # the run itself is reported as usual
+    ok = rawinspect("replay", *fmt, "--conn", "2", str(two_conns))
+    assert ok.returncode == 0 and "error" not in ok.stderr
 
 
 def test_garbage_file(tmp_path):

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.annotation import Annotation
 from ..render.pcapng_comments import comment, write_annotated
-from ..render.pcapwriter import CaptureWriteError, PcapWriter, give_to_invoking_user
+from ..render.pcapwriter import (CaptureWriteError, PcapWriter, check_writable,
+                                 give_to_invoking_user)
 from ..sources.packet_source import PacketSource
 from ..sources.sniffer import DEFAULT_BUFFER, DEFAULT_SNAPLEN, NoPrivilegeError, Sniffer, SnifferError
 from .capture_loop import DEFAULT_LINGER, Limits, StopFlag, capture_loop
-from .options import EXIT_NOPRIV, EXIT_OK, EXIT_RUNTIME, UsageError
+from .options import EXIT_NOPRIV, EXIT_OK, EXIT_RUNTIME, UsageError, check_annotate
 from .output import Output
 from .pipeline import Stats, make_tracker
 
@@ -109,8 +110,7 @@ def plan_capture(args: argparse.Namespace) -> Plan:
             raise UsageError(f"--{name} must not be negative")
     if args.snaplen < 64 or args.buffer_size <= 0:
         raise UsageError("--snaplen must be at least 64 and --buffer-size positive")
-    if args.annotate and not (args.write or "").endswith(".pcapng"):
-        raise UsageError("--annotate needs -w FILE.pcapng")
+    check_annotate(args)
     if args.strict and not args.verify:
         raise UsageError("--strict needs --verify")
     if args.report and not scenario:
@@ -136,12 +136,14 @@ def run_capture(args: argparse.Namespace, open_source: SourceFactory = Sniffer,
     plan = plan_capture(args)
     session = _Session(args, plan)  # its output options fail here, before the socket opens
     try:
+        if plan.write:
+            check_writable(plan.write)  # before the socket: the same check as replay's
         source = open_source(args.interface, plan.expression, args.snaplen,
                              args.buffer_size << 10)
     except NoPrivilegeError as e:
         print(f"rawinspect: {e}", file=sys.stderr)
         return EXIT_NOPRIV
-    except SnifferError as e:
+    except (SnifferError, CaptureWriteError) as e:
         print(f"rawinspect: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     with ExitStack() as stack:  # undone in reverse: programs, file, trace, signals, socket

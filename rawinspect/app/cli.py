@@ -10,11 +10,12 @@ from typing import Sequence
 from .. import __version__, build
 from ..core.annotation import Annotation
 from ..render.pcapng_comments import comment, write_annotated
-from ..render.pcapwriter import CaptureWriteError
+from ..render.pcapwriter import CaptureWriteError, check_writable
 from ..render.states_doc import states_mermaid, states_table
 from ..sources.capfile import CaptureFileError
 from .capture_cmd import add_capture_arguments, run_capture
-from .options import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, UsageError, add_output_options
+from .options import (EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, UsageError, add_output_options,
+                      check_annotate)
 from .output import Output
 from .pipeline import Stats, make_tracker, read_segments, run
 
@@ -53,9 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Annotate a capture file through the same output as live capture."""
-    if bool(args.write) != bool(args.annotate):
-        raise UsageError("replay writes only annotated pcapng: give -w FILE with --annotate")
+    """Annotate a capture file through the same output as live capture.
+
+    Every option is checked, and the file opened, before anything is read: a usage
+    error (exit 2) or one error line (exit 1), nothing else.
+    """
+    check_annotate(args)
+    if args.write and not args.annotate:
+        raise UsageError("replay -w writes the packets with their annotations: add --annotate")
     comments: dict[int, str] = {}
 
     def note(anns: list[Annotation]) -> None:
@@ -63,17 +69,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     stats = Stats()
     output = Output(args, stats, live=False, tap=note if args.annotate else None)
     try:
-        run(read_segments(args.file, stats), make_tracker(args.msl, args.hold), output.sink,
-            stats)
-        if args.annotate:
-            write_annotated(args.file, args.write, comments)
-    except CaptureWriteError as e:
-        output.close()
+        if args.write:
+            check_writable(args.write)
+        segments = read_segments(args.file, stats)
+    except (CaptureWriteError, CaptureFileError) as e:
         print(f"rawinspect: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
-    except CaptureFileError as e:
+    try:
+        run(segments, make_tracker(args.msl, args.hold), output.sink, stats)
+        if args.annotate:
+            write_annotated(args.file, args.write, comments)
+    except (CaptureWriteError, CaptureFileError) as e:
         output.close()
-        output.closing_line()
+        if isinstance(e, CaptureFileError) and stats.packets:
+            output.closing_line()  # what was read before the damage
         print(f"rawinspect: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     output.close()

@@ -15,6 +15,13 @@ class UsageError(Exception):
     """A bad option value: reported in one line, exit 2."""
 
 
+def check_annotate(args: argparse.Namespace) -> None:
+    """--annotate and -w: the same rule for replay and capture (UsageError)."""
+    if args.annotate and not (args.write or "").endswith(".pcapng"):
+        raise UsageError("--annotate needs -w FILE.pcapng (packet comments exist only in "
+                         "pcapng)")
+
+
 def positive(convert: Callable[[str], float], what: str) -> Callable[[str], float]:
     """An argparse type: ``convert`` the text and insist on a value above zero."""
     def parse(text: str) -> float:
@@ -43,8 +50,8 @@ def port(text: str) -> int:
 def add_output_options(p: argparse.ArgumentParser,
                        count_help: str = "stop after showing N segments") -> None:
     """Options shared by every command that prints annotations."""
-    p.add_argument("--format", "-T", choices=tuple(FORMATS), default=DEFAULT_FORMAT,
-                   help=formats_help())
+    p.add_argument("--format", "-T", choices=tuple(FORMATS), default=None,
+                   help=formats_help() + f" (default: {DEFAULT_FORMAT}, or svg for -o FILE.svg)")
     p.add_argument("--conns", action="store_true",
                    help="one summary per connection (Zeek's conn_state and history, "
                         "final states, who closed first, time in each state); as table, "
@@ -55,12 +62,13 @@ def add_output_options(p: argparse.ArgumentParser,
     files = ", ".join(f.name for f in FORMATS.values() if f.stream == "file")
     p.add_argument("-o", "--output", metavar="FILE",
                    help=f"the output file of --format {files} (svg: FILE-connN.svg when "
-                        "several connections are shown)")
-    p.add_argument("--ascii", action="store_true", help="ladder in plain ASCII")
+                        "several connections are shown); -o FILE.svg alone means --format "
+                        "svg; other formats print to stdout (redirect them)")
+    p.add_argument("--ascii", action="store_true", help="ladder in plain ASCII (--format ladder)")
     p.add_argument("--annotate", action="store_true",
                    help="with -w: pcapng with each packet's annotation as its comment")
     p.add_argument("--width", type=positive_int, metavar="COLUMNS",
-                   help="ladder width (default: the terminal's, or 80)")
+                   help="ladder width (--format ladder; default: the terminal's, or 80)")
     _add_filters(p, count_help)
     p.add_argument("--msl", type=positive_float, default=DEFAULT_MSL, metavar="SECONDS",
                    help=f"maximum segment lifetime; TIME_WAIT lasts 2*MSL (default {DEFAULT_MSL:g})")
@@ -75,7 +83,7 @@ def add_output_options(p: argparse.ArgumentParser,
 def _add_filters(p: argparse.ArgumentParser, count_help: str) -> None:
     """The display filters and the count."""
     p.add_argument("--conn", type=positive_int, action="append", metavar="N",
-                   help="show only connection N (repeatable)")
+                   help="show only connection N (repeatable; exit 1 if N never appeared)")
     p.add_argument("--host", metavar="ADDR", help="show only segments to or from ADDR")
     p.add_argument("--port", type=port, metavar="PORT",
                    help="show only segments to or from PORT")

@@ -15,7 +15,7 @@ import sys
 from typing import Callable
 
 from ..core.annotation import Annotation
-from ..render import FORMATS, Renderer, RenderOptions, conns_formatter, make_renderer
+from ..render import DEFAULT_FORMAT, FORMATS, Renderer, RenderOptions, conns_formatter, make_renderer
 from ..render.quiet import Quiet
 from ..render.summaries import explain
 from ..views.summary import Summaries
@@ -55,10 +55,25 @@ def use_color(choice: str) -> bool:
     return sys.stdout.isatty()
 
 
+def settle_format(args: argparse.Namespace) -> None:
+    """Choose the format (-o FILE.svg alone means svg) and refuse the options it would ignore."""
+    files = [f.name for f in FORMATS.values() if f.stream == "file"]
+    if args.format is None:
+        suffix = os.path.splitext(args.output or "")[1].lower().lstrip(".")
+        args.format = suffix if suffix in files else DEFAULT_FORMAT
+    fmt = args.format
+    if FORMATS[fmt].stream == "file" and not args.output:
+        raise UsageError(f"--format {fmt} needs -o FILE.{fmt}")
+    if args.output and FORMATS[fmt].stream != "file":
+        raise UsageError(f"-o FILE is for --format {', '.join(files)}; --format {fmt} "
+                         "prints to stdout (redirect it: > FILE)")
+    for flag, given in (("--ascii", args.ascii), ("--width", args.width)):
+        if given and fmt != "ladder":
+            raise UsageError(f"{flag} is for --format ladder, not {fmt}")
+
+
 def render_options(args: argparse.Namespace) -> RenderOptions:
     """Drawing options from the command line."""
-    if FORMATS[args.format].stream == "file" and not args.output:
-        raise UsageError(f"--format {args.format} needs -o FILE.{args.format}")
     width = args.width or (shutil.get_terminal_size().columns if sys.stdout.isatty() else 80)
     return RenderOptions(use_color(args.color), args.ascii, width, args.output)
 
@@ -81,6 +96,7 @@ class Output:
         self.stats = stats
         self.live = live
         self.tap = tap
+        settle_format(args)
         self.keep = make_filter(args)
         # -c: replay stops after showing N segments; a live capture stops after capturing
         # N packets, which its capture loop counts.
@@ -120,10 +136,15 @@ class Output:
         """The connection summaries (or one explanation), if asked; an exit code.
 
         ``end``: when the capture ended, if later than its last packet (live capture:
-        TIME_WAIT runs on to the end).
+        TIME_WAIT runs on to the end). A ``--conn N`` that never appeared is an error.
         """
+        missing = sorted(n for n in set(self.args.conn or ()) if n > self.stats.connections)
+        if missing:
+            print(f"rawinspect: error: --conn {', '.join(map(str, missing))}: no such "
+                  f"connection ({self.stats.connections} seen)", file=sys.stderr)
+        code = EXIT_RUNTIME if missing else EXIT_OK
         if self.summaries is None:
-            return EXIT_OK
+            return code
         if end is not None:
             self.summaries.end = max(self.summaries.end, end)
         results = self.summaries.results()
@@ -135,9 +156,9 @@ class Output:
                       f"({len(results)} seen)", file=sys.stderr)
                 return EXIT_RUNTIME
             sys.stdout.write(explain(match[0]))
-            return EXIT_OK
+            return code
         sys.stdout.write(conns_formatter(self.args.format)(results))
-        return EXIT_OK
+        return code
 
     def closing_line(self) -> None:
         """Packets, segments, connections, shown and skipped, on stderr unless -q."""

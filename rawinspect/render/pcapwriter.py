@@ -20,6 +20,20 @@ class CaptureWriteError(Exception):
     """The capture file cannot be created or written: a one-line reason naming it."""
 
 
+def check_writable(path: str) -> None:
+    """Fail before the run, not after it, when ``path`` cannot be created (CaptureWriteError)."""
+    folder = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        reason = "Is a directory"
+    elif not os.path.isdir(folder):
+        reason = "No such file or directory"
+    elif not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        reason = "Permission denied"
+    else:
+        return
+    raise CaptureWriteError(f"-w {path}: {reason}")
+
+
 class PcapWriter:
     """pcap with nanosecond timestamps; pcapng when the name ends in .pcapng."""
 
