@@ -62,7 +62,7 @@ class Format:
 
 def _table(out: TextIO, opts: RenderOptions) -> Renderer:
     from .table import TableRenderer
-    return TableRenderer(out, opts.color)
+    return TableRenderer(out, opts.color, opts.width)
 
 
 def _jsonl(out: TextIO, opts: RenderOptions) -> Renderer:
