@@ -3,12 +3,13 @@
 Each segment is an arrow over two lines, slanted from sender to receiver: it leaves the
 sender on the first line, where the sender's new state is written (a state changes when
 its side sends), and reaches the receiver on the second, beside the receiver's new state
-(it changes when it receives). The explanation follows, cut to the width. A new
+(it changes when it receives). The explanation follows, wrapped to the width. A new
 connection gets a header; the diagram streams, so it works live.
 """
 
 from __future__ import annotations
 
+import textwrap
 from typing import TextIO
 
 from ..core.annotation import Annotation
@@ -121,11 +122,9 @@ class LadderRenderer:
             why = a.note
             if a.analysis:
                 why = f"[{', '.join(a.analysis)}] {why}".strip()
-            if why:
-                room = self.width - STATE_W - 8
-                if len(why) > room:
-                    why = why[:room - len(self.g["cut"])] + self.g["cut"]
-                lines.append(f"{'':4} {'':{STATE_W}} {lane} " + self._paint(why, DIM))
+            lines.extend(f"{'':4} {'':{STATE_W}} {lane} " + self._paint(part, DIM)
+                         for part in textwrap.wrap(why, self.width - STATE_W - 8,
+                                                   break_on_hyphens=False))
         if lines:
             text = "\n".join(lines) + "\n"
             if self.g is ASCII:

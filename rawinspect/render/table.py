@@ -1,66 +1,143 @@
-"""The default human table: one row per segment, both endpoints' states side by side."""
+"""The default human table: one row per segment, both endpoints' states side by side.
+
+The layout is fixed up front from the width (the table streams): narrow columns for the
+numbers, state columns as wide as the longest state (wider on a wide terminal), and a
+path through several states wrapped onto continuation lines. The explanation ("Why") is
+wrapped in the last column when there is room for it, else on indented lines below the
+row. Nothing is cut. A connection's addresses are printed when it first appears.
+"""
 
 from __future__ import annotations
 
+import textwrap
 from typing import TextIO
 
 from ..core.annotation import Annotation
 
 HEADERS = ("No.", "Time", "Conn", "Dir", "Flags", "Seq", "Ack", "Len", "Client", "Server", "Why")
-# Cells are padded to these widths so that rows printed separately line up.
-WIDTHS = (6, 10, 4, 3, 5, 10, 10, 5, 22, 22, 0)
-SEP = "  "
+# No. .. Len; relative numbers are small. A longer cell pushes the next one along.
+NUMBER_WIDTHS = (5, 9, 4, 3, 5, 7, 7, 5)
+STATE_W = 12  # "ESTABLISHED→"
+WIDE_STATE_W = 22  # "ESTABLISHED→FIN_WAIT_1"
+WHY_MIN = 40  # the explanation gets its own column only with this much room
+INDENT = 6  # explanations below the row start here
+MIN_WIDTH = sum(NUMBER_WIDTHS) + 2 * STATE_W + len(NUMBER_WIDTHS) + 1
 
-RED, YELLOW, MAGENTA, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[35m", "\x1b[2m", "\x1b[0m"
+RED, YELLOW, MAGENTA, DIM, BOLD, RESET = ("\x1b[31m", "\x1b[33m", "\x1b[35m", "\x1b[2m",
+                                          "\x1b[1m", "\x1b[0m")
+
+Cell = tuple[str, str]  # text and its colour ("" for none)
 
 
-def _states(before: str, path: list[str] | None) -> str:
-    return "→".join(path) if path else before
+def wrap_path(before: str, path: list[str] | None, width: int) -> list[str]:
+    """The states an endpoint passed through, as lines of at most ``width`` characters
+    broken after an arrow (a single state is never broken)."""
+    states = path or [before]
+    lines, cur = [], ""
+    for i, state in enumerate(states):
+        token = state + ("→" if i < len(states) - 1 else "")
+        if cur and len(cur) + len(token) > width:
+            lines.append(cur)
+            cur = ""
+        cur += token
+    return lines + [cur]
+
+
+def explanation(a: Annotation) -> str:
+    """The note, led by Wireshark's analysis flags."""
+    if a.analysis:
+        return f"[{', '.join(a.analysis)}] {a.note}".rstrip()
+    return a.note
 
 
 class TableRenderer:
-    """Fixed-width rows, written as they come, so a live capture's table lines up."""
+    """Rows laid out for ``width`` columns, written as they come (a live capture's table
+    lines up)."""
 
-    def __init__(self, out: TextIO, color: bool) -> None:
+    def __init__(self, out: TextIO, color: bool, width: int = 80) -> None:
         self.out = out
         self.color = color
+        self.width = max(width, MIN_WIDTH)
+        wide = self.width - MIN_WIDTH - 2 * (WIDE_STATE_W - STATE_W) >= 60
+        state_w = WIDE_STATE_W if wide else STATE_W
+        widths = NUMBER_WIDTHS + (state_w, state_w)
+        self.starts = [sum(widths[:i]) + i for i in range(len(widths) + 1)]
+        self.state_w = state_w
+        why_room = self.width - self.starts[-1]
+        self.why_room = why_room if why_room >= WHY_MIN else 0
         self.t0: float | None = None
         self.header_done = False
+        self.seen: set[int] = set()
 
     def _paint(self, text: str, code: str) -> str:
-        return f"{code}{text}{RESET}" if self.color and text.strip() else text
+        return f"{code}{text}{RESET}" if self.color and code and text.strip() else text
 
-    def row(self, a: Annotation) -> list[str]:
-        """The cells of one annotation, padded to the column widths."""
+    def _line(self, cells: list[Cell]) -> str:
+        """Cells placed at their columns, at least a space apart."""
+        parts: list[str] = []
+        pos = 0
+        for (text, code), start in zip(cells, self.starts):
+            if not text:
+                continue
+            gap = max(start - pos, 1 if pos else 0)
+            parts.append(" " * gap + self._paint(text, code))
+            pos += gap + len(text)
+        return "".join(parts)
+
+    def _conn_header(self, a: Annotation) -> list[str]:
+        """The connection's endpoints, wrapped to the width."""
+        text = f"conn {a.conn}: client {a.client} → server {a.server}"
+        lines = textwrap.wrap(text, self.width, subsequent_indent="    ",
+                              break_on_hyphens=False)
+        lines[0] = self._paint(f"conn {a.conn}", BOLD) + lines[0][len(f"conn {a.conn}"):]
+        return lines
+
+    def rows(self, a: Annotation) -> list[str]:
+        """The lines of one annotation: the row, continuation lines for long state paths
+        and the explanation."""
         seg = a.seg
         if self.t0 is None:
             self.t0 = seg.ts
-        why = a.note
-        if a.analysis:
-            why = f"[{', '.join(a.analysis)}] {why}".rstrip()
-        cells = [str(seg.frame), f"{seg.ts - self.t0:.6f}", str(a.conn),
-                 "→" if a.from_client else "←", seg.letters, str(a.rel_seq), str(a.rel_ack),
-                 str(seg.payload), _states(a.client_before, a.client_path),
-                 _states(a.server_before, a.server_path), why]
-        cells = [c.ljust(w) for c, w in zip(cells, WIDTHS)]
-        if self.color:
-            if seg.flags & 0x04:
-                cells[4] = self._paint(cells[4], RED)
-            if a.client_path:
-                cells[8] = self._paint(cells[8], YELLOW)
-            if a.server_path:
-                cells[9] = self._paint(cells[9], YELLOW)
-            if "retransmission" in a.analysis or "rst_out_of_window" in a.analysis:
-                cells[10] = self._paint(cells[10], MAGENTA)
-        return cells
+        first: list[Cell] = [
+            (str(seg.frame), ""), (f"{seg.ts - self.t0:.6f}", ""), (str(a.conn), ""),
+            ("→" if a.from_client else "←", ""),
+            (seg.letters, RED if seg.flags & 0x04 else ""), (str(a.rel_seq), ""),
+            (str(a.rel_ack), ""), (str(seg.payload), "")]
+        client = wrap_path(a.client_before, a.client_path, self.state_w)
+        server = wrap_path(a.server_before, a.server_path, self.state_w)
+        why = explanation(a)
+        warn = MAGENTA if {"retransmission", "rst_out_of_window"} & set(a.analysis) else ""
+        inline = textwrap.wrap(why, self.why_room, break_on_hyphens=False) \
+            if self.why_room else []
+        lines = []
+        for i in range(max(len(client), len(server), len(inline), 1)):
+            cells = first if i == 0 else [("", "")] * len(first)
+            cells = cells + [(client[i] if i < len(client) else "",
+                              YELLOW if a.client_path else ""),
+                             (server[i] if i < len(server) else "",
+                              YELLOW if a.server_path else ""),
+                             (inline[i] if i < len(inline) else "", warn)]
+            lines.append(self._line(cells))
+        if why and not self.why_room:
+            lines.extend(" " * INDENT + self._paint(line, warn) for line in textwrap.wrap(
+                why, self.width - INDENT, break_on_hyphens=False))
+        return lines
 
     def write(self, anns: list[Annotation]) -> None:
-        lines = []
+        lines: list[str] = []
         if not self.header_done:
             self.header_done = True
-            lines.append(SEP.join(h.ljust(w) for h, w in zip(HEADERS, WIDTHS)).rstrip())
-        lines.extend(SEP.join(self.row(a)).rstrip() for a in anns)
-        self.out.write("\n".join(lines) + "\n")
+            heads = [(h, "") for h in HEADERS]
+            lines.append(self._line(heads if self.why_room else heads[:-1]))
+            if not self.why_room:
+                lines.append(" " * INDENT + HEADERS[-1])
+        for a in anns:
+            if a.conn not in self.seen:
+                self.seen.add(a.conn)
+                lines.extend(self._conn_header(a))
+            lines.extend(self.rows(a))
+        if lines:
+            self.out.write("\n".join(lines) + "\n")
 
     def flush(self) -> None:
         self.out.flush()

@@ -1,0 +1,91 @@
+"""The default table: fitted to the width, nothing that carries meaning cut, a header
+line per connection naming its endpoints."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from rawinspect.app.annotator import Annotator
+from rawinspect.app.pipeline import Stats, read_segments
+from rawinspect.render.table import TableRenderer, explanation, wrap_path
+
+CAPTURES = Path(__file__).resolve().parent.parent / "captures"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def annotations(name: str) -> list:
+    return Annotator().feed_all(read_segments(str(CAPTURES / f"{name}.pcap"), Stats()))
+
+
+def table(anns: list, width: int, color: bool = False, batch: int = 7) -> str:
+    """The table as a live capture writes it: in batches."""
+    out = io.StringIO()
+    r = TableRenderer(out, color, width)
+    for i in range(0, len(anns), batch):
+        r.write(anns[i:i + batch])
+    r.close()
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+@pytest.mark.parametrize("name", ["simultaneous-close", "byte-stream", "handshake6"])
+def test_fits_the_width_and_keeps_every_state_and_word(name, width):
+    anns = annotations(name)
+    text = table(anns, width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    words = text.split()
+    flat = "".join(words)
+    for a in anns:
+        for state in (a.client_path or [a.client_before]) + (a.server_path or [a.server_before]):
+            assert state in flat
+        for word in explanation(a).split():
+            assert word in words, word
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_rows_line_up(width):
+    """Every row's cells start at the header's columns (the layout is fixed up front)."""
+    text = table(annotations("simultaneous-close"), width)
+    header = text.splitlines()[0]
+    starts = [header.index(h) for h in ("Flags", "Seq", "Client", "Server")]
+    rows = [line for line in text.splitlines() if re.match(r"\d+ ", line)]
+    assert rows
+    for line in rows:
+        assert all(line[s - 1] == " " and line[s] != " " for s in starts), line
+
+
+def test_explanation_in_a_column_when_wide_below_when_narrow():
+    anns = annotations("handshake")
+    wide, narrow = table(anns, 200), table(anns, 80)
+    assert "Why" in wide.splitlines()[0] and "Why" not in narrow.splitlines()[0]
+    note = anns[0].note.split(";")[0]
+    assert any(re.match(r"1 .*" + re.escape(note), line) for line in wide.splitlines())
+    assert any(line.startswith("      " + note) for line in narrow.splitlines())
+
+
+def test_a_header_line_names_each_connection_once():
+    for name in ("handshake6", "simultaneous-close"):
+        anns = annotations(name)
+        text = table(anns, 80)
+        conns = {a.conn: (a.client, a.server) for a in reversed(anns)}
+        for conn, (client, server) in conns.items():
+            assert text.count(f"conn {conn}: client {client} → server {server}\n") == 1
+    assert "[::1]" in table(annotations("handshake6"), 80)
+
+
+def test_a_path_wraps_after_an_arrow():
+    path = ["ESTABLISHED", "FIN_WAIT_1", "CLOSING"]
+    assert wrap_path("ESTABLISHED", path, 12) == ["ESTABLISHED→", "FIN_WAIT_1→", "CLOSING"]
+    assert wrap_path("ESTABLISHED", path, 22) == ["ESTABLISHED→", "FIN_WAIT_1→CLOSING"]
+    assert wrap_path("LISTEN", None, 12) == ["LISTEN"]
+
+
+def test_color_paints_without_moving_anything():
+    anns = annotations("abortive-close")
+    plain, colored = table(anns, 80), table(anns, 80, color=True)
+    assert "\x1b[" not in plain and "\x1b[31m" in colored
+    assert ANSI.sub("", colored) == plain
