@@ -67,6 +67,15 @@ def test_ladder_fits_80_columns_and_ascii_is_ascii():
     assert text.isascii() and "->" in text or ">" in text
 
 
+@pytest.mark.parametrize("width", [80, 120])
+def test_ladder_wraps_explanations_without_cutting(width):
+    anns = annotations("handshake")
+    text = ladder(anns, width=width)
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
+    words = text.split()
+    assert all(word in words for a in anns for word in a.note.split())
+
+
 def test_ladder_shows_every_state_of_a_crossing_fin():
     text = ladder(annotations("simultaneous-close", conn=1))
     assert "FW1→CLOSING" in text

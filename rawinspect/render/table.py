@@ -23,8 +23,7 @@ WHY_MIN = 40  # the explanation gets its own column only with this much room
 INDENT = 6  # explanations below the row start here
 MIN_WIDTH = sum(NUMBER_WIDTHS) + 2 * STATE_W + len(NUMBER_WIDTHS) + 1
 
-RED, YELLOW, MAGENTA, DIM, BOLD, RESET = ("\x1b[31m", "\x1b[33m", "\x1b[35m", "\x1b[2m",
-                                          "\x1b[1m", "\x1b[0m")
+RED, YELLOW, MAGENTA, BOLD, RESET = ("\x1b[31m", "\x1b[33m", "\x1b[35m", "\x1b[1m", "\x1b[0m")
 
 Cell = tuple[str, str]  # text and its colour ("" for none)
 
@@ -33,7 +32,8 @@ def wrap_path(before: str, path: list[str] | None, width: int) -> list[str]:
     """The states an endpoint passed through, as lines of at most ``width`` characters
     broken after an arrow (a single state is never broken)."""
     states = path or [before]
-    lines, cur = [], ""
+    lines: list[str] = []
+    cur = ""
     for i, state in enumerate(states):
         token = state + ("→" if i < len(states) - 1 else "")
         if cur and len(cur) + len(token) > width:
@@ -109,7 +109,7 @@ class TableRenderer:
         warn = MAGENTA if {"retransmission", "rst_out_of_window"} & set(a.analysis) else ""
         inline = textwrap.wrap(why, self.why_room, break_on_hyphens=False) \
             if self.why_room else []
-        lines = []
+        lines: list[str] = []
         for i in range(max(len(client), len(server), len(inline), 1)):
             cells = first if i == 0 else [("", "")] * len(first)
             cells = cells + [(client[i] if i < len(client) else "",
