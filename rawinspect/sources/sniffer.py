@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
+import shlex
 import socket
 import struct
+import sys
 from pathlib import Path
 
 from .decode import LT_ETHERNET, LT_RAW
@@ -49,6 +52,23 @@ class SnifferError(Exception):
 
 class NoPrivilegeError(SnifferError):
     """Opening a packet socket needs root or CAP_NET_RAW."""
+
+
+def privilege_hint() -> str:
+    """How to capture without root: sudo, or the capability on a copy of this Python.
+
+    ``setcap`` on ``python3`` itself would do nothing where that is a script or a link
+    (pyenv, a virtual environment) and, where it works, let every Python program open
+    raw sockets; a copy kept beside the environment's Python grants it to this one only.
+    """
+    python = shlex.quote(sys.executable)
+    copy = shlex.quote(os.path.join(sys.prefix, "bin", "python3-capture"))
+    return ("live capture needs root or CAP_NET_RAW. Run it with sudo:\n"
+            f"  sudo {python} -m rawinspect capture ...\n"
+            "or give the capability to a copy of Python used only for capturing:\n"
+            f"  cp \"$(readlink -f {python})\" {copy}\n"
+            f"  sudo setcap cap_net_raw,cap_net_admin+eip {copy}\n"
+            f"  {copy} -m rawinspect capture ...")
 
 
 class _SockFilter(ctypes.Structure):
@@ -114,10 +134,7 @@ class Sniffer:
             # Protocol 0 receives nothing until bind(): the filter is in place first.
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except PermissionError:
-            raise NoPrivilegeError(
-                "live capture needs root or CAP_NET_RAW: run it with sudo, or give "
-                "Python the capability: sudo setcap cap_net_raw,cap_net_admin+eip "
-                "$(readlink -f $(which python3))") from None
+            raise NoPrivilegeError(privilege_hint()) from None
         self.sock = sock
         try:
             attach_bpf(sock, insns)
