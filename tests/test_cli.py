@@ -11,6 +11,7 @@ import pytest
 
 from frames import eth, ipv4, pcap, tcp
 from rawinspect.render.jsonl import seconds6
+from rawinspect.scenarios import all_scenarios
 from rawinspect.core.transitions import EVENTS, TRANSITIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +83,7 @@ def test_table_is_the_default(two_conns):
     assert res.returncode == 0
     lines = res.stdout.splitlines()
     assert lines[0].split()[:5] == ["No.", "Time", "Conn", "Dir", "Flags"]
-    assert "CLOSED→SYN_SENT" in lines[1] and "\x1b[" not in res.stdout
+    assert "CLOSED→" in res.stdout and "SYN_SENT" in res.stdout and "\x1b[" not in res.stdout
     assert "TIME_WAIT" in res.stdout
 
 
@@ -197,6 +198,23 @@ def test_readme_state_diagram_is_generated_from_the_table():
     res = rawinspect("states", "--format", "mermaid")
     readme = (ROOT / "README.md").read_text()
     assert res.stdout.strip() in readme, "run scripts/gen_readme_states.py"
+
+
+@pytest.mark.parametrize("name", list(all_scenarios()))
+def test_every_scenario_prints_each_endpoints_states(name):
+    scenario = all_scenarios()[name]
+    res = rawinspect("scenarios", name)
+    assert res.returncode == 0, res.stderr
+    expect = scenario.expect
+    paths = expect.each or [p for alternatives in expect.conns for p in alternatives]
+    assert paths
+    for p in paths:
+        assert f"client: {' → '.join(p.client)}" in res.stdout
+        assert f"server: {' → '.join(p.server)}" in res.stdout
+    for key, value in expect.outcomes.items():
+        assert f"  {key}: {value}\n" in res.stdout
+    for state, history in expect.zeek:
+        assert f"{state}, history {history}" in res.stdout
 
 
 def test_python_dash_m_and_version():
