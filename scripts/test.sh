@@ -9,9 +9,21 @@ if ! command -v tshark >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-g
         >/dev/null 2>&1 || echo "note: tshark not installed; tests use reference.tsv only"
 fi
 bash scripts/setup.sh
+# What the tests can use here: a test whose reference set or tool is missing is skipped (-rs
+# says why), or fails under CI.
+inputs=""
+for dir in ../shared/pcaps/public ../shared/pcaps/zeek-baselines; do
+    [ -d "$dir" ] && item="$dir" || item="$dir (missing)"
+    inputs="${inputs:+$inputs, }$item"
+done
+for tool in tshark tcpdump cc chromium; do
+    command -v "$tool" >/dev/null 2>&1 && item="$tool" || item="$tool (missing)"
+    inputs="${inputs:+$inputs, }$item"
+done
+echo "test inputs: $inputs"
 set +e
 # -P: import the installed rawinspect (compiled), not the sources in this directory.
-.venv/bin/python -P -m pytest -q "$@"
+.venv/bin/python -P -m pytest -q -rs "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then
