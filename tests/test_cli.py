@@ -116,7 +116,8 @@ def test_filters(two_conns, args, frames):
     (["capture", "-o", "x.txt"], 2, "-o FILE is for --format svg"),
     (["replay", "--ascii", "X"], 2, "--ascii is for --format ladder, not table"),
     (["capture", "-T", "jsonl", "--ascii"], 2, "--ascii is for --format ladder, not jsonl"),
-    (["replay", "--width", "90", "-T", "mermaid", "X"], 2, "--width is for --format ladder"),
+    (["replay", "--width", "90", "-T", "mermaid", "X"], 2,
+     "--width is for --format table or ladder, not mermaid"),
     # -w: the same rules in replay and capture, checked first
     (["replay", "--annotate", "-w", "out.pcap", "X"], 2, "--annotate needs -w FILE.pcapng"),
     (["capture", "--annotate", "-w", "out.pcap"], 2, "--annotate needs -w FILE.pcapng"),

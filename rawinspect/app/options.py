@@ -68,7 +68,7 @@ def add_output_options(p: argparse.ArgumentParser,
     p.add_argument("--annotate", action="store_true",
                    help="with -w: pcapng with each packet's annotation as its comment")
     p.add_argument("--width", type=positive_int, metavar="COLUMNS",
-                   help="ladder width (--format ladder; default: the terminal's, or 80)")
+                   help="width of the table or ladder (default: the terminal's, or 80)")
     _add_filters(p, count_help)
     p.add_argument("--msl", type=positive_float, default=DEFAULT_MSL, metavar="SECONDS",
                    help=f"maximum segment lifetime; TIME_WAIT lasts 2*MSL (default {DEFAULT_MSL:g})")

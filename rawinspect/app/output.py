@@ -67,9 +67,10 @@ def settle_format(args: argparse.Namespace) -> None:
     if args.output and FORMATS[fmt].stream != "file":
         raise UsageError(f"-o FILE is for --format {', '.join(files)}; --format {fmt} "
                          "prints to stdout (redirect it: > FILE)")
-    for flag, given in (("--ascii", args.ascii), ("--width", args.width)):
-        if given and fmt != "ladder":
-            raise UsageError(f"{flag} is for --format ladder, not {fmt}")
+    for flag, given, formats in (("--ascii", args.ascii, ("ladder",)),
+                                 ("--width", args.width, ("table", "ladder"))):
+        if given and fmt not in formats:
+            raise UsageError(f"{flag} is for --format {' or '.join(formats)}, not {fmt}")
 
 
 def render_options(args: argparse.Namespace) -> RenderOptions:
