@@ -56,4 +56,4 @@ SCENARIOS = [Scenario(
     "simultaneous-close", "both ends close() at once: FIN_WAIT_1 → CLOSING → TIME_WAIT "
     "on both sides", __doc__, run,
     Expect(each=[SIMULTANEOUS, CLIENT_CLOSES, SERVER_CLOSES], required=SIMULTANEOUS.label,
-           zeek=[("SF", "ShA(Ff|fF)a?")]))]
+           zeek=[("SF", "ShA(Ff|fF)a?|ShA(Faf|fAF)")]))]
