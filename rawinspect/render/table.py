@@ -26,6 +26,8 @@ MIN_WIDTH = sum(NUMBER_WIDTHS) + 2 * STATE_W + len(NUMBER_WIDTHS) + 1
 RED, YELLOW, MAGENTA, BOLD, RESET = ("\x1b[31m", "\x1b[33m", "\x1b[35m", "\x1b[1m", "\x1b[0m")
 
 Cell = tuple[str, str]  # text and its colour ("" for none)
+WARN_FLAGS = ("retransmission", "rst_out_of_window")
+WRAPPED_KEPT = 4096  # distinct explanations whose wrapped lines are remembered
 
 
 def wrap_path(before: str, path: list[str] | None, width: int) -> list[str]:
@@ -62,18 +64,47 @@ class TableRenderer:
         state_w = WIDE_STATE_W if wide else STATE_W
         widths = NUMBER_WIDTHS + (state_w, state_w)
         self.starts = [sum(widths[:i]) + i for i in range(len(widths) + 1)]
+        self.widths = widths
+        # Every cell padded to its column: as long as this only when every cell fits.
+        self._fmt = " ".join(f"{{:<{w}}}" for w in widths)
+        self._fixed_len = self.starts[-1] - 1
         self.state_w = state_w
         why_room = self.width - self.starts[-1]
         self.why_room = why_room if why_room >= WHY_MIN else 0
         self.t0: float | None = None
         self.header_done = False
         self.seen: set[int] = set()
+        self._wrapped: dict[tuple[str, int], list[str]] = {}
+
+    def _wrap(self, text: str, width: int) -> list[str]:
+        """``text`` in lines of at most ``width``; explanations repeat, so this remembers."""
+        if not text:
+            return []
+        if len(text) <= width:
+            return [text]
+        key = (text, width)
+        lines = self._wrapped.get(key)
+        if lines is None:
+            if len(self._wrapped) >= WRAPPED_KEPT:
+                self._wrapped.clear()
+            lines = self._wrapped[key] = textwrap.wrap(text, width, break_on_hyphens=False)
+        return lines
 
     def _paint(self, text: str, code: str) -> str:
         return f"{code}{text}{RESET}" if self.color and code and text.strip() else text
 
     def _line(self, cells: list[Cell]) -> str:
         """Cells placed at their columns, at least a space apart."""
+        if not self.color:  # the common case: every cell fits its column
+            n = len(self.widths)
+            line = self._fmt.format(*[t for t, _ in cells[:n]])
+            if len(line) == self._fixed_len:
+                why = cells[n][0] if len(cells) > n else ""
+                return f"{line} {why}" if why else line.rstrip()
+        return self._placed(cells)
+
+    def _placed(self, cells: list[Cell]) -> str:
+        """Cells placed one by one: a cell longer than its column pushes the next along."""
         parts: list[str] = []
         pos = 0
         for (text, code), start in zip(cells, self.starts):
@@ -106,9 +137,8 @@ class TableRenderer:
         client = wrap_path(a.client_before, a.client_path, self.state_w)
         server = wrap_path(a.server_before, a.server_path, self.state_w)
         why = explanation(a)
-        warn = MAGENTA if {"retransmission", "rst_out_of_window"} & set(a.analysis) else ""
-        inline = textwrap.wrap(why, self.why_room, break_on_hyphens=False) \
-            if self.why_room else []
+        warn = MAGENTA if any(f in WARN_FLAGS for f in a.analysis) else ""
+        inline = self._wrap(why, self.why_room) if self.why_room else []
         lines: list[str] = []
         for i in range(max(len(client), len(server), len(inline), 1)):
             cells = first if i == 0 else [("", "")] * len(first)
@@ -119,8 +149,8 @@ class TableRenderer:
                              (inline[i] if i < len(inline) else "", warn)]
             lines.append(self._line(cells))
         if why and not self.why_room:
-            lines.extend(" " * INDENT + self._paint(line, warn) for line in textwrap.wrap(
-                why, self.width - INDENT, break_on_hyphens=False))
+            lines.extend(" " * INDENT + self._paint(line, warn)
+                         for line in self._wrap(why, self.width - INDENT))
         return lines
 
     def write(self, anns: list[Annotation]) -> None:
