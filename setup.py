@@ -18,7 +18,8 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# The modules every replayed packet goes through: reading, decoding, tracking, analysis, jsonl.
+# The modules every replayed packet goes through: reading, decoding, tracking, analysis, and
+# the two per-segment formats people use most (jsonl, the default table).
 HOT_MODULES = [
     "rawinspect/sources/capfile.py",
     "rawinspect/sources/decode.py",
@@ -35,6 +36,7 @@ HOT_MODULES = [
     "rawinspect/app/annotator.py",
     "rawinspect/app/pipeline.py",
     "rawinspect/render/jsonl.py",
+    "rawinspect/render/table.py",
 ]
 
 

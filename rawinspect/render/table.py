@@ -95,24 +95,28 @@ class TableRenderer:
 
     def _line(self, cells: list[Cell]) -> str:
         """Cells placed at their columns, at least a space apart."""
-        if not self.color:  # the common case: every cell fits its column
-            n = len(self.widths)
-            line = self._fmt.format(*[t for t, _ in cells[:n]])
-            if len(line) == self._fixed_len:
-                why = cells[n][0] if len(cells) > n else ""
-                return f"{line} {why}" if why else line.rstrip()
-        return self._placed(cells)
+        if self.color:
+            return self._placed([t for t, _ in cells], [c for _, c in cells])
+        texts = [t for t, _ in cells]
+        n = len(self.widths)
+        line = self._fmt.format(*texts[:n])
+        if len(line) == self._fixed_len:  # the common case: every cell fits its column
+            why = texts[n] if len(texts) > n else ""
+            return f"{line} {why}" if why else line.rstrip()
+        return self._placed(texts, None)
 
-    def _placed(self, cells: list[Cell]) -> str:
+    def _placed(self, texts: list[str], codes: list[str] | None) -> str:
         """Cells placed one by one: a cell longer than its column pushes the next along."""
         parts: list[str] = []
         pos = 0
-        for (text, code), start in zip(cells, self.starts):
-            if not text:
-                continue
-            gap = max(start - pos, 1 if pos else 0)
-            parts.append(" " * gap + self._paint(text, code))
-            pos += gap + len(text)
+        for i, (text, start) in enumerate(zip(texts, self.starts)):
+            if text:
+                gap = start - pos
+                if gap < 1:
+                    gap = 1 if pos else 0
+                parts.append(" " * gap)
+                parts.append(self._paint(text, codes[i]) if codes else text)
+                pos += gap + len(text)
         return "".join(parts)
 
     def _conn_header(self, a: Annotation) -> list[str]:
