@@ -74,6 +74,8 @@ class EndpointSteps:
 
     def feed(self, a: Annotation) -> list[Change]:
         """Take the next annotation of the connection; return its change events."""
+        if not a.client_path and not a.server_path:  # most segments change nothing
+            return []
         new: list[Change] = []
         ts, frame = a.seg.ts, a.seg.frame
         for who, path, steps in (("client", a.client_path, self.client),

@@ -65,7 +65,8 @@ class _Track:
                 self.fin_first = change.who
             if "CLOSING" in change.path:
                 self.closing.add(change.who)
-        self.handshake.feed(a)
+        if self.handshake.rtt is None:
+            self.handshake.feed(a)
 
     def timing(self, end: float) -> dict[str, list[Held]]:
         """How long each endpoint held each state, the last one until ``end``."""
