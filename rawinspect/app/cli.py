@@ -13,7 +13,8 @@ from ..render.pcapng_comments import comment, write_annotated
 from ..render.pcapwriter import CaptureWriteError, check_writable
 from ..render.states_doc import states_mermaid, states_table
 from ..sources.capfile import CaptureFileError
-from .capture_cmd import add_capture_arguments, expectations, run_capture
+from ..scenarios.describe import expectations
+from .capture_cmd import add_capture_arguments, run_capture
 from .options import (EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, UsageError, add_output_options,
                       check_annotate)
 from .output import Output
