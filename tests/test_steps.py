@@ -1,13 +1,10 @@
-"""views/steps: an endpoint's steps, the change events and the handshake RTT, from
-hand-built annotations."""
+"""views/steps: an endpoint's steps and the change events, from hand-built annotations."""
 
 from __future__ import annotations
 
-import pytest
-
 from rawinspect.core.annotation import Annotation
 from rawinspect.core.segment import ACK, FIN, SYN, Segment
-from rawinspect.views.steps import Change, EndpointSteps, HandshakeRtt, Step
+from rawinspect.views.steps import Change, EndpointSteps, Step
 
 T0 = 100.0
 
@@ -110,10 +107,6 @@ def test_connection_with_no_change():
     assert steps.client == [Step("ESTABLISHED", _ts(1), 1)]
     assert steps.server == [Step("ESTABLISHED", _ts(1), 1)]
     assert steps.changes == []
-    rtt = HandshakeRtt()
-    for a in c.anns:
-        rtt.feed(a)
-    assert rtt.rtt is None
 
 
 def test_a_state_changed_between_segments_opens_a_step_at_the_next_path():
@@ -125,19 +118,3 @@ def test_a_state_changed_between_segments_opens_a_step_at_the_next_path():
     steps = EndpointSteps.of(c.anns)
     assert [(s.state, s.frame) for s in steps.client] == [("TIME_WAIT", 1), ("CLOSED", 2)]
     assert steps.changes == [Change(2, "client", ["CLOSED", "CLOSED"])]
-
-
-def test_handshake_rtt_runs_from_the_first_syn_to_the_servers_established():
-    c = Conn()
-    c.seg("client", "SYN", SYN, ["CLOSED", "SYN_SENT"], ["LISTEN", "SYN_RCVD"])
-    c.seg("client", "SYN", SYN)                 # retransmitted: the first one counts
-    c.seg("server", "SYN+ACK", SYN | ACK, ["SYN_SENT", "ESTABLISHED"],
-          ["SYN_RCVD", "SYN_RCVD"])
-    c.seg("client", "ACK", ACK, None, ["SYN_RCVD", "ESTABLISHED"])
-    c.seg("client", "FIN", FIN | ACK, ["ESTABLISHED", "FIN_WAIT_1"],
-          ["ESTABLISHED", "CLOSE_WAIT"])
-    rtt = HandshakeRtt()
-    for a in c.anns:
-        rtt.feed(a)
-    assert rtt.syn_ts == _ts(1)
-    assert rtt.rtt == pytest.approx(_ts(4) - _ts(1))

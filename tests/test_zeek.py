@@ -10,6 +10,7 @@ import pytest
 
 from rawinspect.views.summary import Summaries
 from rawinspect.render import summaries as render
+from rawinspect.app.annotator import Annotator
 from rawinspect.core.tracker import Tracker
 from tcpseq import ACK, C_ISN, FIN, RST, S_ISN, SYN, Conv
 
@@ -219,3 +220,20 @@ def test_time_in_time_wait_is_2msl_when_a_late_fin_ends_it():
     client = s.results()[0].timing["client"]
     assert [h.state for h in client][-2:] == ["TIME_WAIT", "CLOSED"]
     assert client[-2].seconds == pytest.approx(10.0)
+
+
+def test_handshake_rtt_is_wiresharks_and_a_retransmitted_syn_restarts_it():
+    """One definition (tcp.analysis.initial_rtt): the latest SYN to the ACK of the SYN+ACK;
+    the second the first SYN waited in a full queue is not round-trip time."""
+    c = Conv()
+    segs = [c.seg("c", SYN, C_ISN), c.seg("c", SYN, C_ISN, dt=1.0),
+            c.seg("s", SYN | ACK, S_ISN, C_ISN + 1, dt=0.004), c.seg("c", ACK, C1, S1, dt=0.002)]
+    s = summary(segs)
+    assert s.rtt == pytest.approx(0.006)
+    anns = Annotator().feed_all(segs)
+    assert "out_of_order" not in anns[-1].analysis
+
+
+def test_no_handshake_no_rtt():
+    c = Conv()
+    assert summary([c.seg("c", ACK | PSH, C1, S1, 10), c.seg("s", ACK, S1, C1 + 10)]).rtt is None

@@ -88,29 +88,3 @@ class EndpointSteps:
     def of_side(self, who: str) -> list[Step]:
         """The steps of "client" or "server"."""
         return self.client if who == "client" else self.server
-
-
-class HandshakeRtt:
-    """The handshake RTT: the client's first SYN to the server's ESTABLISHED.
-
-    The server is ESTABLISHED when it receives the ACK of its SYN+ACK (or, in a
-    simultaneous open, the SYN+ACK): the first segment whose server path passes
-    SYN_RCVD and ends in ESTABLISHED. ``rtt`` stays None without both.
-    """
-
-    __slots__ = ("syn_ts", "rtt")
-
-    def __init__(self) -> None:
-        self.syn_ts: float | None = None
-        self.rtt: float | None = None
-
-    def feed(self, a: Annotation) -> None:
-        """Take the next annotation of the connection."""
-        if self.rtt is not None:
-            return
-        if self.syn_ts is None and a.event == "SYN" and a.from_client:
-            self.syn_ts = a.seg.ts
-        path = a.server_path
-        if (self.syn_ts is not None and path and path[-1] == "ESTABLISHED"
-                and "SYN_RCVD" in path):
-            self.rtt = a.seg.ts - self.syn_ts

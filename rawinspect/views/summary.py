@@ -9,7 +9,8 @@ import hashlib
 from dataclasses import dataclass, field
 
 from ..core.annotation import Annotation
-from .steps import Change, EndpointSteps, HandshakeRtt
+from .steps import Change, EndpointSteps
+from .wireshark import HandshakeRtt
 from .zeek import ConnLog, ZeekConn
 
 
@@ -38,7 +39,7 @@ class ConnSummary:
     client_final: str
     server_final: str
     closed_first: str             # "client", "server", "simultaneous" or "-"
-    rtt: float | None             # the handshake RTT, as steps.HandshakeRtt
+    rtt: float | None             # the handshake RTT, as wireshark.HandshakeRtt
     timing: dict[str, list[Held]] = field(default_factory=dict)
     letters: list[tuple[str, int]] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
@@ -47,13 +48,14 @@ class ConnSummary:
 class _Track:
     """What one connection's summary collects beside Zeek's record."""
 
-    __slots__ = ("first", "last", "steps", "handshake", "fin_first", "closing")
+    __slots__ = ("first", "last", "steps", "handshake", "heard", "fin_first", "closing")
 
     def __init__(self, a: Annotation) -> None:
         self.first = a
         self.last = a
         self.steps = EndpointSteps(a)
         self.handshake = HandshakeRtt()
+        self.heard = [False, False]   # the server, the client has sent a segment
         self.fin_first = "-"
         self.closing: set[str] = set()
 
@@ -65,8 +67,9 @@ class _Track:
                 self.fin_first = change.who
             if "CLOSING" in change.path:
                 self.closing.add(change.who)
-        if self.handshake.rtt is None:
-            self.handshake.feed(a)
+        if not self.handshake.rtt:
+            self.handshake.feed(a.seg.flags, a.seg.ts, self.heard[not a.from_client])
+        self.heard[a.from_client] = True
 
     def timing(self, end: float) -> dict[str, list[Held]]:
         """How long each endpoint held each state, the last one until ``end``."""
@@ -112,6 +115,6 @@ class Summaries:
                 cid, uid(t.first), z.first_ts, z.last_time - z.first_ts, t.first.client,
                 t.first.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
                 z.conn_state(), z.history_string, z.missed_bytes, t.last.client_after,
-                t.last.server_after, closed, t.handshake.rtt, t.timing(self.end), list(z.history),
+                t.last.server_after, closed, t.handshake.rtt or None, t.timing(self.end), list(z.history),
                 t.steps.changes))
         return out

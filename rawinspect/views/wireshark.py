@@ -47,16 +47,39 @@ class Flow:
         self.base = 0             # first sequence number (the one before, without SYN)
 
 
+class HandshakeRtt:
+    """The handshake RTT, as Wireshark's tcp.analysis.initial_rtt: from the latest SYN to
+    the first acknowledgement without SYN after it, once the peer has been heard.
+
+    A SYN sent again restarts it, so a SYN dropped by a full queue does not count as
+    round-trip time. ``rtt`` is 0.0 until known. The one definition: Wireshark's view
+    uses it for its out-of-order threshold, the connection summaries report it.
+    """
+
+    __slots__ = ("syn_ts", "rtt")
+
+    def __init__(self) -> None:
+        self.syn_ts = 0.0         # when the latest SYN was seen (0: not seen)
+        self.rtt = 0.0
+
+    def feed(self, flags: int, ts: float, peer_heard: bool) -> None:
+        """Take one segment's flags and time; ``peer_heard``: the other side has sent."""
+        if flags & SYN:
+            if not flags & ACK:
+                self.syn_ts = ts
+        elif flags & ACK and self.syn_ts and not self.rtt and peer_heard:
+            self.rtt = ts - self.syn_ts
+
+
 class ConnAnalysis:
     """One connection's bookkeeping: both directions, the handshake RTT, its 4-tuple."""
 
-    __slots__ = ("c", "s", "syn_ts", "rtt", "key", "conn")
+    __slots__ = ("c", "s", "handshake", "key", "conn")
 
     def __init__(self, key: bytes, conn: int) -> None:
         self.c = Flow()
         self.s = Flow()
-        self.syn_ts = 0.0         # when the SYN was seen (0: not seen)
-        self.rtt = 0.0            # SYN to the ACK of the SYN+ACK (0: not known yet)
+        self.handshake = HandshakeRtt()
         self.key = key            # the 4-tuple, the same in both directions
         self.conn = conn
 
@@ -110,8 +133,9 @@ class SeqAnalyzer:
         seg = a.seg
         fwd, rev = (state.c, state.s) if a.from_client else (state.s, state.c)
         flags = seg.flags
-        if flags & SYN or (state.syn_ts and not state.rtt):
-            self._scale(seg, fwd, rev, state)
+        hs = state.handshake
+        if flags & SYN or (hs.syn_ts and not hs.rtt):
+            self._scale(seg, fwd, rev, hs)
         seq, ack, seglen = seg.seq, seg.ack, seg.payload
         window = seg.window
         if fwd.wscale >= 0 and not flags & SYN:
@@ -173,7 +197,7 @@ class SeqAnalyzer:
             rev.maxseqtobeacked = rev.nextseq
         if (not done and (seglen > 0 or flags & (SYN | FIN)) and nxt
                 and 0 < ((nxt - seq) & MASK) < 0x80000000 and not marks & KEEP_ALIVE):
-            self._retransmission_kind(a, fwd, rev, state.rtt, seq, seglen, out)
+            self._retransmission_kind(a, fwd, rev, hs.rtt, seq, seglen, out)
         end = (seq + seglen + (1 if flags & (SYN | FIN) else 0)) & MASK
         if not marks & ZWP:
             if not nxt or 0 < ((end - nxt) & MASK) < 0x80000000:
@@ -207,16 +231,12 @@ class SeqAnalyzer:
         out.append("retransmission")
 
     @staticmethod
-    def _scale(seg: Segment, fwd: Flow, rev: Flow, state: ConnAnalysis) -> None:
-        """Window scale from the SYNs; the handshake RTT (SYN to the ACK of SYN+ACK)."""
+    def _scale(seg: Segment, fwd: Flow, rev: Flow, handshake: HandshakeRtt) -> None:
+        """Window scale from the SYNs; the handshake RTT."""
         flags = seg.flags
         if flags & SYN:
             shift = (seg.opts or {}).get("wscale")
             fwd.wscale = shift if shift is not None else -2
-            if flags & ACK:
-                if fwd.wscale == -2 or rev.wscale == -2:   # scaling needs both sides
-                    fwd.wscale = rev.wscale = -2
-            else:
-                state.syn_ts = seg.ts
-        elif flags & ACK and state.syn_ts and not state.rtt and rev.seen:
-            state.rtt = seg.ts - state.syn_ts
+            if flags & ACK and (fwd.wscale == -2 or rev.wscale == -2):
+                fwd.wscale = rev.wscale = -2   # scaling needs both sides
+        handshake.feed(flags, seg.ts, rev.seen)
