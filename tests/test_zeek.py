@@ -237,3 +237,16 @@ def test_handshake_rtt_is_wiresharks_and_a_retransmitted_syn_restarts_it():
 def test_no_handshake_no_rtt():
     c = Conv()
     assert summary([c.seg("c", ACK | PSH, C1, S1, 10), c.seg("s", ACK, S1, C1 + 10)]).rtt is None
+
+
+def test_time_wait_ends_after_2msl_when_the_capture_runs_longer():
+    c = Conv()
+    s = Summaries(time_wait=10.0)
+    anns = Tracker(msl=5.0).feed_all(close4(c, data=False))
+    s.feed(anns)
+    s.end = anns[-1].seg.ts + 30.0
+    result = s.results()[0]
+    client = result.timing["client"]
+    assert [h.state for h in client][-2:] == ["TIME_WAIT", "CLOSED"]
+    assert client[-2].seconds == pytest.approx(10.0)
+    assert result.client_final == "CLOSED"

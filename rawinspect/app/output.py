@@ -102,7 +102,7 @@ class Output:
         # -c: replay stops after showing N segments; a live capture stops after capturing
         # N packets, which its capture loop counts.
         self.count: int | None = None if live else args.count
-        self.summaries = Summaries() if summary_mode(args) else None
+        self.summaries = Summaries(2 * args.msl) if summary_mode(args) else None
         self.renderer: Renderer = (Quiet() if self.summaries is not None else
                                    make_renderer(args.format, sys.stdout, render_options(args)))
 

@@ -9,7 +9,8 @@ import hashlib
 from dataclasses import dataclass, field
 
 from ..core.annotation import Annotation
-from .steps import Change, EndpointSteps
+from ..core.tracker import DEFAULT_MSL
+from .steps import Change, EndpointSteps, Step
 from .wireshark import HandshakeRtt
 from .zeek import ConnLog, ZeekConn
 
@@ -71,10 +72,14 @@ class _Track:
             self.handshake.feed(a.seg.flags, a.seg.ts, self.heard[not a.from_client])
         self.heard[a.from_client] = True
 
-    def timing(self, end: float) -> dict[str, list[Held]]:
-        """How long each endpoint held each state, the last one until ``end``."""
+    def timing(self, end: float, time_wait: float) -> dict[str, list[Held]]:
+        """How long each endpoint held each state, the last one until ``end``; a TIME_WAIT
+        that ``end`` outlasts ends after ``time_wait`` (2MSL), in CLOSED."""
         out: dict[str, list[Held]] = {}
         for who, steps in (("client", self.steps.client), ("server", self.steps.server)):
+            last = steps[-1]
+            if last.state == "TIME_WAIT" and end > last.ts + time_wait:
+                steps = steps + [Step("CLOSED", last.ts + time_wait, last.frame)]
             ends = [s.ts for s in steps[1:]] + [end]
             out[who] = [Held(s.state, s.ts, s.frame, until - s.ts)
                         for s, until in zip(steps, ends)]
@@ -90,7 +95,8 @@ def uid(a: Annotation) -> str:
 class Summaries:
     """Collects what the summaries need, one annotation at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, time_wait: float = 2 * DEFAULT_MSL) -> None:
+        self.time_wait = time_wait
         self.log = ConnLog()
         self.tracks: dict[int, _Track] = {}
         self.end = 0.0
@@ -111,10 +117,11 @@ class Summaries:
         for cid, t in sorted(self.tracks.items()):
             z: ZeekConn = self.log.conns[cid]
             closed = ("simultaneous" if t.closing == {"client", "server"} else t.fin_first)
+            timing = t.timing(self.end, self.time_wait)
             out.append(ConnSummary(
                 cid, uid(t.first), z.first_ts, z.last_time - z.first_ts, t.first.client,
                 t.first.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
-                z.conn_state(), z.history_string, z.missed_bytes, t.last.client_after,
-                t.last.server_after, closed, t.handshake.rtt or None, t.timing(self.end), list(z.history),
+                z.conn_state(), z.history_string, z.missed_bytes, timing["client"][-1].state,
+                timing["server"][-1].state, closed, t.handshake.rtt or None, timing, list(z.history),
                 t.steps.changes))
         return out
