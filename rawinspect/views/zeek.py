@@ -21,17 +21,10 @@ from dataclasses import dataclass, field
 
 from ..core.annotation import Annotation
 from ..core.segment import ACK, FIN, RST, SYN
-
-MASK = 0xFFFFFFFF
+from ..core.seqspace import MASK, seq_delta as _delta
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = (
     "INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED", "CLOSED", "RESET")
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
-
-
-def _delta(a: int, b: int) -> int:
-    """a - b as a signed 32-bit sequence difference."""
-    d = (a - b) & MASK
-    return d - (1 << 32) if d & 0x80000000 else d
 
 
 class ZeekEndpoint:
