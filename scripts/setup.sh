@@ -13,7 +13,24 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libpcap\.so'; then
         echo "note: libpcap not found; install libpcap0.8 for live capture filters" >&2
     fi
 fi
+# The digest of everything the build is made from: an install whose stamp matches it, and
+# that is a real install (not an editable one), is current, and is not built again.
+stamp="$(cat setup.py pyproject.toml $(find rawinspect -name '*.py' | LC_ALL=C sort) \
+         | sha256sum | cut -d' ' -f1) pure=${RAWINSPECT_PURE:-}"
+installed() {
+    [ -f .venv/rawinspect.stamp ] && [ "$(cat .venv/rawinspect.stamp)" = "$stamp" ] &&
+        .venv/bin/python -P -c 'import sys, rawinspect
+sys.exit("/site-packages/" not in rawinspect.__file__)' 2>/dev/null
+}
+if installed; then
+    echo "$(.venv/bin/python -P -m rawinspect --version) in $(pwd)/.venv is built from these" \
+         "sources: not reinstalled"
+    exit 0
+fi
+rm -f .venv/rawinspect.stamp
+rm -rf build  # setuptools reuses it: modules since renamed or removed would ship again
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q '.[test]'
+echo "$stamp" > .venv/rawinspect.stamp
 echo "$(.venv/bin/python -P -m rawinspect --version) installed in $(pwd)/.venv (run .venv/bin/rawinspect)"
