@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +119,12 @@ def test_filters(two_conns, args, frames):
     (["capture", "-T", "jsonl", "--ascii"], 2, "--ascii is for --format ladder, not jsonl"),
     (["replay", "--width", "90", "-T", "mermaid", "X"], 2,
      "--width is for --format table or ladder, not mermaid"),
+    (["replay", "--time", "delta", "-T", "jsonl", "X"], 2,
+     "--time is for --format table, not jsonl"),
+    (["capture", "--time", "absolute", "-T", "ladder"], 2,
+     "--time is for --format table, not ladder"),
+    (["replay", "--time", "delta", "--conns", "X"], 2, "--time is for the per-segment table"),
+    (["replay", "--time", "sometimes", "X"], 2, "invalid choice"),
     # -w: the same rules in replay and capture, checked first
     (["replay", "--annotate", "-w", "out.pcap", "X"], 2, "--annotate needs -w FILE.pcapng"),
     (["capture", "--annotate", "-w", "out.pcap"], 2, "--annotate needs -w FILE.pcapng"),
@@ -132,6 +139,31 @@ def test_bad_input_gets_one_line_and_no_traceback(args, code, message):
     assert res.returncode == code
     assert message in res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("mode,times", [
+    ("relative", ["0.000000", "0.001000", "0.002000", "0.003000", "0.004000"]),
+    ("delta", ["0.000000", "0.001000", "0.001000", "0.001000", "0.001000"]),
+    ("conn-delta", ["0.000000", "0.001000", "0.001000", "0.001000", "0.001000"]),
+])
+def test_time_modes_on_the_command_line(two_conns, mode, times):
+    res = rawinspect("replay", "--time", mode, "--width", "200", str(two_conns))
+    assert res.returncode == 0, res.stderr
+    rows = [line.split() for line in res.stdout.splitlines() if line[:1].isdigit()]
+    assert [r[1] for r in rows[:5]] == times
+    if mode == "conn-delta":  # connection 2 starts again at zero
+        assert [r[1] for r in rows if r[2] == "2"][0] == "0.000000"
+
+
+def test_absolute_time_is_local_and_honours_tz(two_conns):
+    for tz, stamp in (("UTC", "1970-01-01 00:16:40.001000"),
+                      ("Asia/Tokyo", "1970-01-01 09:16:40.001000")):
+        res = subprocess.run([sys.executable, "-m", "rawinspect", "replay", "--time",
+                              "absolute", str(two_conns)], capture_output=True, text=True,
+                             cwd=ROOT, timeout=120, env={**os.environ, "TZ": tz})
+        assert res.returncode == 0, res.stderr
+        first = [line for line in res.stdout.splitlines() if line.startswith("1 ")][0]
+        assert first.startswith(f"1     {stamp} 1")
 
 
 def test_a_missing_file_is_one_error_line():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,11 @@ def annotations(name: str) -> list:
     return Annotator().feed_all(read_segments(str(CAPTURES / f"{name}.pcap"), Stats()))
 
 
-def table(anns: list, width: int, color: bool = False, batch: int = 7) -> str:
+def table(anns: list, width: int, color: bool = False, batch: int = 7,
+          time: str = "relative") -> str:
     """The table as a live capture writes it: in batches."""
     out = io.StringIO()
-    r = TableRenderer(out, color, width)
+    r = TableRenderer(out, color, width, time)
     for i in range(0, len(anns), batch):
         r.write(anns[i:i + batch])
     r.close()
@@ -89,3 +91,64 @@ def test_color_paints_without_moving_anything():
     plain, colored = table(anns, 80), table(anns, 80, color=True)
     assert "\x1b[" not in plain and "\x1b[31m" in colored
     assert ANSI.sub("", colored) == plain
+
+
+def times(text: str) -> list[str]:
+    """The Time cells of the rows, in order."""
+    header = text.splitlines()[0]
+    start, end = header.index("Time"), header.index("Conn")
+    return [line[start:end].strip() for line in text.splitlines() if re.match(r"\d+ ", line)]
+
+
+@pytest.mark.parametrize("width", [120, 200])
+@pytest.mark.parametrize("mode", ["relative", "absolute", "delta", "conn-delta"])
+def test_every_time_mode_fits_and_lines_up(mode, width):
+    anns = annotations("short-long")
+    text = table(anns, width, time=mode)
+    assert max(len(line) for line in text.splitlines()) <= width
+    header = text.splitlines()[0]
+    starts = [header.index(h) for h in ("Conn", "Flags", "Client", "Server")]
+    for line in (line for line in text.splitlines() if re.match(r"\d+ ", line)):
+        assert all(line[s - 1] == " " and line[s] != " " for s in starts), line
+    assert len(times(text)) == len(anns)
+
+
+def test_time_modes_count_from_where_they_say():
+    anns = annotations("short-long")
+    ts = [a.seg.ts for a in anns]
+    rel = [float(t) for t in times(table(anns, 200))]
+    assert rel == pytest.approx([t - ts[0] for t in ts], abs=1e-6)
+    delta = [float(t) for t in times(table(anns, 200, time="delta"))]
+    assert delta == pytest.approx([0] + [b - a for a, b in zip(ts, ts[1:])], abs=1e-6)
+    conn = [float(t) for t in times(table(anns, 200, time="conn-delta"))]
+    last: dict[int, float] = {}
+    want = []
+    for a in anns:
+        want.append(a.seg.ts - last.get(a.conn, a.seg.ts))
+        last[a.conn] = a.seg.ts
+    assert conn == pytest.approx(want, abs=1e-6)
+    assert len({a.conn for a in anns}) > 1 and conn != delta
+
+
+def test_absolute_time_is_local_wall_clock(monkeypatch):
+    import time
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        anns = annotations("handshake")
+        stamps = times(table(anns, 200, time="absolute"))
+        want = datetime.fromtimestamp(anns[0].seg.ts, timezone.utc)
+        assert stamps[0] == want.strftime("%Y-%m-%d %H:%M:%S.%f")
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", s)
+                   for s in stamps)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_only_absolute_time_widens_the_column():
+    anns = annotations("handshake")
+    heads = {mode: table(anns, 120, time=mode).splitlines()[0]
+             for mode in ("relative", "delta", "conn-delta", "absolute")}
+    assert len({h for m, h in heads.items() if m != "absolute"}) == 1
+    assert heads["absolute"].index("Conn") - heads["relative"].index("Conn") == 26 - 9

@@ -9,6 +9,7 @@ from ..core.tracker import DEFAULT_HOLD, DEFAULT_MSL
 from ..render import DEFAULT_FORMAT, FORMATS, formats_help
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_NOPRIV = 0, 1, 2, 77
+TIME_MODES = ("relative", "absolute", "delta", "conn-delta")  # the table's Time column
 
 
 class UsageError(Exception):
@@ -69,6 +70,12 @@ def add_output_options(p: argparse.ArgumentParser,
                    help="with -w: pcapng with each packet's annotation as its comment")
     p.add_argument("--width", type=positive_int, metavar="COLUMNS",
                    help="width of the table or ladder (default: the terminal's, or 80)")
+    p.add_argument("--time", choices=TIME_MODES, default=None,
+                   help="the table's Time column: seconds since the first segment "
+                        "(relative, the default), local date and time (absolute, like "
+                        "tcpdump -tttt), seconds since the previous segment (delta, like "
+                        "-ttt) or since the previous segment of the same connection "
+                        "(conn-delta)")
     _add_filters(p, count_help)
     p.add_argument("--msl", type=positive_float, default=DEFAULT_MSL, metavar="SECONDS",
                    help=f"maximum segment lifetime; TIME_WAIT lasts 2*MSL (default {DEFAULT_MSL:g})")

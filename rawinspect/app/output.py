@@ -68,15 +68,20 @@ def settle_format(args: argparse.Namespace) -> None:
         raise UsageError(f"-o FILE is for --format {', '.join(files)}; --format {fmt} "
                          "prints to stdout (redirect it: > FILE)")
     for flag, given, formats in (("--ascii", args.ascii, ("ladder",)),
-                                 ("--width", args.width, ("table", "ladder"))):
+                                 ("--width", args.width, ("table", "ladder")),
+                                 ("--time", args.time, ("table",))):
         if given and fmt not in formats:
             raise UsageError(f"{flag} is for --format {' or '.join(formats)}, not {fmt}")
+    if args.time and summary_mode(args):
+        raise UsageError("--time is for the per-segment table, not the connection "
+                         "summaries (--conns, --explain)")
 
 
 def render_options(args: argparse.Namespace) -> RenderOptions:
     """Drawing options from the command line."""
     width = args.width or (shutil.get_terminal_size().columns if sys.stdout.isatty() else 80)
-    return RenderOptions(use_color(args.color), args.ascii, width, args.output)
+    return RenderOptions(use_color(args.color), args.ascii, width, args.output,
+                         args.time or "relative")
 
 
 def summary_mode(args: argparse.Namespace) -> bool:

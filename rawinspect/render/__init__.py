@@ -28,11 +28,13 @@ class Renderer(Protocol):
 
 @dataclass
 class RenderOptions:
-    """How to draw: colour, plain ASCII, width in columns, and a file for pictures."""
+    """How to draw: colour, plain ASCII, width in columns, a file for pictures, and the
+    table's time (relative, absolute, delta or conn-delta)."""
     color: bool = False
     ascii: bool = False
     width: int = 80
     output: str | None = None
+    time: str = "relative"
 
 
 SegmentFactory = Callable[[TextIO, RenderOptions], Renderer]
@@ -62,7 +64,7 @@ class Format:
 
 def _table(out: TextIO, opts: RenderOptions) -> Renderer:
     from .table import TableRenderer
-    return TableRenderer(out, opts.color, opts.width)
+    return TableRenderer(out, opts.color, opts.width, opts.time)
 
 
 def _jsonl(out: TextIO, opts: RenderOptions) -> Renderer:

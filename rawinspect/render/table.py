@@ -5,11 +5,15 @@ numbers, state columns as wide as the longest state (wider on a wide terminal), 
 path through several states wrapped onto continuation lines. The explanation ("Why") is
 wrapped in the last column when there is room for it, else on indented lines below the
 row. Nothing is cut. A connection's addresses are printed when it first appears.
+The Time column shows tcpdump's choices: seconds since the first segment (the default),
+the local date and time (-tttt), or the seconds since the previous segment (-ttt) or the
+previous segment of the same connection; only the date and time widen it.
 """
 
 from __future__ import annotations
 
 import textwrap
+from datetime import datetime
 from typing import TextIO
 
 from ..core.annotation import Annotation
@@ -22,6 +26,7 @@ WIDE_STATE_W = 22  # "ESTABLISHED→FIN_WAIT_1"
 WHY_MIN = 40  # the explanation gets its own column only with this much room
 INDENT = 6  # explanations below the row start here
 MIN_WIDTH = sum(NUMBER_WIDTHS) + 2 * STATE_W + len(NUMBER_WIDTHS) + 1
+ABSOLUTE_W = len("YYYY-MM-DD HH:MM:SS.ffffff")
 
 RED, YELLOW, MAGENTA, BOLD, RESET = ("\x1b[31m", "\x1b[33m", "\x1b[35m", "\x1b[1m", "\x1b[0m")
 
@@ -56,13 +61,18 @@ class TableRenderer:
     """Rows laid out for ``width`` columns, written as they come (a live capture's table
     lines up)."""
 
-    def __init__(self, out: TextIO, color: bool, width: int = 80) -> None:
+    def __init__(self, out: TextIO, color: bool, width: int = 80,
+                 time: str = "relative") -> None:
         self.out = out
         self.color = color
-        self.width = max(width, MIN_WIDTH)
-        wide = self.width - MIN_WIDTH - 2 * (WIDE_STATE_W - STATE_W) >= 60
+        self.time = time
+        extra = ABSOLUTE_W - NUMBER_WIDTHS[1] if time == "absolute" else 0
+        min_width = MIN_WIDTH + extra
+        self.width = max(width, min_width)
+        wide = self.width - min_width - 2 * (WIDE_STATE_W - STATE_W) >= 60
         state_w = WIDE_STATE_W if wide else STATE_W
-        widths = NUMBER_WIDTHS + (state_w, state_w)
+        numbers = NUMBER_WIDTHS[:1] + (NUMBER_WIDTHS[1] + extra,) + NUMBER_WIDTHS[2:]
+        widths = numbers + (state_w, state_w)
         self.starts = [sum(widths[:i]) + i for i in range(len(widths) + 1)]
         self.widths = widths
         # Every cell padded to its column: as long as this only when every cell fits.
@@ -72,6 +82,7 @@ class TableRenderer:
         why_room = self.width - self.starts[-1]
         self.why_room = why_room if why_room >= WHY_MIN else 0
         self.t0: float | None = None
+        self.last: dict[int, float] = {}  # conn-delta: each connection's latest time
         self.header_done = False
         self.seen: set[int] = set()
         self._wrapped: dict[tuple[str, int], list[str]] = {}
@@ -127,14 +138,27 @@ class TableRenderer:
         lines[0] = self._paint(f"conn {a.conn}", BOLD) + lines[0][len(f"conn {a.conn}"):]
         return lines
 
+    def _time(self, a: Annotation) -> str:
+        """The Time cell in the chosen mode."""
+        ts = a.seg.ts
+        if self.t0 is None:
+            self.t0 = ts
+        mode = self.time
+        if mode == "relative":
+            return f"{ts - self.t0:.6f}"
+        if mode == "absolute":
+            return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f")
+        key = a.conn if mode == "conn-delta" else 0
+        prev = self.last.get(key, ts)
+        self.last[key] = ts
+        return f"{ts - prev:.6f}"
+
     def rows(self, a: Annotation) -> list[str]:
         """The lines of one annotation: the row, continuation lines for long state paths
         and the explanation."""
         seg = a.seg
-        if self.t0 is None:
-            self.t0 = seg.ts
         first: list[Cell] = [
-            (str(seg.frame), ""), (f"{seg.ts - self.t0:.6f}", ""), (str(a.conn), ""),
+            (str(seg.frame), ""), (self._time(a), ""), (str(a.conn), ""),
             ("→" if a.from_client else "←", ""),
             (seg.letters, RED if seg.flags & 0x04 else ""), (str(a.rel_seq), ""),
             (str(a.rel_ack), ""), (str(seg.payload), "")]
