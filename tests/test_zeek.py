@@ -250,3 +250,33 @@ def test_time_wait_ends_after_2msl_when_the_capture_runs_longer():
     assert [h.state for h in client][-2:] == ["TIME_WAIT", "CLOSED"]
     assert client[-2].seconds == pytest.approx(10.0)
     assert result.client_final == "CLOSED"
+
+
+def test_explain_has_a_legend_of_the_letters_that_occur():
+    from rawinspect.render.summaries import HISTORY_MEANINGS, history_legend
+    lines = history_legend("ShADadFf")
+    assert lines[0].startswith("Legend (upper case: the originator")
+    body = {line.split()[0]: line for line in lines[1:]}
+    assert list(body) == ["S", "h", "A", "D", "F"]  # one line per letter, first seen first
+    assert body["A"].split()[:2] == ["A", "a"] and "pure ACK" in body["A"]
+    assert body["D"].split()[:2] == ["D", "d"] and "data" in body["D"]
+    assert "SYN+ACK" in body["h"] and "RST" not in " ".join(lines)
+    flipped = history_legend("^hADdFaf")
+    assert any(line.split()[0] == "^" and "flipped" in line for line in flipped)
+    assert history_legend("") == []
+    every = history_legend("ShADFRGTWIQC^")
+    assert len(every) == 1 + len(HISTORY_MEANINGS) and not any("?" in x for x in every)
+
+
+def test_cli_explain_prints_the_legend_after_the_letters():
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    res = subprocess.run([sys.executable, "-m", "rawinspect", "replay",
+                          str(root / "captures" / "abortive-close.pcap"), "--explain", "1",
+                          "-q"], capture_output=True, text=True, cwd=root)
+    text = res.stdout
+    assert res.returncode == 0
+    assert text.index("History letters:") < text.index("Legend") < text.index("State changes:")
+    history = re.search(r"history (\S+);", text).group(1)
+    legend = text[text.index("Legend"):text.index("State changes:")]
+    for letter in history:
+        assert re.search(rf"^  (\S )*{re.escape(letter)}(?=\s)", legend, re.M), letter

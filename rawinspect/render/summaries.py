@@ -93,6 +93,30 @@ def zeek(summaries: list[ConnSummary]) -> str:
     return "\n".join(lines) + "\n"
 
 
+HISTORY_MEANINGS = {"s": "SYN (without ACK)", "h": "SYN+ACK", "a": "pure ACK",
+                    "d": "data (payload)", "f": "FIN", "r": "RST", "g": "content gap",
+                    "t": "retransmission", "w": "zero window",
+                    "i": "inconsistent packet (e.g. FIN+RST)",
+                    "q": "multi-flag packet (SYN+FIN or SYN+RST)", "c": "bad checksum",
+                    "^": "direction flipped: the first packet came from the responder"}
+
+
+def history_legend(history: str) -> list[str]:
+    """What each letter of ``history`` means, one line per letter that occurs (Zeek's)."""
+    if not history:
+        return []
+    kinds: dict[str, list[str]] = {}
+    for letter in history:
+        seen = kinds.setdefault(letter.lower(), [])
+        if letter not in seen:
+            seen.append(letter)
+    lines = ["Legend (upper case: the originator, lower case: the responder):"]
+    for kind, letters in kinds.items():
+        shown = " ".join(sorted(letters, key=str.islower))
+        lines.append(f"  {shown:<4} {HISTORY_MEANINGS.get(kind, '?')}")
+    return lines
+
+
 def explain(s: ConnSummary) -> str:
     """Which segments produced each history letter and each state change."""
     lines = [f"conn {s.conn} ({s.uid}): client {s.client}, server {s.server}",
@@ -103,6 +127,9 @@ def explain(s: ConnSummary) -> str:
         side = ("direction flipped: the first packet came from the responder"
                 if letter == "^" else "originator" if letter.isupper() else "responder")
         lines.append(f"  {letter}  frame {frame}  ({side})")
+    legend = history_legend(s.history)
+    if legend:
+        lines += [""] + legend
     lines += ["", "State changes:"]
     for frame, who, path in s.changes:
         lines.append(f"  frame {frame}: {who} {' → '.join(path)}")
