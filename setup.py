@@ -23,6 +23,7 @@ from setuptools.command.build_ext import build_ext
 HOT_MODULES = [
     "rawinspect/sources/capfile.py",
     "rawinspect/sources/decode.py",
+    "rawinspect/core/options.py",
     "rawinspect/core/segment.py",
     "rawinspect/core/seqspace.py",
     "rawinspect/core/annotation.py",

@@ -10,6 +10,7 @@ import pytest
 from frames import eth, ipv4, ipv6, pcap, pcapng, tcp
 from rawinspect.sources.capfile import CaptureFileError, open_capture
 from rawinspect.sources.decode import LINKTYPES, Decoder
+from rawinspect.core.options import options_json, options_text, parse_options, syn_options
 from rawinspect.core.segment import Segment
 
 SYN_OPTS = b"\x02\x04\x05\xb4" + b"\x01\x03\x03\x07" + b"\x04\x02"  # mss, nop, wscale 7, sackOK
@@ -162,3 +163,89 @@ def test_reader_streams_without_loading_the_file(tmp_path):
     first = next(records)
     assert len(first[2]) <= 2 * (1 << 20)  # one read chunk, not the whole file
     assert sum(1 for _ in records) == 2999
+
+
+# Every segment keeps its option bytes; parse_options reads them on demand.
+TS = b"\x01\x01\x08\x0a" + struct.pack("!II", 123, 45)          # NOP NOP timestamps
+SACK2 = b"\x01\x01\x05\x12" + struct.pack("!IIII", 100, 200, 300, 400)
+LINUX_SYN = (b"\x02\x04\xff\xd7" + b"\x04\x02" + b"\x08\x0a" + struct.pack("!II", 7, 0)
+             + b"\x01\x03\x03\x0a")                               # MSS SACK_PERM TS NOP WS=10
+
+
+def decode_one(tmp_path: Path, frame: bytes, linktype: int = 1) -> Segment:
+    (seg,) = decode_file(write(tmp_path, pcap([(1.0, frame)], linktype=linktype)))
+    assert isinstance(seg, Segment), seg
+    return seg
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda t: eth(ipv4(t)), lambda t: eth(ipv6(t), ethertype=0x86DD),
+    lambda t: eth(ipv4(t), vlans=(5,))], ids=["ipv4-fast", "ipv6-fast", "general"])
+def test_every_segment_keeps_its_option_bytes(tmp_path, wrap):
+    seg = decode_one(tmp_path, wrap(tcp(flags=0x10, options=TS + SACK2)))
+    assert seg.raw_opts == TS + SACK2 and seg.opts is None
+    o = parse_options(seg.raw_opts)
+    assert (o.ts_val, o.ts_ecr, o.sack, o.malformed) == (123, 45, [(100, 200), (300, 400)], False)
+    assert o.kinds == [8, 5]
+    assert decode_one(tmp_path, wrap(tcp(flags=0x10))).raw_opts == b""
+
+
+def test_every_option_kind_is_parsed(tmp_path):
+    seg = decode_one(tmp_path, eth(ipv4(tcp(flags=0x02, options=LINUX_SYN + b"\x22\x02"
+                                                                    + b"\x1e\x04\x00\x00"))))
+    o = parse_options(seg.raw_opts)
+    assert (o.mss, o.wscale, o.ws_multiplier, o.sack_perm, o.ts_val, o.ts_ecr, o.tfo) == (
+        65495, 10, 1024, True, 7, 0, 0)
+    assert (o.sack, o.unknown, o.malformed) == ([], [30], False)
+    assert o.kinds == [2, 4, 8, 3, 34, 30]
+    assert seg.opts == {"mss": 65495, "wscale": 10, "sack_perm": 1, "tfo": 0}
+
+
+@pytest.mark.parametrize("raw,parsed,malformed", [
+    (b"\x02\x04\x05", {}, True),                          # MSS cut by the header's end
+    (b"\x08\x0a\x00\x00\x00\x01", {}, True),              # timestamps cut
+    (b"\x02\x04\x05\xb4\x03", {"mss": 1460}, True),       # kind without a length byte
+    (b"\x02\x01\x05\xb4", {}, True),                      # length below 2
+    (b"\x02\x00\x05\xb4", {}, True),                      # length 0 (would loop forever)
+    (b"\x02\x05\x05\xb4\x00\x01\x01\x01", {}, True),      # MSS with the wrong length: skipped
+    (b"\x02\x05\x05\xb4\x00\x03\x03\x07", {"wscale": 7}, True),  # ... then parsing goes on
+    (b"\x05\x06\x00\x00\x00\x01", {}, True),              # SACK block cut in half
+    (b"\x03\x03\x0e\x00\x02\x04\x05\xb4", {"wscale": 14}, False),  # EOL ends the list
+    (b"\x03\x03\x0f", {"wscale": 14}, False),             # shift 15 is used as 14
+])
+def test_malformed_options_stop_and_flag_never_raise(raw, parsed, malformed):
+    o = parse_options(raw)
+    assert o.malformed == malformed
+    assert syn_options(raw) == parsed
+
+
+def test_truncated_header_options_are_flagged_not_raised(tmp_path):
+    cut = eth(ipv4(tcp(flags=0x10, options=TS)))[:14 + 20 + 26]   # 6 of 12 option bytes
+    (seg,) = decode_file(write(tmp_path, pcap([(1.0, cut)], wirelens=[len(cut) + 6])))
+    assert "truncated" in seg.issues and seg.raw_opts == TS[:6]
+    assert parse_options(seg.raw_opts).malformed and options_text(seg) == "MALFORMED"
+
+
+def test_options_text_is_wiresharks_compact_form(tmp_path):
+    syn = decode_one(tmp_path, eth(ipv4(tcp(flags=0x02, options=LINUX_SYN))))
+    assert options_text(syn) == "MSS=65495 SACK_PERM TSval=7 TSecr=0 WS=1024"
+    ack = decode_one(tmp_path, eth(ipv4(tcp(flags=0x10, ack=101, options=TS + SACK2))))
+    assert options_text(ack) == "TSval=123 TSecr=45 SLE=100 SRE=200 SLE=300 SRE=400"
+    assert options_text(ack, rel_ack=1) == "TSval=123 TSecr=45 SLE=0 SRE=100 SLE=200 SRE=300"
+    odd = decode_one(tmp_path, eth(ipv4(tcp(flags=0x02, options=b"\x22\x0a" + b"c" * 8
+                                                                + b"\x1e\x02\x02\x02"))))
+    assert options_text(odd) == "TFO=C OPT=30 MALFORMED"
+    assert options_text(decode_one(tmp_path, eth(ipv4(tcp(flags=0x10))))) == ""
+
+
+@pytest.mark.parametrize("raw,ack,rel_ack,text", [
+    (b"", 0, 0, "{}"),
+    (TS, 0, 0, '{"ts":[123,45]}'),
+    (LINUX_SYN, 0, 0, '{"mss":65495,"wscale":10,"sack_perm":true,"ts":[7,0]}'),
+    (TS + SACK2, 101, 1, '{"ts":[123,45],"sack":[[0,100],[200,300]]}'),
+    (b"\x05\x0a" + struct.pack("!II", 5, 10), 2**32 - 5, 10,    # edges across the wrap
+     '{"sack":[[20,25]]}'),
+    (b"\x22\x02\xfd\x04\x00\x00\x02\x04", 0, 0, '{"tfo":0,"unknown":[253],"malformed":true}'),
+])
+def test_options_json(raw, ack, rel_ack, text):
+    assert options_json(raw, ack, rel_ack) == text

@@ -13,18 +13,22 @@ class Annotation:
     ``["ESTABLISHED", "FIN_WAIT_1", "CLOSING"]``. ``analysis`` holds flags such as
     "retransmission", "keep_alive", "rst_out_of_window", "state_inferred". ``timer_ts``
     is when a timer (TIME_WAIT's 2MSL) moved an endpoint before this segment arrived, the
-    first step of its path; 0.0 when none did.
+    first step of its path; 0.0 when none did. ``win_scaled`` is the window as the
+    receiver understands it: the field shifted by the sender's window scale once both SYNs
+    offered scaling, never on a SYN (the raw field when not given).
     """
 
     __slots__ = ("seg", "conn", "client", "server", "from_client", "client_before",
                  "client_after", "server_before", "server_after", "client_path",
-                 "server_path", "event", "analysis", "note", "rel_seq", "rel_ack", "timer_ts")
+                 "server_path", "event", "analysis", "note", "rel_seq", "rel_ack", "timer_ts",
+                 "win_scaled")
 
     def __init__(self, *, seg: Segment, conn: int, client: str, server: str,
                  from_client: bool, client_before: str, client_after: str,
                  server_before: str, server_after: str, client_path: list[str] | None,
                  server_path: list[str] | None, event: str, analysis: list[str], note: str,
-                 rel_seq: int, rel_ack: int, timer_ts: float = 0.0) -> None:
+                 rel_seq: int, rel_ack: int, timer_ts: float = 0.0,
+                 win_scaled: int = -1) -> None:
         self.seg = seg
         self.conn = conn
         self.client = client
@@ -42,6 +46,7 @@ class Annotation:
         self.rel_seq = rel_seq
         self.rel_ack = rel_ack
         self.timer_ts = timer_ts
+        self.win_scaled = win_scaled if win_scaled >= 0 else seg.window
 
     @property
     def direction(self) -> str:

@@ -62,7 +62,12 @@ def _advance(s: Endpoint, seg: Segment) -> bool:
 def _note_ack(conn: Connection, s: Endpoint, seg: Segment) -> None:
     """The acknowledgement and window the sender advertises (scaled after the handshake)."""
     s.last_ack = seg.ack
-    s.win = seg.window << s.wscale if conn.wscale_ok and not seg.flags & SYN else seg.window
+    s.win = _scaled(conn, s, seg)
+
+
+def _scaled(conn: Connection, s: Endpoint, seg: Segment) -> int:
+    """The window field as the receiver reads it: scaled once both SYNs offered scaling."""
+    return seg.window << s.wscale if conn.wscale_ok and not seg.flags & SYN else seg.window
 
 
 def annotation(conn: Connection, seg: Segment, from_client: bool, *, s_before: str,
@@ -72,18 +77,25 @@ def annotation(conn: Connection, seg: Segment, from_client: bool, *, s_before: s
     """The Annotation of ``seg``, given sender and receiver, in client/server terms."""
     s, r = (conn.c, conn.s) if from_client else (conn.s, conn.c)
     sbase: int = s.base if s.base is not None else seg.seq
-    rel_ack = (seg.ack - r.base) & MASK if seg.flags & ACK and r.base is not None else 0
+    if seg.flags & ACK:  # _note_ack has scaled it
+        rel_ack = (seg.ack - r.base) & MASK if r.base is not None else 0
+        win = s.win
+    else:
+        rel_ack = 0
+        win = _scaled(conn, s, seg)
     if from_client:
         return Annotation(seg=seg, conn=conn.id, client=conn.client, server=conn.server,
                           from_client=True, client_before=s_before, client_after=s.state,
                           server_before=r_before, server_after=r.state, client_path=s_path,
                           server_path=r_path, event=event, analysis=analysis, note=note,
-                          rel_seq=(seg.seq - sbase) & MASK, rel_ack=rel_ack, timer_ts=timer_ts)
+                          rel_seq=(seg.seq - sbase) & MASK, rel_ack=rel_ack, timer_ts=timer_ts,
+                          win_scaled=win)
     return Annotation(seg=seg, conn=conn.id, client=conn.client, server=conn.server,
                       from_client=False, client_before=r_before, client_after=r.state,
                       server_before=s_before, server_after=s.state, client_path=r_path,
                       server_path=s_path, event=event, analysis=analysis, note=note,
-                      rel_seq=(seg.seq - sbase) & MASK, rel_ack=rel_ack, timer_ts=timer_ts)
+                      rel_seq=(seg.seq - sbase) & MASK, rel_ack=rel_ack, timer_ts=timer_ts,
+                      win_scaled=win)
 
 
 class Inference:

@@ -37,6 +37,8 @@ class Segment:
     ``src``/``dst`` are printable addresses; ``payload`` is the TCP payload length
     taken from the IP header (not the captured length). ``opts`` is None except on
     SYN segments, where it maps option names (mss, wscale, sack_perm, tfo) to values.
+    ``raw_opts`` holds every segment's option bytes as captured (b"" for none), for
+    ``core.options.parse_options`` to read on demand.
     ``issues`` lists decoding problems ("truncated", "ip_fragment"). ``flow`` is the
     4-tuple in wire form (see ``flow_key``), the connection table's key. The decoder
     passes the bytes it read and empty ``src``/``dst``, which are then made from the flow
@@ -45,12 +47,12 @@ class Segment:
     """
 
     __slots__ = ("frame", "ts", "_src", "sport", "_dst", "dport", "seq", "ack",
-                 "flags", "window", "payload", "opts", "issues", "flow")
+                 "flags", "window", "payload", "opts", "issues", "flow", "raw_opts")
 
     def __init__(self, frame: int, ts: float, src: str, sport: int, dst: str, dport: int,
                  seq: int, ack: int, flags: int, window: int, payload: int,
                  opts: dict[str, int] | None = None, issues: tuple[str, ...] = (),
-                 flow: bytes | None = None) -> None:
+                 flow: bytes | None = None, raw_opts: bytes = b"") -> None:
         self.frame = frame
         self.ts = ts
         self._src = src
@@ -65,6 +67,7 @@ class Segment:
         self.opts = opts
         self.issues = issues
         self.flow = flow if flow is not None else flow_key(src, sport, dst, dport)
+        self.raw_opts = raw_opts
 
     @property
     def src(self) -> str:

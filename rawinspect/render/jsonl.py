@@ -6,6 +6,7 @@ import json
 from typing import Final, TextIO
 
 from ..core.annotation import Annotation
+from ..core.options import options_json
 from ..core.segment import FLAG_LETTERS
 
 EMPTY: Final = '""'
@@ -44,14 +45,14 @@ class JsonlRenderer:
         return s
 
     def _tail(self, a: Annotation) -> str:
-        """States, paths, event, analysis and note: the part after the numbers."""
+        """States, paths, event, analysis and note: the part between the numbers."""
         cp, sp = a.client_path, a.server_path
         return (f'"client_before":"{a.client_before}","client_after":"{a.client_after}",'
                 f'"server_before":"{a.server_before}","server_after":"{a.server_after}",'
                 f'"client_path":{_dumps(cp) if cp else "null"},'
                 f'"server_path":{_dumps(sp) if sp else "null"},'
                 f'"event":"{a.event}","analysis":{_dumps(a.analysis) if a.analysis else "[]"},'
-                f'"note":{self._json(a.note) if a.note else EMPTY}}}\n')
+                f'"note":{self._json(a.note) if a.note else EMPTY},')
 
     def write(self, anns: list[Annotation]) -> None:
         tails = self._tails
@@ -59,6 +60,7 @@ class JsonlRenderer:
         lines = []
         for a in anns:
             seg = a.seg
+            raw = seg.raw_opts
             if a.client_path or a.server_path or a.analysis or a.note:
                 tail = self._tail(a)
             else:  # no state change and nothing to say: the tail repeats, cache it
@@ -76,7 +78,8 @@ class JsonlRenderer:
                 f'"direction":"{"c>s" if a.from_client else "s>c"}","flags":"'
                 f'{letters[seg.flags]}","seq":{seg.seq},"ack":{seg.ack},'
                 f'"rel_seq":{a.rel_seq},"rel_ack":{a.rel_ack},"len":{seg.payload},'
-                f'"win":{seg.window},{tail}')
+                f'"win":{seg.window},{tail}"win_scaled":{a.win_scaled},"options":'
+                f'{options_json(raw, seg.ack, a.rel_ack) if raw else "{}"}}}\n')
         self._write("".join(lines))
 
     def flush(self) -> None:

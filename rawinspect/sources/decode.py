@@ -11,6 +11,7 @@ from typing import Callable, Final
 
 import struct
 
+from ..core.options import syn_options
 from ..core.segment import SYN, Segment
 
 # Link types (LINKTYPE_* numbers as in pcap files); LINKTYPES below says how to read each.
@@ -84,10 +85,11 @@ class Decoder:
                     if off + 34 + hl <= end and hl >= 20:
                         flags = offfl & 0x1FF
                         plen = totlen - 20 - hl
+                        raw = buf[off + 54:off + 34 + hl] if hl > 20 else b""
                         return Segment(frame, ts, "", sport, "", dport, seq, ack, flags, win,
                                        plen if plen > 0 else 0,
-                                       _options(buf, off + 54, off + 34 + hl) if flags & SYN else None,
-                                       (), buf[off + 26:off + 38])
+                                       syn_options(raw) if flags & SYN else None,
+                                       (), buf[off + 26:off + 38], raw)
             elif etype_hi == 0x86 and caplen >= 74:
                 (etype, vtc, plen, nxt, sport, dport, seq, ack, offfl,
                  win) = _eth_ip6_tcp(buf, off)
@@ -96,10 +98,11 @@ class Decoder:
                     if off + 54 + hl <= end and hl >= 20:
                         flags = offfl & 0x1FF
                         plen -= hl
+                        raw = buf[off + 74:off + 54 + hl] if hl > 20 else b""
                         return Segment(frame, ts, "", sport, "", dport, seq, ack, flags, win,
                                        plen if plen > 0 else 0,
-                                       _options(buf, off + 74, off + 54 + hl) if flags & SYN else None,
-                                       (), buf[off + 22:off + 58])
+                                       syn_options(raw) if flags & SYN else None,
+                                       (), buf[off + 22:off + 58], raw)
         link = LINKTYPES.get(linktype)
         if link is None:
             return unsupported(linktype)
@@ -175,9 +178,10 @@ class Decoder:
         if hl > avail:
             issues += ("truncated",)
         flags = offfl & 0x1FF
-        opts = _options(buf, pos + 20, min(pos + hl, end)) if flags & SYN else None
+        raw = buf[pos + 20:min(pos + hl, end)] if hl > 20 else b""
         return Segment(frame, ts, "", sport, "", dport, seq, ack, flags, win,
-                       max(iplen - max(hl, 20), 0), opts, issues, addrs + buf[pos:pos + 4])
+                       max(iplen - max(hl, 20), 0), syn_options(raw) if flags & SYN else None,
+                       issues, addrs + buf[pos:pos + 4], raw)
 
 
 # Link layers: where the IP header starts. Each returns (IP version, offset) or a skip reason.
@@ -277,29 +281,3 @@ LINKTYPES: Final[dict[int, tuple[str, LinkReader]]] = {
     LT_SLL2: ("Linux cooked (SLL2)", _sll2),
 }
 
-
-def _options(buf: bytes, pos: int, end: int) -> dict[str, int]:
-    """The TCP options of interest on a SYN: mss, wscale, sack_perm, tfo (cookie length)."""
-    opts: dict[str, int] = {}
-    while pos < end:
-        kind = buf[pos]
-        if kind == 0:
-            break
-        if kind == 1:
-            pos += 1
-            continue
-        if pos + 1 >= end:
-            break
-        length = buf[pos + 1]
-        if length < 2 or pos + length > end:
-            break
-        if kind == 2 and length == 4:
-            opts["mss"] = _u16(buf, pos + 2)[0]
-        elif kind == 3 and length == 3:
-            opts["wscale"] = min(buf[pos + 2], 14)
-        elif kind == 4:
-            opts["sack_perm"] = 1
-        elif kind == 34:
-            opts["tfo"] = length - 2
-        pos += length
-    return opts
