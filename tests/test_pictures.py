@@ -125,6 +125,49 @@ def test_svg_parses_and_holds_arrows_bands_and_legend():
     assert {b.find(f"{SVG}title").text for b in bands} >= {"ESTABLISHED", "CLOSING"}
 
 
+def test_svg_writes_each_explanation_in_the_picture_and_keeps_the_tooltips():
+    anns = annotations("simultaneous-close", conn=1)
+    root = ET.fromstring(picture(anns))
+    markers = root.findall(f"{SVG}g[@class='marker']")
+    with_note = [a for a in anns if a.note]
+    assert [int(m.get("data-frame")) for m in markers] == [a.seg.frame for a in with_note]
+    # Each marker's number is written in it and leads its explanation below the diagram.
+    numbers = {}
+    for m, a in zip(markers, with_note):
+        assert m.find(f"{SVG}text").text == m.get("data-note")
+        assert m.find(f"{SVG}title").text == a.note
+        numbers.setdefault(a.note, m.get("data-note"))
+    assert len(set(numbers.values())) == len(numbers), "one number per explanation"
+    legend = [e for e in root.iter(f"{SVG}text") if e.get("class") == "explanation"]
+    lowest_arrow = max(float(e.get("y2")) for e in root.iter(f"{SVG}line")
+                       if e.get("class") == "segment")
+    assert all(float(e.get("y")) > lowest_arrow for e in legend), "below the diagram"
+    assert float(root.get("height")) > max(float(e.get("y")) for e in legend)
+    for note, n in numbers.items():
+        words = " ".join(e.text for e in legend if e.get("data-note") == n).split()
+        assert words[-len(note.split()):] == note.split(), note
+    assert all(len(e.text) <= 112 for e in legend), "wrapped"
+    labels = [e for e in root.iter(f"{SVG}text") if e.get("class") == "label"]
+    assert [e.find(f"{SVG}title").text for e in labels] == [a.note for a in anns]
+
+
+def test_svg_arrows_that_share_an_explanation_share_its_number():
+    anns = annotations("byte-stream", conn=1)
+    data = [a for a in anns if not a.note][:3]
+    for a in data:
+        a.note = "the same words"
+    root = ET.fromstring(picture(anns))
+    markers = root.findall(f"{SVG}g[@class='marker']")
+    assert len({m.get("data-note") for m in markers if m.find(f"{SVG}title").text ==
+                "the same words"}) == 1
+    legend = [e.text for e in root.iter(f"{SVG}text") if e.get("class") == "explanation"]
+    frames = ", ".join(str(a.seg.frame) for a in data)
+    assert f"frames {frames}: the same words" in legend
+    numbers = {e.get("data-note") for e in root.iter(f"{SVG}text")
+               if e.get("class") == "explanation"}
+    assert len(markers) == sum(1 for a in anns if a.note) == len(numbers) + 2
+
+
 def test_svg_limits_a_large_connection():
     from rawinspect.render import svg
     anns = annotations("byte-stream", conn=1)

@@ -3,6 +3,9 @@
 Each endpoint has a lifeline and beside it a band coloured by its TCP state; arrows run
 from sender to receiver, slanted, labelled with frame, flags, relative seq/ack and
 length; each state change is written where it happens; a legend names the colours.
+Each arrow's explanation is its tooltip and, for a PNG or a printout, a numbered circle
+beside its label: below the legend the numbered explanations are written out, wrapped
+(arrows that share an explanation share its number).
 Vertical spacing follows the capture's timing where that stays readable: gaps are
 scaled, then clamped between a minimum (so close segments do not overlap) and a maximum
 (long idle times are cut and marked with their length). A picture holds at most
@@ -12,6 +15,7 @@ MAX_SEGMENTS segments and MAX_PICTURES connections are drawn; the rest is said o
 from __future__ import annotations
 
 import sys
+import textwrap
 from collections import defaultdict
 from html import escape
 
@@ -22,6 +26,7 @@ MAX_SEGMENTS = 400
 MAX_PICTURES = 50
 WIDTH, LEFT_X, RIGHT_X, TOP = 900, 230, 670, 110
 MIN_GAP, MAX_GAP, PX_PER_MS, SLANT = 30, 90, 40, 14
+CHAR_W, NOTE_LINE, NOTE_CHARS = 7.2, 16, 112  # monospace 12 px: width of a character
 COLORS = {"CLOSED": "#d9d9d9", "LISTEN": "#b3cde3", "SYN_SENT": "#ccebc5",
           "SYN_RCVD": "#a8ddb5", "ESTABLISHED": "#4daf4a", "FIN_WAIT_1": "#fed976",
           "FIN_WAIT_2": "#feb24c", "CLOSE_WAIT": "#9ecae1", "CLOSING": "#fc9272",
@@ -43,18 +48,14 @@ def _rows(anns: list[Annotation]) -> list[tuple[float, str]]:
     return ys
 
 
-def picture(anns: list[Annotation]) -> str:
-    """One connection's SVG document."""
-    total = len(anns)
-    anns = anns[:MAX_SEGMENTS]
-    rows = _rows(anns)
-    bottom = (rows[-1][0] if rows else TOP) + 60
+def _header(anns: list[Annotation], total: int, bottom: float, height: float) -> list[str]:
+    """The document's start: arrow head, background, title, lifelines."""
     first = anns[0]
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
-           f'height="{bottom + 70:.0f}" font-family="monospace" font-size="12">',
+           f'height="{height:.0f}" font-family="monospace" font-size="12">',
            '<defs><marker id="head" markerWidth="10" markerHeight="8" refX="9" refY="4" '
            'orient="auto"><path d="M0,0 L10,4 L0,8 z" fill="#222"/></marker></defs>',
-           f'<rect width="{WIDTH}" height="{bottom + 70:.0f}" fill="white"/>',
+           f'<rect width="{WIDTH}" height="{height:.0f}" fill="white"/>',
            f'<text x="{WIDTH / 2}" y="24" text-anchor="middle" font-size="15" '
            f'font-weight="bold">conn {first.conn}: client {escape(first.client)} ⇄ server '
            f'{escape(first.server)}</text>']
@@ -65,7 +66,13 @@ def picture(anns: list[Annotation]) -> str:
         out.append(f'<text x="{x}" y="70" text-anchor="middle" font-weight="bold">{who}'
                    f'</text><text x="{x}" y="86" text-anchor="middle">{escape(ep)}</text>')
         out.append(f'<line x1="{x}" y1="{TOP - 14}" x2="{x}" y2="{bottom}" stroke="#555"/>')
-    # State bands: each endpoint's state from one change to the next.
+    return out
+
+
+def _bands(anns: list[Annotation], rows: list[tuple[float, str]], bottom: float) -> list[str]:
+    """Each endpoint's state from one change to the next, as a coloured band."""
+    out: list[str] = []
+    first = anns[0]
     for x, client in ((LEFT_X, True), (RIGHT_X, False)):
         band_x = x - 22 if client else x + 8
         text_x = x - 28 if client else x + 28
@@ -74,8 +81,7 @@ def picture(anns: list[Annotation]) -> str:
         start = TOP - 14.0
         changes = []
         for a, (y, _mark) in zip(anns, rows):
-            path = a.client_path if client else a.server_path
-            steps = changed(path)
+            steps = changed(a.client_path if client else a.server_path)
             if steps:
                 at = y if a.from_client == client else y + SLANT
                 changes.append((at, state, steps))
@@ -90,6 +96,14 @@ def picture(anns: list[Annotation]) -> str:
         out.append(f'<rect x="{band_x}" y="{start:.1f}" width="14" height="'
                    f'{max(bottom - start, 1):.1f}" fill="{COLORS.get(state, "#fff")}">'
                    f'<title>{state}</title></rect>')
+    return out
+
+
+def _arrows(anns: list[Annotation], rows: list[tuple[float, str]],
+            numbers: dict[str, int]) -> list[str]:
+    """One slanted arrow per segment, its label (the note as tooltip) and the number of
+    its explanation in a circle after the label."""
+    out: list[str] = []
     for a, (y, mark) in zip(anns, rows):
         x1, x2 = (LEFT_X, RIGHT_X) if a.from_client else (RIGHT_X, LEFT_X)
         color = "#c00" if a.seg.flags & 0x04 else "#a0a" if a.analysis else "#222"
@@ -106,14 +120,72 @@ def picture(anns: list[Annotation]) -> str:
         out.append(f'<text class="label" x="{(LEFT_X + RIGHT_X) / 2}" y="{y + 2:.1f}" '
                    f'text-anchor="middle" fill="{color}">{escape(text)}<title>'
                    f'{escape(a.note)}</title></text>')
+        if a.note:
+            n = numbers[a.note]
+            cx = min((LEFT_X + RIGHT_X) / 2 + len(text) * CHAR_W / 2 + 14, RIGHT_X - 16)
+            out.append(f'<g class="marker" data-note="{n}" data-frame="{a.seg.frame}">'
+                       f'<title>{escape(a.note)}</title><circle cx="{cx:.1f}" '
+                       f'cy="{y - 2:.1f}" r="8" fill="#fff" stroke="#36c"/><text '
+                       f'x="{cx:.1f}" y="{y + 2:.1f}" text-anchor="middle" font-size="10" '
+                       f'fill="#36c">{n}</text></g>')
+    return out
+
+
+def _numbers(anns: list[Annotation]) -> dict[str, int]:
+    """A number for each distinct explanation, in order of first appearance."""
+    numbers: dict[str, int] = {}
+    for a in anns:
+        if a.note and a.note not in numbers:
+            numbers[a.note] = len(numbers) + 1
+    return numbers
+
+
+def _explanations(anns: list[Annotation], numbers: dict[str, int],
+                  top: float) -> tuple[list[str], float]:
+    """The numbered explanations, wrapped, from ``top`` down; and where they end."""
+    if not numbers:
+        return [], top
+    frames: dict[str, list[int]] = defaultdict(list)
+    for a in anns:
+        if a.note:
+            frames[a.note].append(a.seg.frame)
+    out = [f'<text x="20" y="{top + 12:.0f}" font-weight="bold">Explanations (the numbered '
+           'circles beside the arrows)</text>']
+    y = top + 12 + NOTE_LINE
+    for note, n in numbers.items():
+        which = frames[note]
+        head = f"frame{'s' if len(which) > 1 else ''} {', '.join(map(str, which))}: "
+        lines = textwrap.wrap(head + note, NOTE_CHARS, break_on_hyphens=False)
+        out.append(f'<circle cx="28" cy="{y - 4:.0f}" r="8" fill="#fff" stroke="#36c"/>'
+                   f'<text x="28" y="{y:.0f}" text-anchor="middle" font-size="10" '
+                   f'fill="#36c">{n}</text>')
+        for line in lines:
+            out.append(f'<text class="explanation" data-note="{n}" x="44" y="{y:.0f}">'
+                       f'{escape(line)}</text>')
+            y += NOTE_LINE
+        y += 4
+    return out, y
+
+
+def picture(anns: list[Annotation]) -> str:
+    """One connection's SVG document."""
+    total = len(anns)
+    anns = anns[:MAX_SEGMENTS]
+    rows = _rows(anns)
+    bottom = (rows[-1][0] if rows else TOP) + 60
     used = [s for s in COLORS if any(s in (a.client_before, a.server_before) or
                                      s in (a.client_path or ()) or s in (a.server_path or ())
                                      for a in anns)]
+    legend = []
     for i, s in enumerate(used):
         lx, ly = 20 + (i % 6) * 145, bottom + 22 + (i // 6) * 20
-        out.append(f'<rect class="legend" x="{lx}" y="{ly - 10}" width="12" height="12" '
-                   f'fill="{COLORS[s]}"/><text x="{lx + 16}" y="{ly}">{s}</text>')
-    out.append("</svg>")
+        legend.append(f'<rect class="legend" x="{lx}" y="{ly - 10}" width="12" height="12" '
+                      f'fill="{COLORS[s]}"/><text x="{lx + 16}" y="{ly}">{s}</text>')
+    numbers = _numbers(anns)
+    notes, end = _explanations(anns, numbers, bottom + 22 + (len(used) + 5) // 6 * 20)
+    height = max(bottom + 70, end + 16)
+    out = (_header(anns, total, bottom, height) + _bands(anns, rows, bottom)
+           + _arrows(anns, rows, numbers) + legend + notes + ["</svg>"])
     return "\n".join(out) + "\n"
 
 
