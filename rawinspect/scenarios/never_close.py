@@ -1,10 +1,14 @@
-"""A peer that never calls close(): FIN_WAIT_2 on one side, CLOSE_WAIT on the other.
+"""A peer that does not call close(): FIN_WAIT_2 on one side, CLOSE_WAIT on the other.
 
 The client closes; the server reads EOF but forgets to close its socket. The server's
 socket sits in CLOSE_WAIT (its kernel says so: TCP_INFO), the client's in FIN_WAIT_2,
-for as long as the server process lives; in a real server that leaks a descriptor per
-connection until accept() fails with EMFILE. Here the server process ends after a
-second; its exit closes the socket, and only then does the FIN go out.
+and no segment passes: the wire is silent for as long as the server keeps the socket
+open. In a real server that leaks a descriptor per connection until accept() fails with
+EMFILE, and only the program's exit ends it: the kernel closes every descriptor the
+process left open, which sends the FIN the program never asked for. A lesson must end,
+so here the server calls close() after a second, standing in for that exit; only then
+does its FIN go out: CLOSE_WAIT → LAST_ACK on the server, FIN_WAIT_2 → TIME_WAIT on the
+client. The second of silence before that FIN is the bug.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ def server(ctx: Context, listener: socket.socket) -> None:
     recv_all(conn)                      # EOF... and no close(): the bug
     ctx.outcome("server socket after EOF, never closed", kernel_state(conn))
     time.sleep(HANG)
-    ctx.say(f"the server held its socket in CLOSE_WAIT for {HANG:g} s")
-    conn.close()                        # the process exits: the kernel closes it at last
+    conn.close()                        # late, as the kernel would at the process's exit
+    ctx.say(f"the server held its socket in CLOSE_WAIT for {HANG:g} s, then closed it "
+            "(as the kernel does when the process exits)")
     listener.close()
 
 
@@ -50,8 +55,8 @@ def run(ctx: Context) -> None:
 
 
 SCENARIOS = [Scenario(
-    "never-close", "a peer that never calls close(): FIN_WAIT_2 and CLOSE_WAIT left "
-    "hanging", __doc__, run,
+    "never-close", "a peer that does not call close(): FIN_WAIT_2 and CLOSE_WAIT hang "
+    "until it closes at last (here after 1 s, as if at its exit)", __doc__, run,
     Expect(conns=[[CLIENT_CLOSES]], zeek=[("SF", "ShADaFf")],
            outcomes={"server socket after EOF, never closed": "CLOSE_WAIT",
                      "client socket while the server never closes": "FIN_WAIT2"}))]
