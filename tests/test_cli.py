@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 JSONL_KEYS = ["frame", "ts", "conn", "client", "server", "direction", "flags", "seq", "ack",
               "rel_seq", "rel_ack", "len", "win", "client_before", "client_after",
               "server_before", "server_after", "client_path", "server_path", "event",
-              "analysis", "note"]
+              "analysis", "note", "win_scaled", "options"]
 
 
 def rawinspect(*args: str) -> subprocess.CompletedProcess[str]:
