@@ -14,7 +14,6 @@ import site
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -46,15 +45,6 @@ def capture_python(tmp_path: Path) -> Iterator[Path]:
     copy.unlink()  # no capable interpreter left behind in the tmp directories pytest keeps
 
 
-def connect_soon(port: int) -> None:
-    """One connection to a listener on ``port`` a moment after the capture starts."""
-    def go() -> None:
-        time.sleep(1.0)
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            pass
-    threading.Thread(target=go, daemon=True).start()
-
-
 def test_the_copy_with_the_capability_captures(capture_python: Path) -> None:
     args = ["-m", "rawinspect", "capture", "-q", "-T", "jsonl", "-c", "1", "--duration", "5"]
     env = dict(os.environ, PYTHONSAFEPATH="1")
@@ -67,9 +57,14 @@ def test_the_copy_with_the_capability_captures(capture_python: Path) -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        connect_soon(port)
-        res = subprocess.run([*NO_CAPS, str(capture_python), *args, "-f", f"tcp port {port}"],
-                             capture_output=True, text=True, env=env, timeout=30)
-    assert res.returncode == 0, res.stderr
-    (row,) = [json.loads(line) for line in res.stdout.splitlines()]
+        proc = subprocess.Popen([*NO_CAPS, str(capture_python), *args, "-f", f"tcp port {port}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        assert proc.stderr is not None
+        started = proc.stderr.readline()   # printed once the socket is open: connect now
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+        out, err = proc.communicate(timeout=30)
+    assert "capturing on" in started, started + err
+    assert proc.returncode == 0, err
+    (row,) = [json.loads(line) for line in out.splitlines()]
     assert row["flags"] == "S" and row["server"].endswith(f":{port}")

@@ -108,3 +108,24 @@ def test_without_tracefs_capture_goes_on(monkeypatch, tmp_path, capsys):
     assert capture_cmd._start_trace([1234]) is None
     err = capsys.readouterr().err
     assert "--verify unavailable" in err and "capturing without verification" in err
+
+
+def test_a_lost_simultaneous_open_race_on_one_4_tuple_is_no_disagreement():
+    """Each end's connect() refused while the other's is under way, on one 4-tuple: the
+    endpoint that had no socket in one attempt must not take the other attempt's events."""
+    from tcpseq import ACK, RST, SYN, Segment
+    a, b = ("127.0.0.1", 52855), ("127.0.0.1", 35597)
+    t = 100.0
+    segs = [Segment(1, t, *a, *b, 1000, 0, SYN, 65495, 0),              # a connects
+            Segment(2, t + 15e-6, *b, *a, 0, 1001, RST | ACK, 0, 0),    # refused
+            Segment(3, t + 38e-6, *b, *a, 5000, 0, SYN, 65495, 0),      # b connects
+            Segment(4, t + 50e-6, *a, *b, 0, 5001, RST | ACK, 0, 0)]    # refused
+    anns = Annotator().feed_all(segs)
+    assert [x.conn for x in anns] == [1, 1, 2, 2]
+    ea, eb = "127.0.0.1:52855", "127.0.0.1:35597"
+    events = [KernelEvent(t - 2e-6, ea, eb, "CLOSED", "SYN_SENT"),
+              KernelEvent(t + 10e-6, eb, ea, "CLOSED", "SYN_SENT"),     # inside conn 1's span
+              KernelEvent(t + 40e-6, ea, eb, "SYN_SENT", "CLOSED"),     # inside conn 2's span
+              KernelEvent(t + 51e-6, eb, ea, "SYN_SENT", "CLOSED")]
+    report = verify(anns, events)
+    assert report.disagreements == 0, "\n".join(report.lines())

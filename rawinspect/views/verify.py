@@ -162,6 +162,65 @@ def _per_segment(inferred: list[Step], kernel: list[Step]) -> tuple[list[str], i
     return lines, agreed, notes
 
 
+class _Endpoint(NamedTuple):
+    """One endpoint of one connection as the wire shows it, and when its events count."""
+    conn: int
+    role: str
+    local: str
+    remote: str
+    inferred: list[Step]
+    lo: float
+    hi: float
+    first_ts: float
+
+    @property
+    def had_socket(self) -> bool:
+        """The wire shows a state change: this endpoint had a socket in the connection."""
+        return len(self.inferred) > 1
+
+
+def _endpoints(anns: list[Annotation]) -> list[_Endpoint]:
+    """Both endpoints of every connection, in connection order.
+
+    An endpoint with a socket takes the kernel's events within WINDOW of its segments.
+    One the wire shows unchanged had no socket: only events inside the connection's own
+    span could contradict that.
+    """
+    by_conn: dict[int, list[Annotation]] = defaultdict(list)
+    for a in anns:
+        by_conn[a.conn].append(a)
+    out: list[_Endpoint] = []
+    for conn, seq in sorted(by_conn.items()):
+        steps = EndpointSteps.of(seq)
+        first, last = seq[0].seg.ts, seq[-1].seg.ts
+        for role, local, remote in (("client", seq[0].client, seq[0].server),
+                                    ("server", seq[0].server, seq[0].client)):
+            inferred = _inferred(steps.of_side(role))
+            pad = WINDOW if len(inferred) > 1 else 0.0
+            out.append(_Endpoint(conn, role, local, remote, inferred, first - pad,
+                                 last + pad, first))
+    return out
+
+
+def _claimed(ep: _Endpoint, sockets: list[_Endpoint], e: KernelEvent) -> bool:
+    """For an endpoint without a socket: ``e`` belongs to another connection's socket on
+    the same address pair (a lost simultaneous-open race: each end's connect() is
+    refused while the other's is under way, on one 4-tuple)."""
+    return any(s.conn != ep.conn and s.lo <= e.ts <= s.hi for s in sockets)
+
+
+def _kernel_events(ep: _Endpoint, events: list[KernelEvent],
+                   sockets: list[_Endpoint]) -> list[KernelEvent]:
+    """The kernel's events for this endpoint's socket."""
+    mine = [e for e in events if ep.lo <= e.ts <= ep.hi and e.remote == ep.remote
+            and e.local == ep.local]
+    if not ep.had_socket:
+        return [e for e in mine if not _claimed(ep, sockets, e)]
+    if ep.role == "client":
+        mine = _unbound_connect(events, ep.local, ep.remote, ep.first_ts) + mine
+    return mine
+
+
 def verify(anns: list[Annotation], events: list[KernelEvent],
            sockets: dict[tuple[str, str], str] | None = None) -> VerifyReport:
     """Compare every endpoint of every connection with the kernel's trace.
@@ -169,45 +228,40 @@ def verify(anns: list[Annotation], events: list[KernelEvent],
     ``sockets``: the kernel's socket table at the end of the capture, (local, remote) →
     state as ``ss`` prints it, used to confirm what the tracepoint cannot show.
     """
-    by_conn: dict[int, list[Annotation]] = defaultdict(list)
-    for a in anns:
-        by_conn[a.conn].append(a)
+    endpoints = _endpoints(anns)
+    owners: dict[tuple[str, str], list[_Endpoint]] = defaultdict(list)
+    for ep in endpoints:
+        if ep.had_socket:
+            owners[(ep.local, ep.remote)].append(ep)
     report = VerifyReport()
-    for conn, seq in sorted(by_conn.items()):
-        steps = EndpointSteps.of(seq)
-        for role, local, remote in (("client", seq[0].client, seq[0].server),
-                                    ("server", seq[0].server, seq[0].client)):
-            inferred = _inferred(steps.of_side(role))
-            # An endpoint the wire shows unchanged had no socket in this connection: only
-            # events inside the connection's own span could contradict that (the same
-            # 4-tuple may serve another connection a moment later, as in a lost
-            # simultaneous-open race).
-            if len(inferred) > 1:
-                lo, hi = seq[0].seg.ts - WINDOW, seq[-1].seg.ts + WINDOW
-            else:
-                lo, hi = seq[0].seg.ts, seq[-1].seg.ts
-            mine = [e for e in events if lo <= e.ts <= hi and e.remote == remote
-                    and e.local == local]
-            if role == "client" and len(inferred) > 1:
-                mine = _unbound_connect(events, local, remote, seq[0].seg.ts) + mine
-            traced = _kernel_steps(mine)
-            kernel, notes = _fill_in(traced, inferred, role, sockets or {}, (local, remote))
-            if mine and mine[0].local.endswith(":0"):
-                notes.insert(0, "CLOSED → SYN_SENT is traced with source port 0: connect() "
-                                "picks the port after the state change")
-            agree = [s.state for s in kernel] == [s.state for s in inferred]
-            segments, agreed, explained = _per_segment(inferred, kernel)
-            notes.extend(explained)
-            if not agree:
-                first = next((i for i, (a, b) in enumerate(zip(kernel, inferred))
-                              if a.state != b.state), min(len(kernel), len(inferred)))
-                where = inferred[first].frame if first < len(inferred) else None
-                notes.append(f"first difference at state {first + 1}"
-                             + (f" (frame {where})" if where else "") +
-                             ": no known gap between wire and kernel explains it")
-            report.checks.append(EndpointCheck(conn, role, local, inferred, traced, notes,
-                                               agree, segments, agreed))
+    for ep in endpoints:
+        mine = _kernel_events(ep, events, owners[(ep.local, ep.remote)])
+        report.checks.append(_check(ep, mine, sockets or {}))
     return report
+
+
+def _check(ep: _Endpoint, mine: list[KernelEvent],
+           sockets: dict[tuple[str, str], str]) -> EndpointCheck:
+    """One endpoint: the kernel's steps, filled in where the tracepoint cannot see,
+    against the wire's."""
+    inferred = ep.inferred
+    traced = _kernel_steps(mine)
+    kernel, notes = _fill_in(traced, inferred, ep.role, sockets, (ep.local, ep.remote))
+    if mine and mine[0].local.endswith(":0"):
+        notes.insert(0, "CLOSED → SYN_SENT is traced with source port 0: connect() "
+                        "picks the port after the state change")
+    agree = [s.state for s in kernel] == [s.state for s in inferred]
+    segments, agreed, explained = _per_segment(inferred, kernel)
+    notes.extend(explained)
+    if not agree:
+        first = next((i for i, (a, b) in enumerate(zip(kernel, inferred))
+                      if a.state != b.state), min(len(kernel), len(inferred)))
+        where = inferred[first].frame if first < len(inferred) else None
+        notes.append(f"first difference at state {first + 1}"
+                     + (f" (frame {where})" if where else "") +
+                     ": no known gap between wire and kernel explains it")
+    return EndpointCheck(ep.conn, ep.role, ep.local, inferred, traced, notes, agree,
+                         segments, agreed)
 
 
 def _unbound_connect(events: list[KernelEvent], local: str, remote: str,
