@@ -116,6 +116,8 @@ def test_filters(two_conns, args, frames):
     (["replay", "-T", "jsonl", "-o", "x.svg", "X"], 2, "-o FILE is for --format svg"),
     (["capture", "-o", "x.txt"], 2, "-o FILE is for --format svg"),
     (["replay", "--ascii", "X"], 2, "--ascii is for --format ladder, not table"),
+    (["replay", "-v", "-T", "jsonl", "X"], 2, "--verbose is for --format table, not jsonl"),
+    (["replay", "-v", "--conns", "X"], 2, "--verbose is for the per-segment table"),
     (["capture", "-T", "jsonl", "--ascii"], 2, "--ascii is for --format ladder, not jsonl"),
     (["replay", "--width", "90", "-T", "mermaid", "X"], 2,
      "--width is for --format table or ladder, not mermaid"),

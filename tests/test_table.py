@@ -152,3 +152,18 @@ def test_only_absolute_time_widens_the_column():
              for mode in ("relative", "delta", "conn-delta", "absolute")}
     assert len({h for m, h in heads.items() if m != "absolute"}) == 1
     assert heads["absolute"].index("Conn") - heads["relative"].index("Conn") == 26 - 9
+
+
+def test_verbose_rows_lead_with_the_scaled_window_and_the_options():
+    """-v: Wireshark's ``Win=… MSS=… SACK_PERM … WS=…`` before the explanation."""
+    anns = annotations("handshake")
+    syn, ack = explanation(anns[0], verbose=True), explanation(anns[2], verbose=True)
+    assert re.match(r"Win=65495 MSS=65495 SACK_PERM TSval=\d+ TSecr=0 WS=1024; client: "
+                    r"connect\(\) sends SYN", syn), syn
+    assert ack.startswith(f"Win={anns[2].win_scaled} TSval=") and anns[2].win_scaled > 65535
+    assert explanation(anns[0]) == anns[0].note    # not without -v
+    out = io.StringIO()
+    r = TableRenderer(out, False, 80, "relative", True)
+    r.write(anns)
+    assert all(len(line) <= 80 for line in out.getvalue().splitlines())
+    assert out.getvalue().count("Win=") == len(anns)

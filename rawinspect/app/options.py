@@ -70,6 +70,10 @@ def add_output_options(p: argparse.ArgumentParser,
                    help="with -w: pcapng with each packet's annotation as its comment")
     p.add_argument("--width", type=positive_int, metavar="COLUMNS",
                    help="width of the table or ladder (default: the terminal's, or 80)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="table: each row also gives the window as the receiver reads it "
+                        "(scaled) and the TCP options, as Wireshark writes them "
+                        "(Win=65536 MSS=65495 SACK_PERM WS=128)")
     p.add_argument("--time", choices=TIME_MODES, default=None,
                    help="the table's Time column: seconds since the first segment "
                         "(relative, the default), local date and time (absolute, like "

@@ -69,19 +69,21 @@ def settle_format(args: argparse.Namespace) -> None:
                          "prints to stdout (redirect it: > FILE)")
     for flag, given, formats in (("--ascii", args.ascii, ("ladder",)),
                                  ("--width", args.width, ("table", "ladder")),
-                                 ("--time", args.time, ("table",))):
+                                 ("--time", args.time, ("table",)),
+                                 ("--verbose", args.verbose, ("table",))):
         if given and fmt not in formats:
             raise UsageError(f"{flag} is for --format {' or '.join(formats)}, not {fmt}")
-    if args.time and summary_mode(args):
-        raise UsageError("--time is for the per-segment table, not the connection "
-                         "summaries (--conns, --explain)")
+    for flag, given in (("--time", args.time), ("--verbose", args.verbose)):
+        if given and summary_mode(args):
+            raise UsageError(f"{flag} is for the per-segment table, not the connection "
+                             "summaries (--conns, --explain)")
 
 
 def render_options(args: argparse.Namespace) -> RenderOptions:
     """Drawing options from the command line."""
     width = args.width or (shutil.get_terminal_size().columns if sys.stdout.isatty() else 80)
     return RenderOptions(use_color(args.color), args.ascii, width, args.output,
-                         args.time or "relative")
+                         args.time or "relative", args.verbose)
 
 
 def summary_mode(args: argparse.Namespace) -> bool:

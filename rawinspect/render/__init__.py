@@ -35,6 +35,7 @@ class RenderOptions:
     width: int = 80
     output: str | None = None
     time: str = "relative"
+    verbose: bool = False    # the table: each row's scaled window and TCP options
 
 
 SegmentFactory = Callable[[TextIO, RenderOptions], Renderer]
@@ -64,7 +65,7 @@ class Format:
 
 def _table(out: TextIO, opts: RenderOptions) -> Renderer:
     from .table import TableRenderer
-    return TableRenderer(out, opts.color, opts.width, opts.time)
+    return TableRenderer(out, opts.color, opts.width, opts.time, opts.verbose)
 
 
 def _jsonl(out: TextIO, opts: RenderOptions) -> Renderer:

@@ -17,6 +17,8 @@ from datetime import datetime
 from typing import TextIO
 
 from ..core.annotation import Annotation
+from ..core.options import options_text
+from ..core.segment import ACK
 
 HEADERS = ("No.", "Time", "Conn", "Dir", "Flags", "Seq", "Ack", "Len", "Client", "Server", "Why")
 # No. .. Len; relative numbers are small. A longer cell pushes the next one along.
@@ -50,11 +52,16 @@ def wrap_path(before: str, path: list[str] | None, width: int) -> list[str]:
     return lines + [cur]
 
 
-def explanation(a: Annotation) -> str:
-    """The note, led by Wireshark's analysis flags."""
+def explanation(a: Annotation, verbose: bool = False) -> str:
+    """The note, led by Wireshark's analysis flags; verbose: led by the window as the
+    receiver reads it and the TCP options, as Wireshark writes them (``Win=65536 MSS=…``)."""
+    text = a.note
     if a.analysis:
-        return f"[{', '.join(a.analysis)}] {a.note}".rstrip()
-    return a.note
+        text = f"[{', '.join(a.analysis)}] {text}".rstrip()
+    if verbose:
+        opts = options_text(a.seg, a.rel_ack if a.seg.flags & ACK else -1)
+        text = f"Win={a.win_scaled}{' ' + opts if opts else ''}{'; ' + text if text else ''}"
+    return text
 
 
 class TableRenderer:
@@ -62,8 +69,9 @@ class TableRenderer:
     lines up)."""
 
     def __init__(self, out: TextIO, color: bool, width: int = 80,
-                 time: str = "relative") -> None:
+                 time: str = "relative", verbose: bool = False) -> None:
         self.out = out
+        self.verbose = verbose
         self.color = color
         self.time = time
         extra = ABSOLUTE_W - NUMBER_WIDTHS[1] if time == "absolute" else 0
@@ -164,7 +172,7 @@ class TableRenderer:
             (str(a.rel_ack), ""), (str(seg.payload), "")]
         client = wrap_path(a.client_before, a.client_path, self.state_w)
         server = wrap_path(a.server_before, a.server_path, self.state_w)
-        why = explanation(a)
+        why = explanation(a, self.verbose)
         warn = MAGENTA if any(f in WARN_FLAGS for f in a.analysis) else ""
         inline = self._wrap(why, self.why_room) if self.why_room else []
         lines: list[str] = []
