@@ -14,8 +14,8 @@ import socket
 import threading
 import time
 
-from .base import CLIENT_CLOSES, Check, Context, Expect, Observed, Scenario, in_thread
-
+from .base import (CLIENT_CLOSES, REQUEST_REPLY, Check, Context, Expect, Observed, Scenario,
+                   in_thread)
 CLIENTS = 5
 ACCEPT_AFTER = 1.5
 
@@ -62,5 +62,5 @@ def dropped_syns(observed: list[Observed], _report: dict) -> list[Check]:
 SCENARIOS = [Scenario(
     "backlog", "listen(1) and 5 clients: SYNs dropped while the accept queue is full, "
     "then retransmitted", __doc__, run,
-    Expect(conns=[[CLIENT_CLOSES]] * CLIENTS, zeek=[("SF", "ShADadFf")] * CLIENTS,
+    Expect(conns=[[CLIENT_CLOSES]] * CLIENTS, zeek=[("SF", REQUEST_REPLY + "Ff")] * CLIENTS,
            extra=dropped_syns))]

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path as FsPath
 
-from .base import CLIENT_CLOSES, Context, Expect, Scenario, recv_all
+from .base import CLIENT_CLOSES, REQUEST_REPLY, Context, Expect, Scenario, recv_all
 
 CHILDREN = 4
 
@@ -101,6 +101,6 @@ def client(ctx: Context) -> None:
 SCENARIOS = [Scenario(
     "forking-server", "a forking server reaps its children in a SIGCHLD handler with a "
     "waitpid(WNOHANG) loop: no zombies", __doc__, run,
-    Expect(conns=[[CLIENT_CLOSES]] * CHILDREN, zeek=[("SF", "ShADadFf")] * CHILDREN,
+    Expect(conns=[[CLIENT_CLOSES]] * CHILDREN, zeek=[("SF", REQUEST_REPLY + "Ff")] * CHILDREN,
            outcomes={"children reaped by the SIGCHLD handler": str(CHILDREN),
                      "zombie children left": "0"}))]

@@ -9,8 +9,7 @@ ends in TIME_WAIT, where it stays for 2MSL (60 s on Linux). The server reads EOF
 
 from __future__ import annotations
 
-from .base import CLIENT_CLOSES, Context, Expect, Scenario, in_thread, recv_all
-
+from .base import CLIENT_CLOSES, REQUEST_REPLY, Context, Expect, Scenario, in_thread, recv_all
 
 def server(ctx: Context, listener) -> None:
     conn, _ = listener.accept()
@@ -35,7 +34,7 @@ def run(ctx: Context) -> None:
     t.join(5)
 
 
-EXPECT = Expect(conns=[[CLIENT_CLOSES]], zeek=[("SF", "ShADadFf")])
+EXPECT = Expect(conns=[[CLIENT_CLOSES]], zeek=[("SF", REQUEST_REPLY + "Ff")])
 SCENARIOS = [
     Scenario("handshake", "3-way handshake, request/response, client closes first "
              "and holds TIME_WAIT", __doc__, run, EXPECT),

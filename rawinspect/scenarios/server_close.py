@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import socket
 
-from .base import (CLIENT_CLOSES, SERVER_CLOSES, Context, Expect, Scenario, in_thread,
-                   recv_all)
+from .base import (CLIENT_CLOSES, REQUEST_REPLY, SERVER_CLOSES, Context, Expect, Scenario,
+                   in_thread, recv_all)
 
 
 def serve_once(listener: socket.socket, server_closes: bool) -> None:
@@ -64,7 +64,8 @@ SCENARIOS = [Scenario(
     "server-close", "the server closes first and holds TIME_WAIT; restarting it on that "
     "port: EADDRINUSE without SO_REUSEADDR, success with it", __doc__, run,
     Expect(conns=[[SERVER_CLOSES], [SERVER_CLOSES], [CLIENT_CLOSES]],
-           zeek=[("SF", "ShADadfF"), ("SF", "ShADadfF"), ("SF", "ShADadFf")],
+           zeek=[("SF", REQUEST_REPLY + "fF"), ("SF", REQUEST_REPLY + "fF"),
+                 ("SF", REQUEST_REPLY + "Ff")],
            outcomes={"restart without SO_REUSEADDR: bind()": "EADDRINUSE",
                      "restart with SO_REUSEADDR: bind()": "ok"}),
     ports=2)]

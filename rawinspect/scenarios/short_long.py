@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import socket
 
-from .base import CLIENT_CLOSES, Check, Context, Expect, Observed, Scenario, in_thread
-
+from .base import (CLIENT_CLOSES, REQUEST_REPLY, Check, Context, Expect, Observed, Scenario,
+                   in_thread)
 REQUESTS = 5
 
 
@@ -51,4 +51,4 @@ def compare(observed: list[Observed], _report: dict) -> list[Check]:
 SCENARIOS = [Scenario(
     "short-long", "one connection per request versus one connection for all requests",
     __doc__, run, Expect(conns=[[CLIENT_CLOSES]] * (REQUESTS + 1),
-                         zeek=[("SF", "ShADadFf")] * (REQUESTS + 1), extra=compare))]
+                         zeek=[("SF", REQUEST_REPLY + "Ff")] * (REQUESTS + 1), extra=compare))]
