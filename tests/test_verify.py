@@ -129,3 +129,17 @@ def test_a_lost_simultaneous_open_race_on_one_4_tuple_is_no_disagreement():
               KernelEvent(t + 51e-6, eb, ea, "SYN_SENT", "CLOSED")]
     report = verify(anns, events)
     assert report.disagreements == 0, "\n".join(report.lines())
+
+
+def test_time_wait_ended_by_an_rst_is_filled_in():
+    """The time-wait socket is never traced: neither its start nor its end by an RST."""
+    from tcpseq import RST, Segment
+    segs = list(read_segments(str(CAPTURES / "handshake.pcap"), Stats()))
+    last = segs[-1]                       # the client's last ACK: the client is in TIME_WAIT
+    rst = Segment(last.frame + 1, last.ts + 0.5, last.dst, last.dport, last.src, last.sport,
+                  last.ack, 0, RST, 0, 0)
+    anns = Annotator().feed_all(segs + [rst])
+    assert (anns[-1].client_before, anns[-1].client_after) == ("TIME_WAIT", "CLOSED")
+    report = verify(anns, kernel_events_for_handshake(anns))
+    assert report.disagreements == 0, "\n".join(report.lines())
+    assert "time-wait socket's end is not traced" in "\n".join(report.lines())

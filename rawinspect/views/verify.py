@@ -129,6 +129,11 @@ def _fill_in(kernel: list[Step], inferred: list[Step], role: str,
                          f"{(inferred[-1].ts - k[-1].ts) * 1e3:.0f} ms before the peer's "
                          "FIN: the kernel traced CLOSE then and went on with a FIN_WAIT_2 "
                          "mini-socket, which the FIN turned into TIME_WAIT")
+    ended = _time_wait_ended(k, inferred)
+    if ended:
+        k = ended
+        notes.append("the time-wait socket's end is not traced either: on the wire an RST "
+                     "(or its 2MSL timer) took TIME_WAIT to CLOSED")
     states = [s.state for s in k]
     for i in range(1, len(wire)):
         if wire[i - 1:i + 1] == ["FIN_WAIT_1", "TIME_WAIT"] and \
@@ -138,6 +143,20 @@ def _fill_in(kernel: list[Step], inferred: list[Step], role: str,
                          "acknowledged our FIN; the wire shows one step")
             break
     return k, notes
+
+
+def _time_wait_ended(kernel: list[Step], inferred: list[Step]) -> list[Step] | None:
+    """The kernel's steps with TIME_WAIT put back, when the wire shows TIME_WAIT ended.
+
+    The full socket goes to CLOSE when TIME_WAIT begins, and the time-wait socket that takes
+    its place is never traced: not its start, not its end by an RST or by its timer.
+    """
+    wire = [s.state for s in inferred]
+    if (len(wire) < 2 or wire[-2:] != ["TIME_WAIT", "CLOSED"] or len(kernel) < 2
+            or kernel[-1].state != "CLOSED"
+            or kernel[-2].state not in ("FIN_WAIT_1", "FIN_WAIT_2", "CLOSING")):
+        return None
+    return kernel[:-1] + [Step("TIME_WAIT", kernel[-1].ts), Step("CLOSED", None)]
 
 
 def _per_segment(inferred: list[Step], kernel: list[Step]) -> tuple[list[str], int, list[str]]:
