@@ -84,12 +84,15 @@ def annotation(conn: Connection, seg: Segment, from_client: bool, *, s_before: s
         rel_ack = 0
         win = _scaled(conn, s, seg)
     if from_client:
-        return Annotation(seg=seg, conn=conn.id, client=conn.client, server=conn.server,
-                          from_client=True, client_before=s_before, client_after=s.state,
-                          server_before=r_before, server_after=r.state, client_path=s_path,
-                          server_path=r_path, event=event, analysis=analysis, note=note,
-                          rel_seq=(seg.seq - sbase) & MASK, rel_ack=rel_ack, timer_ts=timer_ts,
-                          win_scaled=win)
+        cb, ca, sb, sa, cp, sp = s_before, s.state, r_before, r.state, s_path, r_path
+    else:
+        cb, ca, sb, sa, cp, sp = r_before, r.state, s_before, s.state, r_path, s_path
+    return Annotation(seg=seg, conn=conn.id, client=conn.client, server=conn.server,
+                      from_client=from_client, client_before=cb, client_after=ca,
+                      server_before=sb, server_after=sa, client_path=cp, server_path=sp,
+                      event=event, analysis=analysis, note=note,
+                      rel_seq=(seg.seq - sbase) & MASK, rel_ack=rel_ack, timer_ts=timer_ts,
+                      win_scaled=win)
     return Annotation(seg=seg, conn=conn.id, client=conn.client, server=conn.server,
                       from_client=False, client_before=r_before, client_after=r.state,
                       server_before=s_before, server_after=s.state, client_path=r_path,
