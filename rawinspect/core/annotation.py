@@ -15,13 +15,15 @@ class Annotation:
     is when a timer (TIME_WAIT's 2MSL) moved an endpoint before this segment arrived, the
     first step of its path; 0.0 when none did. ``win_scaled`` is the window as the
     receiver understands it: the field shifted by the sender's window scale once both SYNs
-    offered scaling, never on a SYN (the raw field when not given).
+    offered scaling, never on a SYN (the raw field when not given). ``cause`` is the
+    program's call that made the sender's state change ("FIN_WAIT_1 ← close(fd 4), pid
+    812, server"), filled in by the calls view when calls were recorded.
     """
 
     __slots__ = ("seg", "conn", "client", "server", "from_client", "client_before",
                  "client_after", "server_before", "server_after", "client_path",
                  "server_path", "event", "analysis", "note", "rel_seq", "rel_ack", "timer_ts",
-                 "win_scaled")
+                 "win_scaled", "cause")
 
     def __init__(self, *, seg: Segment, conn: int, client: str, server: str,
                  from_client: bool, client_before: str, client_after: str,
@@ -47,6 +49,7 @@ class Annotation:
         self.rel_ack = rel_ack
         self.timer_ts = timer_ts
         self.win_scaled = win_scaled if win_scaled >= 0 else seg.window
+        self.cause = ""
 
     @property
     def direction(self) -> str:

@@ -1,0 +1,97 @@
+"""The Call record: one socket system call of a traced program, a signal, or an exit.
+
+Calls come from the kernel's syscall tracepoints (``sources/call_trace``) or from a saved
+capture; ``views/calls`` joins them to connections and links causes. Everything here is
+plain data on the packets' clock, like a Segment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CALL, SIGNAL, EXIT = "call", "signal", "exit"
+# Calls that may block: shown with the time they waited.
+BLOCKING = frozenset({"accept", "accept4", "connect", "read", "recv", "recvfrom", "recvmsg",
+                      "readv", "write", "send", "sendto", "sendmsg", "writev", "wait4",
+                      "close"})
+_FIELDS = ("kind", "ts", "end", "pid", "tgid", "comm", "name", "fd", "args", "ret", "errno",
+           "local", "peer", "conn", "side", "cause")
+
+
+class Call:
+    """One call: when it entered and returned, who made it, on which socket, and its result.
+
+    ``kind`` is "call", "signal" (``name`` is the signal, ``args`` its action) or "exit"
+    (``ret`` the exit status, or ``args`` the signal that killed the process).
+    ``local``/``peer`` are the socket's addresses ("127.0.0.1:5000") once known; ``sk``
+    is the kernel's socket identity while tracing (not saved). ``conn``, ``side`` and
+    ``cause`` are filled in by the calls view: the connection, "client" or "server", and
+    the segment that explains a failed or surprising result ("← RST, frame 6").
+    """
+
+    __slots__ = _FIELDS + ("sk",)
+
+    def __init__(self, *, kind: str = CALL, ts: float, end: float | None = None, pid: int,
+                 tgid: int = 0, comm: str = "", name: str, fd: int | None = None,
+                 args: str = "", ret: int | None = None, errno: str = "",
+                 local: str = "", peer: str = "", conn: int | None = None, side: str = "",
+                 cause: str = "", sk: int = 0) -> None:
+        self.kind = kind
+        self.ts = ts
+        self.end = end
+        self.pid = pid
+        self.tgid = tgid or pid
+        self.comm = comm
+        self.name = name
+        self.fd = fd
+        self.args = args
+        self.ret = ret
+        self.errno = errno
+        self.local = local
+        self.peer = peer
+        self.conn = conn
+        self.side = side
+        self.cause = cause
+        self.sk = sk
+
+    @property
+    def failed(self) -> bool:
+        """A call that returned -1 with an errno."""
+        return bool(self.errno)
+
+    @property
+    def waited(self) -> float:
+        """Seconds between entering and returning (0 when not known)."""
+        return self.end - self.ts if self.end is not None else 0.0
+
+    def text(self) -> str:
+        """strace's way: ``write(fd 4, 5 bytes) = -1 EPIPE``, ``SIGPIPE (default: dies)``."""
+        if self.kind == SIGNAL:
+            return f"{self.name} ({self.args})" if self.args else self.name
+        if self.kind == EXIT:
+            return f"exited with {self.ret}" if self.ret is not None else f"killed by {self.args}"
+        inner = ", ".join(p for p in (f"fd {self.fd}" if self.fd is not None else "",
+                                      self.args) if p)
+        result = "?" if self.ret is None else (f"-1 {self.errno}" if self.errno
+                                               else str(self.ret))
+        text = f"{self.name}({inner}) = {result}"
+        if self.name in BLOCKING and self.waited >= 0.001:
+            text += f" [waited {self.waited:.3f} s]"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as jsonl and the saved capture keep it (empty fields left out)."""
+        d: dict[str, Any] = {}
+        for name in _FIELDS:
+            value = getattr(self, name)
+            if value is not None and value != "":
+                d[name] = value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Call:
+        """Read back ``as_dict``; unknown keys are ignored, missing ones take defaults."""
+        return cls(**{k: v for k, v in d.items() if k in _FIELDS})
+
+    def __repr__(self) -> str:
+        return f"Call({self.ts:.6f} pid {self.pid} {self.text()})"
