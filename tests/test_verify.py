@@ -103,8 +103,9 @@ def test_parse_a_trace_line():
 
 def test_without_tracefs_capture_goes_on(monkeypatch, tmp_path, capsys):
     from rawinspect.app import capture_cmd
-    monkeypatch.setattr(kernel_trace, "TRACEFS", tmp_path)
-    monkeypatch.setattr(kernel_trace.subprocess, "run", lambda *a, **k: None)
+    from rawinspect.sources import tracefs
+    monkeypatch.setattr(tracefs, "TRACEFS", tmp_path)
+    monkeypatch.setattr(tracefs.subprocess, "run", lambda *a, **k: None)
     assert capture_cmd._start_trace([1234]) is None
     err = capsys.readouterr().err
     assert "--verify unavailable" in err and "capturing without verification" in err
