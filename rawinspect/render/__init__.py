@@ -1,4 +1,4 @@
-"""Output formats. Each renderer only formats Annotations; one module per format.
+"""Output formats. Each renderer only formats Annotations and Calls; one module per format.
 
 ``FORMATS`` is the registry: adding a format is one entry there. The command line takes
 its ``--format`` choices and help from it, and ``make_renderer`` its factories.
@@ -10,15 +10,24 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Literal, Protocol, TextIO
 
 from ..core.annotation import Annotation
+from ..core.call import Call
 
 if TYPE_CHECKING:
     from ..views.summary import ConnSummary
 
 
 class Renderer(Protocol):
-    """Writes annotations as they become final, then closes."""
+    """Writes annotations as they become final, then closes.
+
+    ``write`` and ``write_calls`` are called alternately in time order: a batch of calls
+    falls between the segments written before and after it. A call's ``conn`` may be None
+    (a failed bind(), a signal, an exit).
+    """
 
     def write(self, anns: list[Annotation]) -> None: ...
+
+    def write_calls(self, calls: list[Call]) -> None:
+        """The traced programs' calls, signals and exits since the last segments."""
 
     def flush(self) -> None:
         """Push everything written so far to the stream (live capture)."""

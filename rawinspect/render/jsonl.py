@@ -1,4 +1,5 @@
-"""JSON lines: one object per TCP segment, keys documented in the README."""
+"""JSON lines: one object per TCP segment, and one per traced call, signal or exit (its
+``kind`` says which; segments have none); keys documented in the README."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import json
 from typing import Final, TextIO
 
 from ..core.annotation import Annotation
+from ..core.call import Call
 from ..core.options import options_json
 from ..core.segment import FLAG_LETTERS
 
 EMPTY: Final = '""'
+CAUSE: Final = ',"cause":'
 
 _dumps = json.dumps
 
@@ -79,7 +82,18 @@ class JsonlRenderer:
                 f'{letters[seg.flags]}","seq":{seg.seq},"ack":{seg.ack},'
                 f'"rel_seq":{a.rel_seq},"rel_ack":{a.rel_ack},"len":{seg.payload},'
                 f'"win":{seg.window},{tail}"win_scaled":{a.win_scaled},"options":'
-                f'{options_json(raw, seg.ack, a.rel_ack) if raw else "{}"}}}\n')
+                f'{options_json(raw, seg.ack, a.rel_ack) if raw else "{}"}'
+                f'{CAUSE + _dumps(a.cause) if a.cause else ""}'
+                '}\n')
+        self._write("".join(lines))
+
+    def write_calls(self, calls: list[Call]) -> None:
+        """One object per call: its record (``kind`` first) and its text, strace's way."""
+        lines = []
+        for c in calls:
+            d = c.as_dict()
+            d["text"] = c.text()
+            lines.append(_dumps(d) + "\n")
         self._write("".join(lines))
 
     def flush(self) -> None:

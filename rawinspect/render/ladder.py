@@ -3,8 +3,14 @@
 Each segment is an arrow over two lines, slanted from sender to receiver: it leaves the
 sender on the first line, where the sender's new state is written (a state changes when
 its side sends), and reaches the receiver on the second, beside the receiver's new state
-(it changes when it receives). The explanation follows, wrapped to the width. A new
-connection gets a header; the diagram streams, so it works live.
+(it changes when it receives). The explanation follows, wrapped to the width, with the
+call that caused the sender's change. A new connection gets a header; the diagram
+streams, so it works live.
+
+A traced program's call is a label between the arrows on its side of the ladder, beside
+the client's lifeline or the server's (the client's when the side is not known); calls
+of a connection not drawn yet wait for its first arrow. Calls that belong to no
+connection (a failed bind(), a signal, an exit) are listed at the end, as process calls.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import textwrap
 from typing import TextIO
 
 from ..core.annotation import Annotation
+from ..core.call import CALL, Call
 
 STATE_W = 11  # "ESTABLISHED"
 SHORT = {"ESTABLISHED": "EST", "FIN_WAIT_1": "FW1", "FIN_WAIT_2": "FW2", "CLOSE_WAIT": "CW",
@@ -22,9 +29,10 @@ RED, YELLOW, MAGENTA, DIM, BOLD, RESET = ("\x1b[31m", "\x1b[33m", "\x1b[35m", "\
 UNICODE = {"h": "─", "down": "╮", "up": "╰", "down_l": "╭", "up_l": "╯", "right": "►",
            "left": "◄", "lane": "│", "cut": "…"}
 TO_ASCII = str.maketrans({"→": "->", "⇄": "<->", "…": "...", "≥": ">=", "≤": "<=",
-                          "µ": "u", "×": "x"})
+                          "µ": "u", "×": "x", "←": "<-", "·": "-"})
 ASCII = {"h": "-", "down": ".", "up": "'", "down_l": ".", "up_l": "'", "right": ">",
          "left": "<", "lane": "|", "cut": "..."}
+KEPT = 4096  # connections whose latest states are remembered for a header after a call
 
 
 def changed(path: list[str] | None) -> list[str]:
@@ -45,6 +53,23 @@ def label(a: Annotation) -> str:
     return text
 
 
+def call_label(c: Call) -> str:
+    """``write(fd 4, 5 bytes) = -1 EPIPE ← RST, frame 6 [812 server.py]``: the call, the
+    segment that explains it, and who made it."""
+    who = f"{c.pid} {c.comm}" if c.comm else str(c.pid)
+    return f"{c.text()} {c.cause} [{who}]" if c.cause else f"{c.text()} [{who}]"
+
+
+def why(a: Annotation) -> str:
+    """The note, led by the analysis flags, and the call that caused the change."""
+    text = a.note
+    if a.analysis:
+        text = f"[{', '.join(a.analysis)}] {text}".strip()
+    if a.cause:
+        text = f"{text} · {a.cause}" if text else a.cause
+    return text
+
+
 class LadderRenderer:
     """Streams a two-line arrow per segment."""
 
@@ -56,9 +81,12 @@ class LadderRenderer:
         self.width = max(width, 60)
         self.lane = self.width - 2 * STATE_W - 9
         self.conn: int | None = None
+        self.latest: dict[int, Annotation] = {}  # each connection's latest segment
+        self.waiting: dict[int, list[Call]] = {}  # calls of connections not drawn yet
+        self.process_calls: list[Call] = []  # calls of no connection
 
     def _paint(self, text: str, code: str) -> str:
-        return f"{code}{text}{RESET}" if self.color and text.strip() else text
+        return f"{code}{text}{RESET}" if self.color and code and text.strip() else text
 
     def _state(self, path: list[str] | None, right: bool) -> str:
         """The new state; a change through several states shows them all, abbreviated
@@ -93,38 +121,88 @@ class LadderRenderer:
                 first, second = self._paint(first, code), self._paint(second, code)
         return first, second
 
-    def _header(self, a: Annotation) -> list[str]:
+    def _header(self, conn: int, client: str, server: str, client_state: str,
+                server_state: str) -> list[str]:
         lane = self.g["lane"]
-        left = f"client {a.client}"
-        right = f"server {a.server}"
-        title = self._paint(f"conn {a.conn}", BOLD)
+        left = f"client {client}"
+        right = f"server {server}"
+        title = self._paint(f"conn {conn}", BOLD)
         return ["", f"{title}: {left} ⇄ {right}" if self.g is UNICODE else
                 f"{title}: {left} <-> {right}",
-                f"{'':4} {a.client_before.rjust(STATE_W)} {lane}{' ' * self.lane}{lane} "
-                f"{a.server_before}"]
+                f"{'':4} {client_state.rjust(STATE_W)} {lane}{' ' * self.lane}{lane} "
+                f"{server_state}"]
+
+    def _enter(self, a: Annotation) -> list[str]:
+        """The header when the arrows move to ``a``'s connection, and the calls that
+        waited for it."""
+        self.conn = a.conn
+        lines = self._header(a.conn, a.client, a.server, a.client_before, a.server_before)
+        for c in self.waiting.pop(a.conn, ()):
+            lines.extend(self._call(c))
+        return lines
+
+    def _arrows(self, a: Annotation) -> list[str]:
+        """One segment: the two lines of its arrow, the new states, and why."""
+        lane = self.g["lane"]
+        first, second = self._arrow(a)
+        sender, receiver = ((a.client_path, a.server_path) if a.from_client
+                            else (a.server_path, a.client_path))
+        c1 = self._state(sender if a.from_client else None, False)
+        s1 = self._state(None if a.from_client else sender, True)
+        c2 = self._state(None if a.from_client else receiver, False)
+        s2 = self._state(receiver if a.from_client else None, True)
+        lines = [f"{a.seg.frame:>4} {c1} {lane}{first}{lane} {s1}".rstrip(),
+                 f"{'':4} {c2} {lane}{second}{lane} {s2}".rstrip()]
+        lines.extend(f"{'':4} {'':{STATE_W}} {lane} " + self._paint(part, DIM)
+                     for part in textwrap.wrap(self._text(why(a)), self.width - STATE_W - 8,
+                                               break_on_hyphens=False))
+        return lines
+
+    def _text(self, text: str) -> str:
+        """Free text in the glyphs of the diagram (translated before it is wrapped)."""
+        return text.translate(TO_ASCII) if self.g is ASCII else text
+
+    def _call(self, c: Call) -> list[str]:
+        """A call's label between the lifelines, on its side, wrapped to the lane."""
+        lane, room = self.g["lane"], self.lane - 2
+        code = RED if c.failed else MAGENTA if c.kind != CALL else ""
+        right = c.side == "server"
+        lines = []
+        for part in textwrap.wrap(self._text(call_label(c)), room, break_on_hyphens=False):
+            text = part.rjust(room) if right else part.ljust(room)
+            lines.append(f"{'':4} {'':{STATE_W}} {lane} {self._paint(text, code)} {lane}")
+        return lines
 
     def write(self, anns: list[Annotation]) -> None:
         lines: list[str] = []
-        lane = self.g["lane"]
         for a in anns:
             if a.conn != self.conn:
-                self.conn = a.conn
-                lines.extend(self._header(a))
-            first, second = self._arrow(a)
-            sender, receiver = ((a.client_path, a.server_path) if a.from_client
-                                else (a.server_path, a.client_path))
-            c1 = self._state(sender if a.from_client else None, False)
-            s1 = self._state(None if a.from_client else sender, True)
-            c2 = self._state(None if a.from_client else receiver, False)
-            s2 = self._state(receiver if a.from_client else None, True)
-            lines.append(f"{a.seg.frame:>4} {c1} {lane}{first}{lane} {s1}".rstrip())
-            lines.append(f"{'':4} {c2} {lane}{second}{lane} {s2}".rstrip())
-            why = a.note
-            if a.analysis:
-                why = f"[{', '.join(a.analysis)}] {why}".strip()
-            lines.extend(f"{'':4} {'':{STATE_W}} {lane} " + self._paint(part, DIM)
-                         for part in textwrap.wrap(why, self.width - STATE_W - 8,
-                                                   break_on_hyphens=False))
+                lines.extend(self._enter(a))
+            lines.extend(self._arrows(a))
+            if len(self.latest) >= KEPT and a.conn not in self.latest:
+                self.latest.clear()
+            self.latest[a.conn] = a
+        self._out(lines)
+
+    def write_calls(self, calls: list[Call]) -> None:
+        """Labels for the calls of drawn connections; the others wait or go to the end."""
+        lines: list[str] = []
+        for c in calls:
+            if c.conn is None:
+                self.process_calls.append(c)
+            elif c.conn == self.conn:
+                lines.extend(self._call(c))
+            elif c.conn in self.latest:
+                a = self.latest[c.conn]
+                self.conn = c.conn
+                lines.extend(self._header(a.conn, a.client, a.server, a.client_after,
+                                          a.server_after))
+                lines.extend(self._call(c))
+            else:
+                self.waiting.setdefault(c.conn, []).append(c)
+        self._out(lines)
+
+    def _out(self, lines: list[str]) -> None:
         if lines:
             text = "\n".join(lines) + "\n"
             if self.g is ASCII:
@@ -135,4 +213,15 @@ class LadderRenderer:
         self.out.flush()
 
     def close(self) -> None:
-        """Arrows are written as they come; nothing is held back."""
+        """The calls of no connection drawn, listed: arrows and the other calls are
+        written as they come."""
+        rest = self.process_calls + [c for cs in self.waiting.values() for c in cs]
+        if not rest:
+            return
+        lines = ["", self._paint("process calls", BOLD) + " (not on a connection drawn above):"]
+        for c in sorted(rest, key=lambda c: c.ts):
+            code = RED if c.failed else MAGENTA if c.kind != CALL else ""
+            lines.extend(self._paint(part, code) for part in textwrap.wrap(
+                self._text(call_label(c)), self.width - 4, initial_indent="  ",
+                subsequent_indent="    ", break_on_hyphens=False))
+        self._out(lines)

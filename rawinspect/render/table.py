@@ -8,6 +8,13 @@ row. Nothing is cut. A connection's addresses are printed when it first appears.
 The Time column shows tcpdump's choices: seconds since the first segment (the default),
 the local date and time (-tttt), or the seconds since the previous segment (-ttt) or the
 previous segment of the same connection; only the date and time widen it.
+
+The traced programs' calls, signals and exits (issue 13) are rows of their own in time
+order: "·" for a number, their time (the deltas count from segments only), the connection
+when known, and ``[pid comm] text  cause`` from the column of the side that made them
+(Client when not known) on into Why, wrapped; on a narrow table the row names the call in
+its side's column and the text follows below, like explanations. Failed calls are red,
+signals and exits magenta. Time 0 is the first row, a call's or a segment's.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from datetime import datetime
 from typing import TextIO
 
 from ..core.annotation import Annotation
+from ..core.call import CALL, Call
 from ..core.options import options_text
 from ..core.segment import ACK
 
@@ -35,6 +43,7 @@ RED, YELLOW, MAGENTA, BOLD, RESET = ("\x1b[31m", "\x1b[33m", "\x1b[35m", "\x1b[1
 Cell = tuple[str, str]  # text and its colour ("" for none)
 WARN_FLAGS = ("retransmission", "rst_out_of_window")
 WRAPPED_KEPT = 4096  # distinct explanations whose wrapped lines are remembered
+SIDES = ("client", "server")
 
 
 def wrap_path(before: str, path: list[str] | None, width: int) -> list[str]:
@@ -61,7 +70,20 @@ def explanation(a: Annotation, verbose: bool = False) -> str:
     if verbose:
         opts = options_text(a.seg, a.rel_ack if a.seg.flags & ACK else -1)
         text = f"Win={a.win_scaled}{' ' + opts if opts else ''}{'; ' + text if text else ''}"
+    if a.cause:
+        text = f"{text} · {a.cause}" if text else a.cause
     return text
+
+
+def call_text(c: Call) -> str:
+    """``[812 server.py] write(fd 4, 5 bytes) = -1 EPIPE  ← RST, frame 6``."""
+    text = f"[{c.pid} {c.comm}] {c.text()}" if c.comm else f"[{c.pid}] {c.text()}"
+    return f"{text}  {c.cause}" if c.cause else text
+
+
+def call_name(c: Call) -> str:
+    """The call in a word: ``close()``, ``SIGPIPE``, ``exit``."""
+    return f"{c.name}()" if c.kind == CALL else c.name if c.name else c.kind
 
 
 class TableRenderer:
@@ -138,12 +160,23 @@ class TableRenderer:
                 pos += gap + len(text)
         return "".join(parts)
 
-    def _conn_header(self, a: Annotation) -> list[str]:
-        """The connection's endpoints, wrapped to the width."""
-        text = f"conn {a.conn}: client {a.client} → server {a.server}"
+    def _header_lines(self, conn: int, client: str, server: str) -> list[str]:
+        """A connection's endpoints, wrapped to the width."""
+        text = f"conn {conn}: client {client} → server {server}"
         lines = textwrap.wrap(text, self.width, subsequent_indent="    ",
                               break_on_hyphens=False)
-        lines[0] = self._paint(f"conn {a.conn}", BOLD) + lines[0][len(f"conn {a.conn}"):]
+        lines[0] = self._paint(f"conn {conn}", BOLD) + lines[0][len(f"conn {conn}"):]
+        return lines
+
+    def _head(self) -> list[str]:
+        """The column headings, before the first row only."""
+        if self.header_done:
+            return []
+        self.header_done = True
+        heads = [(h, "") for h in HEADERS]
+        lines = [self._line(heads if self.why_room else heads[:-1])]
+        if not self.why_room:
+            lines.append(" " * INDENT + HEADERS[-1])
         return lines
 
     def _time(self, a: Annotation) -> str:
@@ -160,6 +193,48 @@ class TableRenderer:
         prev = self.last.get(key, ts)
         self.last[key] = ts
         return f"{ts - prev:.6f}"
+
+    def _call_time(self, c: Call) -> str:
+        """A call's Time cell: the deltas count from the previous segment (of its
+        connection, or of any for a call without one) and are not moved by the call."""
+        ts = c.ts
+        if self.t0 is None:
+            self.t0 = ts
+        mode = self.time
+        if mode == "relative":
+            return f"{ts - self.t0:.6f}"
+        if mode == "absolute":
+            return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f")
+        if mode == "conn-delta" and c.conn is not None:
+            prev = self.last.get(c.conn, ts)
+        elif mode == "conn-delta":
+            prev = max(self.last.values(), default=ts)
+        else:
+            prev = self.last.get(0, ts)
+        return f"{ts - prev:.6f}"
+
+    def call_rows(self, c: Call) -> list[str]:
+        """The lines of one call: its row, the text from its side's column on (wrapped
+        there), or below the row when the table has no Why column."""
+        color = RED if c.failed else MAGENTA if c.kind != CALL else ""
+        col = 9 if c.side == "server" else 8
+        cells: list[Cell] = [("·", ""), (self._call_time(c), ""),
+                             ("" if c.conn is None else str(c.conn), "")]
+        cells += [("", "")] * (col - len(cells))
+        text = call_text(c)
+        if not self.why_room:
+            name = call_name(c)[:self.state_w]
+            lines = [self._placed([t for t, _ in cells] + [name],
+                                  [k for _, k in cells] + [color] if self.color else None)]
+            lines.extend(" " * INDENT + self._paint(line, color)
+                         for line in self._wrap(text, self.width - INDENT))
+            return lines
+        start = self.starts[col]
+        wrapped = self._wrap(text, self.width - start)
+        lines = [self._placed([t for t, _ in cells] + [wrapped[0]],
+                              [k for _, k in cells] + [color] if self.color else None)]
+        lines.extend(" " * start + self._paint(line, color) for line in wrapped[1:])
+        return lines
 
     def rows(self, a: Annotation) -> list[str]:
         """The lines of one annotation: the row, continuation lines for long state paths
@@ -190,18 +265,25 @@ class TableRenderer:
         return lines
 
     def write(self, anns: list[Annotation]) -> None:
-        lines: list[str] = []
-        if not self.header_done:
-            self.header_done = True
-            heads = [(h, "") for h in HEADERS]
-            lines.append(self._line(heads if self.why_room else heads[:-1]))
-            if not self.why_room:
-                lines.append(" " * INDENT + HEADERS[-1])
+        lines = self._head()
         for a in anns:
             if a.conn not in self.seen:
                 self.seen.add(a.conn)
-                lines.extend(self._conn_header(a))
+                lines.extend(self._header_lines(a.conn, a.client, a.server))
             lines.extend(self.rows(a))
+        if lines:
+            self.out.write("\n".join(lines) + "\n")
+
+    def write_calls(self, calls: list[Call]) -> None:
+        """A row for each call, between the segments written before and after it."""
+        lines = self._head()
+        for c in calls:
+            if c.conn is not None and c.conn not in self.seen and c.side in SIDES \
+                    and c.local and c.peer:
+                self.seen.add(c.conn)
+                client, server = (c.local, c.peer) if c.side == "client" else (c.peer, c.local)
+                lines.extend(self._header_lines(c.conn, client, server))
+            lines.extend(self.call_rows(c))
         if lines:
             self.out.write("\n".join(lines) + "\n")
 
