@@ -44,6 +44,10 @@ class Annotator:
         """Release segments held longer than the hold before ``now`` (live capture)."""
         return self._analysed(self.tracker.flush(now))
 
+    def held_since(self) -> float | None:
+        """The oldest segment still waiting for its annotation (see Tracker.held_since)."""
+        return self.tracker.held_since()
+
     def finish(self) -> list[Annotation]:
         """End of input: everything still held."""
         return self._analysed(self.tracker.finish())

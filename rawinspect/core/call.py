@@ -10,17 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 CALL, SIGNAL, EXIT = "call", "signal", "exit"
-# Calls that may block: shown with the time they waited.
-BLOCKING = frozenset({"accept", "accept4", "connect", "read", "recv", "recvfrom", "recvmsg",
-                      "readv", "write", "send", "sendto", "sendmsg", "writev", "wait4",
-                      "close"})
-_FIELDS = ("kind", "ts", "end", "pid", "tgid", "comm", "name", "fd", "args", "ret", "errno",
-           "local", "peer", "conn", "side", "cause")
+ENTERED, RETURNED = "entered", "returned"
+WAIT_SHOWN = 0.001  # a call that waits this long shows as two rows: entered, returned
+_FIELDS = ("kind", "phase", "ts", "end", "pid", "tgid", "comm", "name", "fd", "args", "ret",
+           "errno", "local", "peer", "conn", "side", "cause")
 
 
 class Call:
     """One call: when it entered and returned, who made it, on which socket, and its result.
 
+    A call that waited (an ``accept()`` until a client came, a ``read()`` until the
+    peer's FIN) is shown twice, like strace's unfinished and resumed lines: ``phase``
+    "entered" at ``ts`` and "returned" at ``end``; "" for a call shown once.
     ``kind`` is "call", "signal" (``name`` is the signal, ``args`` its action) or "exit"
     (``ret`` the exit status, or ``args`` the signal that killed the process).
     ``local``/``peer`` are the socket's addresses ("127.0.0.1:5000") once known; ``sk``
@@ -31,12 +32,13 @@ class Call:
 
     __slots__ = _FIELDS + ("sk",)
 
-    def __init__(self, *, kind: str = CALL, ts: float, end: float | None = None, pid: int,
+    def __init__(self, *, kind: str = CALL, phase: str = "", ts: float, end: float | None = None, pid: int,
                  tgid: int = 0, comm: str = "", name: str, fd: int | None = None,
                  args: str = "", ret: int | None = None, errno: str = "",
                  local: str = "", peer: str = "", conn: int | None = None, side: str = "",
                  cause: str = "", sk: int = 0) -> None:
         self.kind = kind
+        self.phase = phase
         self.ts = ts
         self.end = end
         self.pid = pid
@@ -60,6 +62,20 @@ class Call:
         return bool(self.errno)
 
     @property
+    def at(self) -> float:
+        """Where the row sits on the timeline: the return for a returned row, else entry."""
+        return self.end if self.phase == RETURNED and self.end is not None else self.ts
+
+    def split(self) -> list[Call]:
+        """This finished call as its rows: one, or entered and returned if it waited."""
+        if self.phase or self.waited < WAIT_SHOWN:
+            return [self]
+        entered = Call.from_dict(self.as_dict())
+        entered.phase, entered.sk = ENTERED, self.sk
+        self.phase = RETURNED
+        return [entered, self]
+
+    @property
     def waited(self) -> float:
         """Seconds between entering and returning (0 when not known)."""
         return self.end - self.ts if self.end is not None else 0.0
@@ -72,11 +88,13 @@ class Call:
             return f"exited with {self.ret}" if self.ret is not None else f"killed by {self.args}"
         inner = ", ".join(p for p in (f"fd {self.fd}" if self.fd is not None else "",
                                       self.args) if p)
+        if self.phase == ENTERED:
+            return f"{self.name}({inner}) ... waits"
         result = "?" if self.ret is None else (f"-1 {self.errno}" if self.errno
                                                else str(self.ret))
         text = f"{self.name}({inner}) = {result}"
-        if self.name in BLOCKING and self.waited >= 0.001:
-            text += f" [waited {self.waited:.3f} s]"
+        if self.phase == RETURNED:
+            text = f"... {text} after {self.waited:.3f} s"
         return text
 
     def as_dict(self) -> dict[str, Any]:

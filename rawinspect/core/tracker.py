@@ -81,6 +81,12 @@ class Tracker:
             self.retired.extend(self._table.evict(now))
         return out
 
+    def held_since(self) -> float | None:
+        """The time of the oldest segment not yet annotated (None when nothing waits):
+        every annotation still to come is of a segment at least this late."""
+        pending = self._holds.pending
+        return pending[0].seg.ts if pending else None
+
     def finish(self) -> list[Annotation]:
         """End of input: resolve everything still held and return the rest."""
         self._holds.resolve_all()
