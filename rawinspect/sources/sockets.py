@@ -89,11 +89,11 @@ def _endpoint(addr: str, port: int) -> str:
     return f"{host}:{port if port else '*'}"
 
 
-def request(family: int, seq: int = 1) -> bytes:
+def request(family: int) -> bytes:
     """The netlink message asking for every TCP socket of ``family``, all states."""
     body = DIAG_REQ.pack(family, socket.IPPROTO_TCP, 0, ALL_STATES, bytes(SOCKID.size))
     return NLMSG_HDR.pack(NLMSG_HDR.size + len(body), SOCK_DIAG_BY_FAMILY,
-                          NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+                          NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body
 
 
 def parse_diag_msg(payload: bytes) -> SocketRecord:
@@ -114,7 +114,10 @@ def parse_diag_msg(payload: bytes) -> SocketRecord:
 
 
 def parse_messages(data: bytes) -> tuple[list[SocketRecord], bool]:
-    """The sockets in one netlink read, and whether the dump is done (NLMSG_DONE)."""
+    """The sockets in one netlink read, and whether the dump is done (NLMSG_DONE).
+
+    The kernel's refusal (NLMSG_ERROR) is raised as OSError with its errno.
+    """
     out: list[SocketRecord] = []
     offset = 0
     while offset + NLMSG_HDR.size <= len(data):
@@ -127,7 +130,7 @@ def parse_messages(data: bytes) -> tuple[list[SocketRecord], bool]:
         if kind == NLMSG_ERROR:
             code = -struct.unpack_from("=i", payload)[0] if len(payload) >= 4 else 0
             if code:
-                raise SocketsUnavailable(f"sock_diag: {os.strerror(code)}")
+                raise OSError(code, os.strerror(code))
         elif kind == SOCK_DIAG_BY_FAMILY:
             out.append(parse_diag_msg(payload))
         offset += (length + 3) & ~3  # NLMSG_ALIGN
@@ -147,7 +150,7 @@ def dump(family: int) -> list[SocketRecord]:
                 if done:
                     return out
     except OSError as e:
-        if e.errno == errno.ENOENT:  # no inet_diag for this family (IPv6 off)
+        if e.errno == errno.ENOENT:  # no inet_diag handler for this family (IPv6 off)
             return []
         raise SocketsUnavailable(f"sock_diag: {e.strerror or e}") from None
     raise SocketsUnavailable(f"sock_diag: no end after {MAX_READS} reads")
