@@ -219,7 +219,7 @@ class LadderRenderer:
         if not rest:
             return
         lines = ["", self._paint("process calls", BOLD) + " (not on a connection drawn above):"]
-        for c in sorted(rest, key=lambda c: c.ts):
+        for c in sorted(rest, key=lambda c: c.at):
             code = RED if c.failed else MAGENTA if c.kind != CALL else ""
             lines.extend(self._paint(part, code) for part in textwrap.wrap(
                 self._text(call_label(c)), self.width - 4, initial_indent="  ",

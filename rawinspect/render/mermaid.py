@@ -101,5 +101,5 @@ class MermaidRenderer:
                          "```mermaid\n" + "\n".join(self.diagram(events)) + "\n```\n")
         if rest:
             parts.append("process calls (not on a connection drawn above):\n\n" + "".join(
-                f"- {call_label(c)}\n" for c in sorted(rest, key=lambda c: c.ts)))
+                f"- {call_label(c)}\n" for c in sorted(rest, key=lambda c: c.at)))
         self.out.write("\n".join(parts))

@@ -10,6 +10,13 @@ Vertical spacing follows the capture's timing where that stays readable: gaps ar
 scaled, then clamped between a minimum (so close segments do not overlap) and a maximum
 (long idle times are cut and marked with their length). A picture holds at most
 MAX_SEGMENTS segments and MAX_PICTURES connections are drawn; the rest is said on stderr.
+
+A traced program's calls, signals and exits are rows of their own in time order among the
+arrows: a dot on their side's lifeline (the client's when the side is not known) and the
+call's text beside it between the lifelines; failed calls in red, signals and exits in
+magenta. The call that caused a state change ends its segment's explanation. Calls of no
+connection (a failed bind(), a signal or an exit not tied to a socket) are in no picture:
+they are skipped, and their number is said on stderr.
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ import sys
 import textwrap
 from collections import defaultdict
 from html import escape
+from typing import Sequence, Union
 
 from ..core.annotation import Annotation
-from .ladder import changed, label
+from ..core.call import CALL, Call
+from .ladder import call_label, changed, label
 
 MAX_SEGMENTS = 400
 MAX_PICTURES = 50
@@ -31,21 +40,55 @@ COLORS = {"CLOSED": "#d9d9d9", "LISTEN": "#b3cde3", "SYN_SENT": "#ccebc5",
           "SYN_RCVD": "#a8ddb5", "ESTABLISHED": "#4daf4a", "FIN_WAIT_1": "#fed976",
           "FIN_WAIT_2": "#feb24c", "CLOSE_WAIT": "#9ecae1", "CLOSING": "#fc9272",
           "LAST_ACK": "#6baed6", "TIME_WAIT": "#e31a1c"}
+CALL_CHARS = int((RIGHT_X - LEFT_X - 30) / CHAR_W)  # a call's text between the lifelines
+
+Event = Union[Annotation, Call]
+Row = tuple[float, str]  # y, and the length of a cut idle gap before it ("" when none)
 
 
-def _rows(anns: list[Annotation]) -> list[tuple[float, str]]:
-    """The y of each segment, and a mark for a cut idle gap ("" when none)."""
-    ys, y, prev = [], float(TOP), None
-    for a in anns:
-        mark = ""
+def _why(a: Annotation) -> str:
+    """A segment's explanation: the note, and the call that caused the sender's change."""
+    if a.cause:
+        return f"{a.note} · {a.cause}" if a.note else a.cause
+    return a.note
+
+
+def _call_lines(c: Call) -> list[str]:
+    """A call's text, wrapped to fit between the lifelines."""
+    return textwrap.wrap(call_label(c), CALL_CHARS, break_on_hyphens=False)
+
+
+def _ts(e: Event) -> float:
+    return e.seg.ts if isinstance(e, Annotation) else e.at
+
+
+def _extra(e: Event) -> float:
+    """Height taken below a row by its text beyond one line (a call's wrapped text)."""
+    return 0.0 if isinstance(e, Annotation) else (len(_call_lines(e)) - 1) * NOTE_LINE
+
+
+def _rows(events: Sequence[Event]) -> list[Row]:
+    """The y of each segment or call, and a mark for a cut idle gap ("" when none)."""
+    ys: list[Row] = []
+    y, prev, extra = float(TOP), None, 0.0
+    for e in events:
+        mark, ts = "", _ts(e)
         if prev is not None:
-            gap = (a.seg.ts - prev) * 1000 * PX_PER_MS
+            gap = (ts - prev) * 1000 * PX_PER_MS
             if gap > MAX_GAP:
-                mark = f"{a.seg.ts - prev:.3g} s"
-            y += min(max(gap, MIN_GAP), MAX_GAP)
-        prev = a.seg.ts
+                mark = f"{ts - prev:.3g} s"
+            y += min(max(gap, MIN_GAP), MAX_GAP) + extra
+        prev, extra = ts, _extra(e)
         ys.append((y, mark))
     return ys
+
+
+def _gap_mark(y: float, mark: str) -> list[str]:
+    """The length of a cut idle gap, above the row after it."""
+    if not mark:
+        return []
+    return [f'<text x="{WIDTH / 2}" y="{y - MIN_GAP / 2:.1f}" text-anchor="middle" '
+            f'fill="#888">⋯ {mark} ⋯</text>']
 
 
 def _header(anns: list[Annotation], total: int, bottom: float, height: float) -> list[str]:
@@ -69,7 +112,7 @@ def _header(anns: list[Annotation], total: int, bottom: float, height: float) ->
     return out
 
 
-def _bands(anns: list[Annotation], rows: list[tuple[float, str]], bottom: float) -> list[str]:
+def _bands(anns: list[Annotation], rows: list[Row], bottom: float) -> list[str]:
     """Each endpoint's state from one change to the next, as a coloured band."""
     out: list[str] = []
     first = anns[0]
@@ -99,18 +142,16 @@ def _bands(anns: list[Annotation], rows: list[tuple[float, str]], bottom: float)
     return out
 
 
-def _arrows(anns: list[Annotation], rows: list[tuple[float, str]],
-            numbers: dict[str, int]) -> list[str]:
-    """One slanted arrow per segment, its label (the note as tooltip) and the number of
-    its explanation in a circle after the label."""
+def _arrows(anns: list[Annotation], rows: list[Row], numbers: dict[str, int]) -> list[str]:
+    """One slanted arrow per segment, its label (the explanation as tooltip) and the
+    number of its explanation in a circle after the label."""
     out: list[str] = []
     for a, (y, mark) in zip(anns, rows):
         x1, x2 = (LEFT_X, RIGHT_X) if a.from_client else (RIGHT_X, LEFT_X)
         color = "#c00" if a.seg.flags & 0x04 else "#a0a" if a.analysis else "#222"
         dash = ' stroke-dasharray="5,3"' if a.analysis else ""
-        if mark:
-            out.append(f'<text x="{WIDTH / 2}" y="{y - MIN_GAP / 2:.1f}" text-anchor="middle" '
-                       f'fill="#888">⋯ {mark} ⋯</text>')
+        why = _why(a)
+        out.extend(_gap_mark(y, mark))
         out.append(f'<line class="segment" data-frame="{a.seg.frame}" x1="{x1}" '
                    f'y1="{y:.1f}" x2="{x2}" y2="{y + SLANT:.1f}" stroke="{color}"{dash} '
                    'stroke-width="1.5" marker-end="url(#head)"/>')
@@ -119,15 +160,34 @@ def _arrows(anns: list[Annotation], rows: list[tuple[float, str]],
             text += f" [{', '.join(a.analysis)}]"
         out.append(f'<text class="label" x="{(LEFT_X + RIGHT_X) / 2}" y="{y + 2:.1f}" '
                    f'text-anchor="middle" fill="{color}">{escape(text)}<title>'
-                   f'{escape(a.note)}</title></text>')
-        if a.note:
-            n = numbers[a.note]
+                   f'{escape(why)}</title></text>')
+        if why:
+            n = numbers[why]
             cx = min((LEFT_X + RIGHT_X) / 2 + len(text) * CHAR_W / 2 + 14, RIGHT_X - 16)
             out.append(f'<g class="marker" data-note="{n}" data-frame="{a.seg.frame}">'
-                       f'<title>{escape(a.note)}</title><circle cx="{cx:.1f}" '
+                       f'<title>{escape(why)}</title><circle cx="{cx:.1f}" '
                        f'cy="{y - 2:.1f}" r="8" fill="#fff" stroke="#36c"/><text '
                        f'x="{cx:.1f}" y="{y + 2:.1f}" text-anchor="middle" font-size="10" '
                        f'fill="#36c">{n}</text></g>')
+    return out
+
+
+def _calls(calls: list[Call], rows: list[Row]) -> list[str]:
+    """Each call as a dot on its side's lifeline and its text beside it, in the lane."""
+    out: list[str] = []
+    for c, (y, mark) in zip(calls, rows):
+        server = c.side == "server"
+        x = RIGHT_X if server else LEFT_X
+        tx, anchor = (x - 10, "end") if server else (x + 10, "start")
+        color = "#c00" if c.failed else "#a0a" if c.kind != CALL else "#036"
+        out.extend(_gap_mark(y, mark))
+        out.append(f'<g class="call" data-side="{escape(c.side)}" data-pid="{c.pid}" '
+                   f'data-failed="{str(c.failed).lower()}"><title>{escape(call_label(c))}'
+                   f'</title><circle cx="{x}" cy="{y:.1f}" r="4" fill="{color}"/>')
+        for i, line in enumerate(_call_lines(c)):
+            out.append(f'<text class="call-label" x="{tx}" y="{y + 4 + i * NOTE_LINE:.1f}" '
+                       f'text-anchor="{anchor}" fill="{color}">{escape(line)}</text>')
+        out.append("</g>")
     return out
 
 
@@ -135,8 +195,9 @@ def _numbers(anns: list[Annotation]) -> dict[str, int]:
     """A number for each distinct explanation, in order of first appearance."""
     numbers: dict[str, int] = {}
     for a in anns:
-        if a.note and a.note not in numbers:
-            numbers[a.note] = len(numbers) + 1
+        why = _why(a)
+        if why and why not in numbers:
+            numbers[why] = len(numbers) + 1
     return numbers
 
 
@@ -147,8 +208,9 @@ def _explanations(anns: list[Annotation], numbers: dict[str, int],
         return [], top
     frames: dict[str, list[int]] = defaultdict(list)
     for a in anns:
-        if a.note:
-            frames[a.note].append(a.seg.frame)
+        why = _why(a)
+        if why:
+            frames[why].append(a.seg.frame)
     out = [f'<text x="20" y="{top + 12:.0f}" font-weight="bold">Explanations (the numbered '
            'circles beside the arrows)</text>']
     y = top + 12 + NOTE_LINE
@@ -167,12 +229,30 @@ def _explanations(anns: list[Annotation], numbers: dict[str, int],
     return out, y
 
 
-def picture(anns: list[Annotation]) -> str:
-    """One connection's SVG document."""
-    total = len(anns)
-    anns = anns[:MAX_SEGMENTS]
-    rows = _rows(anns)
-    bottom = (rows[-1][0] if rows else TOP) + 60
+def _first_segments(events: Sequence[Event], limit: int) -> list[Event]:
+    """The events up to the ``limit``-th segment (the calls before the next one)."""
+    out: list[Event] = []
+    n = 0
+    for e in events:
+        if isinstance(e, Annotation):
+            if n == limit:
+                break
+            n += 1
+        out.append(e)
+    return out
+
+
+def picture(events: Sequence[Event]) -> str:
+    """One connection's SVG document: its segments and its calls, in time order (at least
+    one segment)."""
+    total = sum(isinstance(e, Annotation) for e in events)
+    events = _first_segments(events, MAX_SEGMENTS)
+    all_rows = _rows(events)
+    anns = [e for e in events if isinstance(e, Annotation)]
+    rows = [r for e, r in zip(events, all_rows) if isinstance(e, Annotation)]
+    calls = [e for e in events if isinstance(e, Call)]
+    call_rows = [r for e, r in zip(events, all_rows) if isinstance(e, Call)]
+    bottom = all_rows[-1][0] + _extra(events[-1]) + 60
     used = [s for s in COLORS if any(s in (a.client_before, a.server_before) or
                                      s in (a.client_path or ()) or s in (a.server_path or ())
                                      for a in anns)]
@@ -185,36 +265,53 @@ def picture(anns: list[Annotation]) -> str:
     notes, end = _explanations(anns, numbers, bottom + 22 + (len(used) + 5) // 6 * 20)
     height = max(bottom + 70, end + 16)
     out = (_header(anns, total, bottom, height) + _bands(anns, rows, bottom)
-           + _arrows(anns, rows, numbers) + legend + notes + ["</svg>"])
+           + _arrows(anns, rows, numbers) + _calls(calls, call_rows) + legend + notes
+           + ["</svg>"])
     return "\n".join(out) + "\n"
 
 
 class SvgRenderer:
-    """Collects annotations per connection; writes one SVG file per connection on close()."""
+    """Collects annotations and calls per connection; writes one SVG file per connection
+    on close()."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.conns: dict[int, list[Annotation]] = defaultdict(list)
+        self.conns: dict[int, list[Event]] = defaultdict(list)
+        self.drawn: set[int] = set()  # connections with a segment: those get a picture
         self.written: list[str] = []
+        self.skipped = 0  # calls of no connection
 
     def write(self, anns: list[Annotation]) -> None:
         for a in anns:
             self.conns[a.conn].append(a)
+            self.drawn.add(a.conn)
+
+    def write_calls(self, calls: list[Call]) -> None:
+        """Calls join their connection's picture; those of none are only counted."""
+        for c in calls:
+            if c.conn is None:
+                self.skipped += 1
+            else:
+                self.conns[c.conn].append(c)
 
     def flush(self) -> None:
         """Pictures are drawn at the end."""
 
     def close(self) -> None:
-        conns = sorted(self.conns)
+        conns = sorted(self.drawn)
+        skipped = self.skipped + sum(len(evs) for conn, evs in self.conns.items()
+                                     if conn not in self.drawn)
         if len(conns) > MAX_PICTURES:
             print(f"rawinspect: {len(conns)} connections: drawing the first {MAX_PICTURES}; "
                   "choose others with --conn N", file=sys.stderr)
-            conns = conns[:MAX_PICTURES]
         stem = self.path[:-4] if self.path.endswith(".svg") else self.path
-        for conn in conns:
-            path = self.path if len(self.conns) == 1 else f"{stem}-conn{conn}.svg"
+        for conn in conns[:MAX_PICTURES]:
+            path = self.path if len(conns) == 1 else f"{stem}-conn{conn}.svg"
             with open(path, "w") as f:
                 f.write(picture(self.conns[conn]))
             self.written.append(path)
+        if skipped:
+            print(f"rawinspect: {skipped} call{'s' if skipped > 1 else ''} on no connection "
+                  "drawn: not in the pictures (the other formats list them)", file=sys.stderr)
         if self.written:
             print(f"rawinspect: wrote {', '.join(self.written)}", file=sys.stderr)

@@ -197,7 +197,7 @@ class TableRenderer:
     def _call_time(self, c: Call) -> str:
         """A call's Time cell: the deltas count from the previous segment (of its
         connection, or of any for a call without one) and are not moved by the call."""
-        ts = c.ts
+        ts = c.at
         if self.t0 is None:
             self.t0 = ts
         mode = self.time
