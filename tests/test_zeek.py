@@ -12,6 +12,7 @@ from rawinspect.views.summary import Summaries
 from rawinspect.render import summaries as render
 from rawinspect.app.annotator import Annotator
 from rawinspect.core.tracker import Tracker
+from rawinspect.views.zeek import ConnLog
 from tcpseq import ACK, C_ISN, FIN, RST, S_ISN, SYN, Conv
 
 PSH = 0x08
@@ -280,3 +281,86 @@ def test_cli_explain_prints_the_legend_after_the_letters():
     legend = text[text.index("Legend"):text.index("State changes:")]
     for letter in history:
         assert re.search(rf"^  (\S )*{re.escape(letter)}(?=\s)", legend, re.M), letter
+
+
+def zeek_rows(segs):
+    """The conn.log rows Zeek's rules give for ``segs``: (reversed, conn_state, history, pkts)."""
+    log = ConnLog()
+    anns = Tracker().feed_all(segs)
+    for a in anns:
+        log.feed(a)
+    assert len(log.conns) == 1      # the tracker's own idea is unchanged: one connection
+    return [(r.reversed, r.conn_state, r.history, r.pkts)
+            for cid in sorted(log.conns) for r in log.rows(cid)]
+
+
+def test_an_unanswered_syn_ends_after_tcp_attempt_delay():
+    """Zeek's AttemptTimer (5 s): packets after it start a new, partial connection."""
+    c = Conv()
+    segs = [c.seg("c", SYN, C_ISN), c.seg("c", SYN, C_ISN, dt=3.0),
+            c.seg("c", PSH | ACK, C1, S1, 10, dt=2.5), c.seg("c", FIN | ACK, C1 + 10, S1)]
+    assert zeek_rows(segs) == [(False, "S0", "S", (2, 0)), (False, "SH", "DF", (2, 0))]
+    c = Conv()   # answered in time: one connection
+    segs = [c.seg("c", SYN, C_ISN), c.seg("c", SYN, C_ISN, dt=3.0),
+            c.seg("s", SYN | ACK, S_ISN, C1, dt=1.0), c.seg("c", ACK, C1, S1)]
+    assert zeek_rows(segs) == [(False, "S1", "ShA", (3, 1))]
+
+
+def test_a_syn_after_a_rejected_attempt_is_a_new_connection():
+    """IsReuse: any SYN once a side has closed (here, the RST of a refusal)."""
+    c = Conv()
+    segs = [c.seg("c", SYN, C_ISN), c.seg("s", RST | ACK, 0, C1),
+            c.seg("c", SYN, C_ISN, dt=0.5), c.seg("s", RST | ACK, 0, C1)]
+    assert zeek_rows(segs) == [(False, "REJ", "Sr", (1, 1))] * 2
+
+
+def test_data_after_a_reset_connection_was_removed_starts_a_new_one():
+    """The RST's close removes the connection tcp_close_delay (5 s) later."""
+    c = Conv()
+    segs = [c.seg("c", SYN, C_ISN), c.seg("s", SYN | ACK, S_ISN, C1), c.seg("c", RST, C1),
+            c.seg("c", PSH | ACK, C1, S1, 10, dt=15.0), c.seg("s", RST, S1)]
+    assert zeek_rows(segs) == [(False, "RSTO", "ShR", (2, 1)), (False, "RSTRH", "Dr", (1, 1))]
+
+
+def test_a_syn_with_another_isn_is_port_reuse_and_opens_the_other_way():
+    """Simultaneous open: the peer's own SYN is a new connection, from the peer."""
+    c = Conv()
+    segs = [c.seg("c", SYN, C_ISN), c.seg("s", SYN, S_ISN), c.seg("c", SYN | ACK, C_ISN, S1),
+            c.seg("s", SYN | ACK, S_ISN, C1), c.seg("c", ACK, C1, S1)]
+    rows = zeek_rows(segs)
+    assert rows[0] == (False, "S0", "S", (1, 0))
+    assert rows[1][:3] == (True, "S1", "Sha")
+    s = summary(segs)    # the summary keeps the tracker's one connection
+    assert s.history.startswith("Ss") and len(s.zeek) == 2
+
+
+def test_inactivity_timeout_splits_a_silent_connection():
+    c = Conv()
+    segs = c.handshake() + [c.seg("c", PSH | ACK, C1, S1, 5, dt=301.0)]
+    assert [r[1:3] for r in zeek_rows(segs)] == [("S1", "ShA"), ("OTH", "D")]
+
+
+def test_gap_below_the_peers_fin_is_counted_but_not_after_a_reset():
+    """AckReceived caps at the peer's FIN; gaps are logged only on clean endpoints."""
+    c = Conv()
+    segs = c.handshake() + [c.seg("s", FIN | ACK, S1 + 100, C1),
+                            c.seg("c", ACK, C1, S1 + 101)]
+    s = summary(segs)
+    assert s.history == "ShAfg" and s.missed_bytes == 100
+    c = Conv()
+    segs = c.handshake() + [c.seg("s", RST, S1), c.seg("s", PSH | ACK, S1 + 100, C1, 5),
+                            c.seg("c", ACK, C1, S1 + 105)]
+    assert "g" not in summary(segs).history
+
+
+def test_zeek_format_writes_every_row_in_time_order_with_its_own_tuple():
+    c = Conv()
+    segs = [c.seg("c", SYN, C_ISN), c.seg("s", SYN, S_ISN), c.seg("c", SYN | ACK, C_ISN, S1),
+            c.seg("s", SYN | ACK, S_ISN, C1), c.seg("c", ACK, C1, S1)]
+    lines = [x.split("\t") for x in render.zeek([summary(segs)]).splitlines()
+             if not x.startswith("#")]
+    recs = [dict(zip(render.ZEEK_FIELDS, x)) for x in lines]
+    assert [(r["id.orig_p"], r["id.resp_p"], r["history"]) for r in recs] == [
+        ("40000", "80", "S"), ("80", "40000", "Sha")]
+    assert recs[0]["uid"] != recs[1]["uid"]
+    assert float(recs[0]["ts"]) <= float(recs[1]["ts"])

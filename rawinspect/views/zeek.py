@@ -1,6 +1,9 @@
 """Zeek's view of a connection: conn_state and history, as Zeek's TCP analyzer derives them.
 
-Pure, fed one annotation at a time in capture order. Each side is a Zeek endpoint
+Pure, fed one annotation at a time in capture order. One tracker connection can be several
+Zeek connections (rows of conn.log): ``ConnLog`` ends a row where Zeek would remove the
+connection (its timers, or a SYN that Zeek takes for port reuse) and starts the next one
+with the next packet; docs/zeek.md says which rules and why. Each side is a Zeek endpoint
 (INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET) moved by the
 rules of Zeek's TCP analyzer (UpdateStateMachine in TCP.cc); conn_state is then Zeek's
 ``Conn::conn_state`` function of the two, and history follows update_history: upper case
@@ -9,9 +12,10 @@ repeat when their sequence number differs from the last one of that kind; T W G 
 C) logarithmically, at the 1st, 10th, 100th... occurrence; ``^`` first when the
 originator is not the sender of the first packet (Zeek flips such connections).
 
-The originator is the tracker's client. Checksums are never checked, so C/c never occur;
-gaps (G/g) are content the peer acknowledged that was never captured, counted when the
-acknowledgement arrives on a segment without FIN or RST, as Zeek does.
+The originator is the tracker's client, except in a later row that opens with the server's
+bare SYN (Zeek takes its sender as originator). Checksums are never checked, so C/c never
+occur; gaps (G/g) are content the peer acknowledged that was never captured (up to its FIN),
+counted as Zeek's reassembler does: only while both sides are established or closing cleanly.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ from ..core.segment import ACK, FIN, RST, SYN
 from ..core.seqspace import MASK, seq_delta as _delta
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = (
     "INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED", "CLOSED", "RESET")
+# Zeek's defaults (init-bare.zeek), in seconds.
+TCP_ATTEMPT_DELAY = 5.0         # an unanswered SYN ends the connection attempt
+TCP_CLOSE_DELAY = 5.0           # a closed (or reset) connection is removed
+TCP_RESET_DELAY = 5.0           # an RST after a FIN
+TCP_PARTIAL_CLOSE_DELAY = 3.0   # one side closed, the other never seen closing
+TCP_INACTIVITY_TIMEOUT = 300.0
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
 
 
@@ -32,7 +42,7 @@ class ZeekEndpoint:
 
     __slots__ = ("orig", "state", "prev_state", "start", "last", "ack", "fin_cnt",
                  "last_syn", "last_fin", "last_rst", "counters", "pkts", "did_close",
-                 "seen_upto", "blocks")
+                 "seen_upto", "blocks", "fin_at")
 
     def __init__(self, orig: bool) -> None:
         self.orig = orig
@@ -45,6 +55,7 @@ class ZeekEndpoint:
         self.did_close = False
         self.seen_upto = 0      # contiguous payload captured up to (absolute seq)
         self.blocks: list[tuple[int, int]] = []   # payload captured beyond a hole
+        self.fin_at = 0         # the sequence number of the last FIN's octet
 
     def captured(self, seq: int, end: int) -> None:
         """Payload [seq, end) was captured: extend the contiguous part, or keep the block."""
@@ -81,6 +92,11 @@ class ZeekEndpoint:
         if new != self.state:
             self.prev_state, self.state = self.state, new
 
+    def clean(self) -> bool:
+        """Established, or closed from established: where Zeek's reassembler logs gaps."""
+        return self.state == ESTABLISHED or (self.state == CLOSED
+                                             and self.prev_state == ESTABLISHED)
+
     def size(self) -> int:
         """Payload bytes from sequence numbers, as TCP_Endpoint::Size()."""
         end = self.last if _delta(self.last, self.ack) > 0 else self.ack
@@ -97,11 +113,17 @@ class ZeekConn:
     """One connection's Zeek record, and which frame produced each history letter."""
     orig: ZeekEndpoint = field(default_factory=lambda: ZeekEndpoint(True))
     resp: ZeekEndpoint = field(default_factory=lambda: ZeekEndpoint(False))
+    orig_is_client: bool = True   # False: the originator is the tracker's server
     history: list[tuple[str, int]] = field(default_factory=list)   # (letter, frame)
     seen: set[str] = field(default_factory=set)
     first_ts: float = 0.0
     last_time: float = 0.0
     missed_bytes: int = 0
+    seen_at: float = 0.0          # the last packet's time (Zeek's Conn::LastTime)
+    # Zeek's timers that remove the connection: when each is due (0: none).
+    attempt_at: float = 0.0
+    partial_close_at: float = 0.0
+    delete_at: float = 0.0
 
     @property
     def history_string(self) -> str:
@@ -153,16 +175,57 @@ class ZeekConn:
             return "S1"
         return "OTH"
 
+    def row(self) -> ZeekRow:
+        """This connection's conn.log fields as they stand."""
+        return ZeekRow(self.first_ts, self.last_time - self.first_ts,
+                       (self.orig.pkts, self.resp.pkts), (self.orig.size(), self.resp.size()),
+                       self.conn_state(), self.history_string, self.missed_bytes,
+                       not self.orig_is_client)
+
+    def over(self, t: float) -> bool:
+        """Whether Zeek has removed this connection by time ``t`` (a packet of it is due
+        then): its timers are checked on the state its last packet left."""
+        o, r = self.orig, self.resp
+        if t - self.seen_at >= TCP_INACTIVITY_TIMEOUT or 0 < self.delete_at <= t:
+            return True
+        if 0 < self.attempt_at <= t:          # AttemptTimer
+            self.attempt_at = 0.0
+            if o.state in (SYN_SENT, SYN_ACK_SENT) and r.state == INACTIVE:
+                return True
+        if 0 < self.partial_close_at <= t:    # PartialCloseTimer
+            self.partial_close_at = 0.0
+            if INACTIVE not in (o.state, r.state) and RESET not in (o.state, r.state) \
+                    and not (o.did_close and r.did_close):
+                return True
+        return False
+
+    def reused_by(self, flags: int, seq: int) -> bool:
+        """Zeek's IsReuse: a SYN that starts a new connection on the same 4-tuple."""
+        if not flags & SYN:
+            return False
+        first = self.orig
+        if flags & ACK:
+            if self.orig.state != INACTIVE:
+                return False
+            first = self.resp     # a half connection: the SYN+ACK may restart it
+        if self.orig.did_close or self.resp.did_close:
+            return True
+        return seq != first.start and not (
+            not flags & ACK and first.state == SYN_ACK_SENT and self.resp.state == INACTIVE
+            and seq == self.resp.start)
+
     def feed(self, a: Annotation) -> None:
         """One segment of this connection, in capture order."""
         seg = a.seg
-        ep, peer = (self.orig, self.resp) if a.from_client else (self.resp, self.orig)
+        is_orig = a.from_client == self.orig_is_client
+        ep, peer = (self.orig, self.resp) if is_orig else (self.resp, self.orig)
         flags, seq, ack, plen, frame = seg.flags, seg.seq, seg.ack, seg.payload, seg.frame
         if not self.history:
             self.first_ts = seg.ts
-            if not a.from_client:
+            if not is_orig:
                 self.history.append(("^", frame))
         ep.pkts += 1
+        self.seen_at = seg.ts
         seg_len = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         if flags & RST:
             seg_len -= plen
@@ -176,6 +239,7 @@ class ZeekConn:
             self.last_time = seg.ts
         if flags & FIN:
             ep.fin_cnt += 1
+            ep.fin_at = (end - 1) & MASK
         if flags & ACK:
             if peer.state == INACTIVE:
                 peer.start = peer.ack = peer.last = (ack - 1) & MASK
@@ -186,13 +250,32 @@ class ZeekConn:
         if plen and not flags & RST:
             data = (seq + 1) & MASK if flags & SYN else seq   # data on a SYN follows it
             ep.captured(data, (data + plen) & MASK)
-        self._state_machine(ep, peer, flags, a.from_client, plen)
-        if flags & ACK and not flags & (FIN | RST) and peer.state != INACTIVE \
-                and _delta(ack, peer.seen_upto) > 0 and peer.fin_cnt == 0:
+        if self._state_machine(ep, peer, flags, is_orig, plen, seg.ts):
+            self._closed(ep, peer, seg.ts)
+        if flags & ACK and peer.state != INACTIVE:
+            self._acked(ep, peer, ack, frame)
+
+    def _acked(self, ep: ZeekEndpoint, peer: ZeekEndpoint, ack: int, frame: int) -> None:
+        """Zeek's AckReceived: what the peer sent below ``ack`` (up to its FIN) and was
+        never captured is a gap, logged while both sides are established or closing."""
+        if peer.fin_cnt and _delta(ack, peer.fin_at) > 0:
+            ack = peer.fin_at
+        if _delta(ack, peer.seen_upto) > 0:
             missing = peer.gap(ack)
-            if missing > 0:
+            if missing > 0 and peer.clean() and ep.clean():
                 self.missed_bytes += missing
                 self._scaled(peer, "G", frame)
+
+    def _closed(self, ep: ZeekEndpoint, peer: ZeekEndpoint, t: float) -> None:
+        """Zeek's ConnectionClosed: which timer will remove the connection."""
+        if ep.did_close:
+            return
+        ep.did_close = True
+        if ep.state == RESET or peer.did_close or peer.state == INACTIVE:
+            self.attempt_at = self.partial_close_at = 0.0   # CancelTimers
+            self.delete_at = t + TCP_CLOSE_DELAY
+        elif ep.prev_state == INACTIVE:
+            self.partial_close_at = t + TCP_PARTIAL_CLOSE_DELAY
 
     @staticmethod
     def _init_endpoint(ep: ZeekEndpoint, flags: int, seq: int, end: int) -> None:
@@ -259,13 +342,15 @@ class ZeekConn:
         return bool(flags & (FIN | RST))
 
     def _state_machine(self, ep: ZeekEndpoint, peer: ZeekEndpoint, flags: int,
-                       is_orig: bool, plen: int) -> None:
+                       is_orig: bool, plen: int, t: float) -> bool:
+        """Zeek's UpdateStateMachine; True if the segment closes its sender's side."""
         st = ep.state
         close = False
         if st == INACTIVE:
             if flags & SYN:
                 if is_orig:
                     ep.set_state(SYN_ACK_SENT if flags & ACK else SYN_SENT)
+                    self.attempt_at = t + TCP_ATTEMPT_DELAY
                 else:
                     if peer.state == SYN_SENT:
                         peer.set_state(ESTABLISHED)
@@ -292,19 +377,54 @@ class ZeekConn:
         elif st == CLOSED:
             if flags & RST and peer.state != CLOSED:
                 ep.set_state(RESET)
-                close = not ep.did_close
-        if close:
-            ep.did_close = True
+                close = True
+                reset_at = t + TCP_RESET_DELAY     # ResetTimer
+                self.delete_at = min(self.delete_at or reset_at, reset_at)
+        return close
+
+
+@dataclass(frozen=True)
+class ZeekRow:
+    """One row of Zeek's conn.log (the fields rawinspect computes)."""
+    ts: float
+    duration: float
+    pkts: tuple[int, int]         # originator, responder
+    bytes: tuple[int, int]
+    conn_state: str
+    history: str
+    missed_bytes: int
+    reversed: bool                # the originator is the tracker's server
 
 
 class ConnLog:
-    """Zeek records for every connection of a run, fed annotations in capture order."""
+    """Zeek records for every connection of a run, fed annotations in capture order.
+
+    ``conns``: one record per tracker connection, fed all of its segments (the summary's
+    conn_state and history). ``rows(conn)``: the connections Zeek itself would log for the
+    same segments; a record fed a single Zeek connection serves as both.
+    """
 
     def __init__(self) -> None:
         self.conns: dict[int, ZeekConn] = {}
+        self.current: dict[int, ZeekConn] = {}      # the Zeek connection being fed
+        self.ended: dict[int, list[ZeekRow]] = {}   # those Zeek removed before it
 
     def feed(self, a: Annotation) -> None:
-        conn = self.conns.get(a.conn)
-        if conn is None:
-            conn = self.conns[a.conn] = ZeekConn()
-        conn.feed(a)
+        """The next annotation of the run."""
+        whole = self.conns.get(a.conn)
+        if whole is None:
+            self.conns[a.conn] = self.current[a.conn] = whole = ZeekConn()
+        else:
+            cur = self.current[a.conn]
+            if cur.over(a.seg.ts) or cur.reused_by(a.seg.flags, a.seg.seq):
+                self.ended.setdefault(a.conn, []).append(cur.row())
+                # Zeek flips a new connection by its ports unless it opens with a SYN.
+                bare_syn = a.seg.flags & (SYN | ACK) == SYN
+                self.current[a.conn] = cur = ZeekConn(orig_is_client=a.from_client or not bare_syn)
+            if cur is not whole:
+                cur.feed(a)
+        whole.feed(a)
+
+    def rows(self, conn: int) -> list[ZeekRow]:
+        """The conn.log rows Zeek would write for tracker connection ``conn``, in order."""
+        return self.ended.get(conn, []) + [self.current[conn].row()]
