@@ -9,6 +9,7 @@ from rawinspect.app.annotator import Annotator
 from rawinspect.core import transitions as T
 from rawinspect.core.holds import MAX_HELD
 from rawinspect.core.tracker import Tracker
+from rawinspect.core.segment import Segment
 from tcpseq import ACK, C_ISN, FIN, RST, S_ISN, SYN, Conv
 
 PSH = 0x08
@@ -147,7 +148,7 @@ def test_rst_aborts_established_connection():
     c = Conv()
     anns = run(c.handshake() + [c.seg("s", RST | ACK, S1, C1)])
     assert states(anns)[-1] == ("CLOSED", "CLOSED")
-    assert anns[-1].event == "RST"
+    assert anns[-1].event == "RST (abort)" and "SO_LINGER" in anns[-1].note
 
 
 def test_rst_outside_window_is_flagged_and_ignored():
@@ -266,7 +267,8 @@ def test_hold_is_bounded_and_output_stays_in_frame_order():
     out = []
     for s in segs + other:
         out.extend(tracker.feed(s))
-    assert [a.seg.frame for a in out] == [1, 2, 3]  # frame 4 (the FIN) waits for an answer
+    # Frame 3 (the ACK a full accept queue may drop) and frame 4 (the FIN) wait for an answer.
+    assert [a.seg.frame for a in out] == [1, 2]
     late = Conv(cport=40002, t0=segs[-1].ts + 10.0).seg("s", ACK, S1, C1, frame=7)
     out.extend(tracker.feed(late))
     assert [a.seg.frame for a in out] == [1, 2, 3, 4, 5, 6, 7]  # timed out: released in order
@@ -365,3 +367,109 @@ def test_table_size_follows_open_connections_not_all_connections():
             tracker.feed(seg)
         sizes.append(tracker.tracked)
     assert tracker.connections == 500 and max(sizes) <= 7
+
+
+def self_seg(n: int, flags: int, seq: int, ack: int = 0, length: int = 0) -> Segment:
+    return Segment(n, 100.0 + n * 1e-5, "127.0.0.1", 40123, "127.0.0.1", 40123, seq, ack,
+                   flags, 65495, length)
+
+
+def self_connect_segments() -> list[Segment]:
+    """What Linux sends when a socket connects to itself, then writes and closes."""
+    x = C_ISN
+    return [self_seg(1, SYN, x), self_seg(2, SYN | ACK, x, x + 1),
+            self_seg(3, ACK, x + 1, x + 1), self_seg(4, ACK | PSH, x + 1, x + 1, 8),
+            self_seg(5, ACK, x + 9, x + 9), self_seg(6, FIN | ACK, x + 9, x + 9),
+            self_seg(7, ACK, x + 10, x + 10)]
+
+
+def test_a_socket_connected_to_itself_is_one_endpoint():
+    anns = run(self_connect_segments())
+    assert all(a.client == a.server == "127.0.0.1:40123" for a in anns)
+    assert [a.client_path for a in anns] == [a.server_path for a in anns]
+    assert path(anns, "client") == ["CLOSED", "SYN_SENT", "SYN_RCVD", "ESTABLISHED",
+                                    "FIN_WAIT_1", "CLOSING", "TIME_WAIT"]
+    assert anns[0].client_path == ["CLOSED", "SYN_SENT", "SYN_RCVD"]
+    assert anns[5].client_path == ["ESTABLISHED", "FIN_WAIT_1", "CLOSING"]
+    assert "connected to itself" in anns[0].note and "getsockname()" in anns[0].note
+    assert "LISTEN" not in {a.server_before for a in anns}
+    assert not any("unexpected" in a.note for a in anns)
+    assert all(a.from_client for a in anns)
+
+
+def listener_with_full_accept_queue() -> tuple[Conv, list[Segment]]:
+    """The client's ACK and request reach a listener whose accept queue is full: the
+    server retransmits its SYN+ACK, the client its request; then one gets through."""
+    c = Conv()
+    segs = c.handshake() + [
+        c.seg("c", ACK | PSH, C1, S1, 9),                 # request, not taken
+        c.seg("c", ACK | PSH, C1, S1, 9, dt=0.2),         # request again (RTO)
+        c.seg("s", SYN | ACK, S_ISN, C_ISN + 1, dt=0.8),  # SYN+ACK again: never took the ACK
+        c.seg("c", ACK, C1 + 9, S1),                      # the client answers it
+        c.seg("c", ACK | PSH, C1, S1, 9, dt=0.5),         # the queue has room now
+        c.seg("s", ACK, S1, C1 + 9),
+        c.seg("s", ACK | PSH, S1, C1 + 9, 18)]
+    return c, segs
+
+
+def test_an_ack_dropped_by_a_full_accept_queue_leaves_the_server_in_syn_rcvd():
+    _, segs = listener_with_full_accept_queue()
+    anns = run(segs)
+    assert [a.server_after for a in anns] == ["SYN_RCVD"] * 7 + ["ESTABLISHED"] * 3
+    assert [a.client_after for a in anns][1:] == ["ESTABLISHED"] * 9
+    assert anns[7].server_path == ["SYN_RCVD", "ESTABLISHED"]       # the request that got in
+    assert path(anns, "server") == ["LISTEN", "SYN_RCVD", "ESTABLISHED"]
+    for a in anns[2:5] + [anns[6]]:
+        assert "accept queue" in a.note and "tcp_abort_on_overflow" in a.note
+    assert "again" in anns[5].note and "ESTABLISHED already" in anns[5].note
+
+
+def test_unanswered_request_data_is_the_evidence_without_a_synack_again():
+    """With SYN cookies the listener keeps no request: no SYN+ACK again, only the client's
+    data sent again and not acknowledged until the queue has room."""
+    c = Conv()
+    segs = c.handshake() + [
+        c.seg("c", ACK | PSH, C1, S1, 9), c.seg("c", ACK | PSH, C1, S1, 9, dt=0.2),
+        c.seg("c", ACK | PSH, C1, S1, 9, dt=0.4), c.seg("s", ACK, S1, C1 + 9)]
+    anns = run(segs)
+    assert [a.server_after for a in anns] == ["SYN_RCVD"] * 5 + ["ESTABLISHED"] * 2
+    assert anns[5].server_path == ["SYN_RCVD", "ESTABLISHED"]
+
+
+def test_an_ack_that_completes_the_handshake_is_released_with_the_answer():
+    c = Conv()
+    tracker = Tracker()
+    out = [a for s in c.handshake() for a in tracker.feed(s)]
+    assert [a.seg.frame for a in out] == [1, 2]       # the ACK waits for the server's answer
+    out += tracker.feed(c.seg("s", ACK | PSH, S1, C1, 5))
+    assert [a.server_after for a in out] == ["SYN_RCVD", "SYN_RCVD", "ESTABLISHED",
+                                             "ESTABLISHED"]
+    assert out[2].server_path == ["SYN_RCVD", "ESTABLISHED"]
+
+
+@pytest.mark.parametrize("segs_of,event,words", [
+    (lambda c: c.handshake() + [c.seg("c", RST | ACK, C1, S1)], "RST (abort)", "SO_LINGER"),
+    (lambda c: [c.seg("c", SYN, C_ISN), c.seg("s", RST | ACK, 0, C_ISN + 1)],
+     "RST (refused)", "nothing listens"),
+    (lambda c: c.handshake() + [
+        c.seg("s", FIN | ACK, S1, C1), c.seg("c", ACK, C1, S1 + 1),
+        c.seg("c", ACK | PSH, C1, S1 + 1, 5), c.seg("s", RST, S1 + 1)],
+     "RST (after close)", "after close()"),
+    (lambda c: c.handshake() + [
+        c.seg("c", FIN | ACK, C1, S1), c.seg("s", FIN | ACK, S1, C1 + 1),
+        c.seg("c", ACK, C1 + 1, S1 + 1), c.seg("c", ACK | PSH, C1 + 1, S1 + 1, 5, dt=1.0),
+        c.seg("s", RST, S1 + 1)],
+     "RST (no socket)", "no socket for that segment"),
+    (lambda c: c.handshake() + [c.seg("s", ACK, S1, C1, window=1000),
+                                c.seg("c", RST, C1 + 5_000_000)], "RST (ignored)", "RFC 5961"),
+])
+def test_whose_rst_and_why(segs_of, event, words):
+    anns = run(segs_of(Conv()))
+    assert anns[-1].event == event
+    assert words in anns[-1].note
+    assert "unexpected" not in anns[-1].note
+
+
+def test_every_rst_kind_has_an_event_name_and_rules():
+    for kind, name in T.RST_EVENTS.items():
+        assert name.startswith("RST (") and any(t.event == kind for t in T.TRANSITIONS)

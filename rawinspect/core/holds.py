@@ -16,14 +16,15 @@ from typing import Final
 
 from . import transitions as T
 from .annotation import Annotation
-from .connection import Connection, Hold, Slot
-from .inference import CROSSED, NORMAL, REFUSED, UNANSWERED, Inference
+from .connection import Connection, Endpoint, Hold, Slot
+from .inference import CROSSED, DROPPED, NORMAL, REFUSED, UNANSWERED, Inference
 from .segment import ACK, FIN, RST, SYN, Segment
 from .seqspace import MASK, seq_lt
 
 RETRY: Final = "retry"          # the same side sent its SYN again: the first went unanswered
 HOLD_SYN: Final = "SYN"
 HOLD_FIN: Final = "FIN"
+HOLD_ACK: Final = "ACK"         # the ACK (or data) that may complete a listener's handshake
 MAX_HELD: Final = 10000         # segments of one connection queued behind a hold, at most
 INF: Final = float("inf")
 
@@ -45,11 +46,14 @@ class Holds:
         flags = seg.flags
         if flags & RST:
             return False
-        peer = conn.s if from_client else conn.c
+        me, peer = (conn.c, conn.s) if from_client else (conn.s, conn.c)
+        if me is peer:   # a socket connected to itself: its answer is itself
+            return False
         if flags & SYN:
             return not flags & ACK and not peer.spoke
+        if peer.state == T.SYN_RCVD:
+            return _completes(me, peer, seg)
         if flags & FIN:
-            me = conn.c if from_client else conn.s
             return me.fin_end is None and peer.fin_end is None and peer.state not in (
                 T.CLOSED, T.LISTEN, T.SYN_SENT)
         return False
@@ -69,6 +73,9 @@ class Holds:
             elif how == RETRY:
                 self._resolve(conn, UNANSWERED)
                 self._dispatch(slot)
+            elif how == DROPPED:
+                self._drop_all(conn)
+                self._dispatch(slot)
             else:
                 hold.queue.append(slot)
                 self._resolve(conn, how)
@@ -76,8 +83,10 @@ class Holds:
         seg = slot.seg
         if self.starts_hold(conn, seg, slot.from_client):
             self._token += 1
-            conn.hold = Hold(slot, HOLD_SYN if seg.flags & SYN else HOLD_FIN,
-                             (seg.seq + seg.payload + 1) & MASK, self._token)
+            flags = seg.flags
+            kind = HOLD_SYN if flags & SYN else HOLD_FIN if flags & FIN else HOLD_ACK
+            end = seg.seq + seg.payload + (0 if kind == HOLD_ACK else 1)
+            conn.hold = Hold(slot, kind, end & MASK, self._token)
             self._expiry.append((seg.ts + self.hold, self._token, conn))
             self.due = self._expiry[0][0]
             return
@@ -85,8 +94,10 @@ class Holds:
 
     @staticmethod
     def _answer(hold: Hold, slot: Slot) -> str | None:
-        """How ``slot`` answers the held SYN or FIN, or None if it does not."""
+        """How ``slot`` answers the held SYN, FIN or ACK, or None if it does not."""
         flags = slot.seg.flags
+        if hold.kind == HOLD_ACK:
+            return _answer_ack(hold, slot)
         if slot.from_client == hold.from_client:
             if hold.kind == HOLD_SYN and flags & SYN and not flags & ACK:
                 return RETRY
@@ -107,6 +118,14 @@ class Holds:
         first.ann = self.infer.process(conn, first.seg, first.from_client, how)
         for slot in hold.queue[1:]:
             self._dispatch(slot)
+
+    def _drop_all(self, conn: Connection) -> None:
+        """The held ACK and everything queued behind it never reached the peer's socket."""
+        hold = conn.hold
+        assert hold is not None
+        conn.hold = None
+        for slot in hold.queue:
+            slot.ann = self.infer.process(conn, slot.seg, slot.from_client, DROPPED)
 
     def expire(self, now: float) -> None:
         """Resolve the holds older than ``hold`` seconds before ``now``."""
@@ -142,3 +161,29 @@ class Holds:
                 out.append(head)
             pending.popleft()
         return out
+
+
+def _completes(me: Endpoint, peer: Endpoint, seg: Segment) -> bool:
+    """``seg`` acknowledges the SYN of a listener's request (``peer`` in SYN_RCVD) and may
+    complete its handshake, unless the accept queue is full: the answer tells."""
+    syn = peer.syn_seq
+    return (bool(seg.flags & ACK) and syn is not None and me.state != T.SYN_RCVD
+            and not seq_lt(seg.ack, (syn + 1) & MASK))
+
+
+def _answer_ack(hold: Hold, slot: Slot) -> str | None:
+    """How ``slot`` answers a held ACK to a listener's request.
+
+    The peer's SYN+ACK sent again says the ACK was not taken (its accept queue was full);
+    so does data the sender sends again (nobody acknowledged it). Anything else from the
+    peer says the handshake completed.
+    """
+    seg = slot.seg
+    if slot.from_client == hold.from_client:
+        if seg.payload and seq_lt(seg.seq, hold.end):
+            return DROPPED
+        end = (seg.seq + seg.seg_len) & MASK
+        if seq_lt(hold.end, end):
+            hold.end = end
+        return None if len(hold.queue) < MAX_HELD else NORMAL
+    return DROPPED if seg.flags & SYN else NORMAL

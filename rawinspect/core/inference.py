@@ -22,6 +22,12 @@ NORMAL: Final = "normal"
 CROSSED: Final = "crossed"
 REFUSED: Final = "refused"
 UNANSWERED: Final = "unanswered"
+DROPPED: Final = "dropped"      # an ACK or data the peer's full accept queue did not take
+
+SELF_CONNECT: Final = ("connect() to a port of this host in the ephemeral range "
+                       "(ip_local_port_range) where nothing listens can be given that very "
+                       "port; to avoid it, bind the client to a port outside that range, or "
+                       "check getsockname() != getpeername() after connect()")
 
 
 class _Work:
@@ -33,7 +39,11 @@ class _Work:
     def __init__(self, s: Endpoint, r: Endpoint, from_client: bool) -> None:
         self.s = s
         self.r = r
-        self.who_s, self.who_r = ("client", "server") if from_client else ("server", "client")
+        if s is r:          # a socket connected to itself: one endpoint
+            self.who_s = self.who_r = "self"
+        else:
+            self.who_s, self.who_r = (("client", "server") if from_client
+                                      else ("server", "client"))
         self.s_path: list[str] | None = None
         self.r_path: list[str] | None = None
         self.notes: list[str] = []
@@ -91,12 +101,6 @@ def annotation(conn: Connection, seg: Segment, from_client: bool, *, s_before: s
                       from_client=from_client, client_before=cb, client_after=ca,
                       server_before=sb, server_after=sa, client_path=cp, server_path=sp,
                       event=event, analysis=analysis, note=note,
-                      rel_seq=(seg.seq - sbase) & MASK, rel_ack=rel_ack, timer_ts=timer_ts,
-                      win_scaled=win)
-    return Annotation(seg=seg, conn=conn.id, client=conn.client, server=conn.server,
-                      from_client=False, client_before=r_before, client_after=r.state,
-                      server_before=s_before, server_after=s.state, client_path=r_path,
-                      server_path=s_path, event=event, analysis=analysis, note=note,
                       rel_seq=(seg.seq - sbase) & MASK, rel_ack=rel_ack, timer_ts=timer_ts,
                       win_scaled=win)
 
@@ -199,18 +203,27 @@ class Inference:
             r.base = (seg.ack - 1) & MASK
 
     def _rst(self, w: _Work, seg: Segment) -> str:
-        if _rst_acceptable(seg, w.s, w.r):
-            self._step(w, True, T.SEND_RST)
-            self._step(w, False, T.RECV_RST)
-        else:
+        """An RST: its kind (whose, and why) names the sender's rule and the event."""
+        if not _rst_acceptable(seg, w.s, w.r):
             w.analysis.append("rst_out_of_window")
             w.notes.append("RST outside the receiver's window: ignored (RFC 5961)")
-        return "RST"
+            return T.RST_IGNORED
+        kind = _rst_kind(seg, w.s, w.r)
+        self._step(w, True, kind)
+        self._step(w, False, T.RECV_RST)
+        return T.RST_EVENTS[kind]
 
     def _synack(self, conn: Connection, w: _Work, seg: Segment) -> str:
         s, r = w.s, w.r
         if s.synack:
-            w.notes.append("SYN+ACK seen again")
+            if s.state == T.SYN_RCVD:
+                self._step(w, True, T.RESEND_SYNACK)
+                if r.state == T.ESTABLISHED:
+                    w.notes.append(f"{w.who_r} is ESTABLISHED already: its ACK did not "
+                                   f"complete the {w.who_s}'s handshake (lost, or dropped "
+                                   "by a full accept queue); it answers with an ACK again")
+            else:
+                w.notes.append("SYN+ACK seen again")
         else:
             s.synack = True
             s.syn_seq = seg.seq
@@ -219,7 +232,8 @@ class Inference:
         if r.syn_seq is None and r.state == T.SYN_SENT:
             r.syn_seq = (seg.ack - 1) & MASK  # the SYN we did not capture
         if r.syn_seq is not None and seg.ack == (r.syn_seq + 1) & MASK:
-            self._step(w, False, T.RECV_SYNACK)
+            if r.state == T.SYN_SENT or r.state == T.SYN_RCVD:
+                self._step(w, False, T.RECV_SYNACK)
         else:
             w.analysis.append("synack_bad_ack")
         return "SYN+ACK"
@@ -241,6 +255,9 @@ class Inference:
             w.notes.append("crossed the peer's SYN on the wire")
         elif how == UNANSWERED:
             w.notes.append("no answer: SYN dropped or lost")
+        elif s is r:
+            self._step(w, False, T.RECV_OWN_SYN)
+            w.notes.append(SELF_CONNECT)
         elif r.state in (T.LISTEN, T.CLOSED, T.SYN_SENT):
             self._step(w, False, T.RECV_SYN)
         return rb
@@ -260,6 +277,9 @@ class Inference:
                 self._apply_deferred(conn, w, True)
         elif retrans:
             w.notes.append("data retransmitted")
+        if how == DROPPED:
+            self._step(w, False, T.RECV_ACK_QUEUE_FULL)
+            return _event(seg)
         acks_fin = bool(flags & ACK) and self._recv_ack(w, seg.ack)
         if new_fin:
             if how == CROSSED:
@@ -270,10 +290,10 @@ class Inference:
             else:
                 if acks_fin:
                     self._step(w, False, T.RECV_ACK_OF_FIN)
-                self._step(w, False, T.RECV_FIN)
+                self._step(w, False, T.RECV_OWN_FIN if s is r else T.RECV_FIN)
         elif acks_fin:
             self._step(w, False, T.RECV_ACK_OF_FIN)
-        return "FIN" if flags & FIN else "data" if seg.payload else "ACK" if flags & ACK else "none"
+        return _event(seg)
 
     def _recv_ack(self, w: _Work, ack: int) -> bool:
         """The receiver processes the acknowledgement; True when it newly covers its FIN."""
@@ -301,7 +321,9 @@ class Inference:
             path = w.s_path if sender else w.r_path
             if path is None:
                 path = [ep.state]
-                if sender:
+                if w.s is w.r:     # connected to itself: one endpoint, one path
+                    w.s_path = w.r_path = path
+                elif sender:
                     w.s_path = path
                 else:
                     w.r_path = path
@@ -336,6 +358,30 @@ def _note_wscale(conn: Connection, seg: Segment, s: Endpoint) -> None:
     s.wscale = opts["wscale"] if opts and "wscale" in opts else -1
     peer = conn.s if s is conn.c else conn.c
     conn.wscale_ok = s.wscale >= 0 and peer.wscale >= 0
+
+
+def _event(seg: Segment) -> str:
+    """The event of a segment without SYN or RST."""
+    flags = seg.flags
+    return "FIN" if flags & FIN else "data" if seg.payload else "ACK" if flags & ACK else "none"
+
+
+def _rst_kind(seg: Segment, s: Endpoint, r: Endpoint) -> str:
+    """Whose RST, and why, from what the wire shows (a rule of the table each).
+
+    An endpoint with no socket (CLOSED) answers a SYN by refusing it, anything else as
+    a segment nobody owns. A socket whose program called close() (it sent its FIN, or
+    waits in TIME_WAIT) answers arriving data with an RST that acknowledges nothing (its
+    sequence number is the segment's ACK): the kernel's answer, not an abort. Any other
+    RST (with ACK: tcp_send_active_reset) is an abortive close by the program.
+    """
+    st = s.state
+    if st == T.CLOSED or st == T.LISTEN:
+        return T.SEND_RST_REFUSED if st == T.CLOSED and r.state == T.SYN_SENT \
+            else T.SEND_RST_NO_SOCKET
+    if st == T.TIME_WAIT or (s.fin_end is not None and not seg.flags & ACK):
+        return T.SEND_RST_AFTER_CLOSE
+    return T.SEND_RST_ABORT
 
 
 def _rst_acceptable(seg: Segment, s: Endpoint, r: Endpoint) -> bool:

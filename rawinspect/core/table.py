@@ -48,6 +48,8 @@ class ConnectionTable:
 
     def _new_connection(self, seg: Segment) -> tuple[Connection, bool]:
         flags = seg.flags
+        if seg.sport == seg.dport and seg.src == seg.dst:
+            return self._self_connection(seg)
         if flags & SYN:
             sender_is_client = not flags & ACK
         else:  # mid-stream: the well-known (lower) port is the server's
@@ -67,8 +69,20 @@ class ConnectionTable:
         self.connections += 1
         conn = Connection(self.connections, c, s, ckey, skey)
         self.by_key[ckey] = (conn, True)
-        self.by_key[skey] = (conn, False)  # a connection to itself: both keys are one
+        self.by_key[skey] = (conn, False)
         return conn, seg.flow == ckey
+
+    def _self_connection(self, seg: Segment) -> tuple[Connection, bool]:
+        """A socket connected to itself: one endpoint is both client and server, and
+        every segment it sends comes back to it (its flow is its own reverse)."""
+        if seg.flags & SYN and not seg.flags & ACK:
+            ep = Endpoint(seg.src, seg.sport, T.CLOSED, False)
+        else:
+            ep = Endpoint(seg.src, seg.sport, T.ESTABLISHED, True)
+        self.connections += 1
+        conn = Connection(self.connections, ep, ep, seg.flow, seg.flow)
+        self.by_key[seg.flow] = (conn, True)
+        return conn, True
 
     def finished(self, conn: Connection, ts: float) -> None:
         """Queue a connection that has just finished for retirement."""

@@ -13,6 +13,11 @@ everything the kernel does. Each known gap is filled in explicitly and named:
 - A port with no socket (refused) has nothing to trace.
 - Kernel events count for a connection within WINDOW seconds of its segments; for an
   endpoint the wire shows unchanged, only within the connection's own span.
+- One 4-tuple can carry several connections (a client bound to a fixed port retries
+  connect() after ECONNREFUSED; a 4-tuple reused after TIME_WAIT). Its events are cut
+  into the lives of its sockets (a life ends in CLOSED) and each life goes to one of
+  them, by time.
+- A socket connected to itself is one endpoint ("self"), checked once.
 """
 
 from __future__ import annotations
@@ -109,7 +114,7 @@ def _fill_in(kernel: list[Step], inferred: list[Step], role: str,
             notes.append("no socket on this side, nothing traced: as inferred")
             return list(inferred), notes
         return k, notes
-    if role == "client" and k[0].state == "SYN_SENT":
+    if role != "server" and k[0].state == "SYN_SENT":
         k.insert(0, Step("CLOSED", None))
         notes.append("CLOSED → SYN_SENT was not traced (before the trace started)")
     if role == "server" and k[0].state == "SYN_RCVD" and wire[0] == "LISTEN":
@@ -191,6 +196,7 @@ class _Endpoint(NamedTuple):
     lo: float
     hi: float
     first_ts: float
+    last_ts: float
 
     @property
     def had_socket(self) -> bool:
@@ -212,12 +218,15 @@ def _endpoints(anns: list[Annotation]) -> list[_Endpoint]:
     for conn, seq in sorted(by_conn.items()):
         steps = EndpointSteps.of(seq)
         first, last = seq[0].seg.ts, seq[-1].seg.ts
-        for role, local, remote in (("client", seq[0].client, seq[0].server),
-                                    ("server", seq[0].server, seq[0].client)):
-            inferred = _inferred(steps.of_side(role))
+        sides = [("client", seq[0].client, seq[0].server),
+                 ("server", seq[0].server, seq[0].client)]
+        if seq[0].client == seq[0].server:  # connected to itself: one socket
+            sides = [("self", seq[0].client, seq[0].client)]
+        for role, local, remote in sides:
+            inferred = _inferred(steps.of_side("server" if role == "server" else "client"))
             pad = WINDOW if len(inferred) > 1 else 0.0
             out.append(_Endpoint(conn, role, local, remote, inferred, first - pad,
-                                 last + pad, first))
+                                 last + pad, first, last))
     return out
 
 
@@ -228,16 +237,53 @@ def _claimed(ep: _Endpoint, sockets: list[_Endpoint], e: KernelEvent) -> bool:
     return any(s.conn != ep.conn and s.lo <= e.ts <= s.hi for s in sockets)
 
 
-def _kernel_events(ep: _Endpoint, events: list[KernelEvent],
-                   sockets: list[_Endpoint]) -> list[KernelEvent]:
+def _kernel_events(ep: _Endpoint, events: list[KernelEvent], sockets: list[_Endpoint],
+                   lives: dict[int, list[KernelEvent]]) -> list[KernelEvent]:
     """The kernel's events for this endpoint's socket."""
-    mine = [e for e in events if ep.lo <= e.ts <= ep.hi and e.remote == ep.remote
-            and e.local == ep.local]
     if not ep.had_socket:
-        return [e for e in mine if not _claimed(ep, sockets, e)]
-    if ep.role == "client":
+        return [e for e in events if ep.lo <= e.ts <= ep.hi and e.remote == ep.remote
+                and e.local == ep.local and not _claimed(ep, sockets, e)]
+    mine = lives.get(ep.conn, [])
+    if ep.role != "server":
         mine = _unbound_connect(events, ep.local, ep.remote, ep.first_ts) + mine
     return mine
+
+
+def _lives(events: list[KernelEvent]) -> list[list[KernelEvent]]:
+    """One 4-tuple's events (in the trace's order) cut into its sockets' lives: each ends in
+    CLOSED, and the next socket on the 4-tuple starts a new one."""
+    lives: list[list[KernelEvent]] = []
+    for e in events:
+        if not lives or lives[-1][-1].new == "CLOSED":
+            lives.append([e])
+        else:
+            lives[-1].append(e)
+    return lives
+
+
+def _span_gap(life: list[KernelEvent], ep: _Endpoint) -> float:
+    """How far a life's events lie from an endpoint's segments (0 when they overlap)."""
+    return max(ep.first_ts - life[-1].ts, life[0].ts - ep.last_ts, 0.0)
+
+
+def _split(owners: list[_Endpoint], events: list[KernelEvent]) -> dict[int, list[KernelEvent]]:
+    """The events of one 4-tuple, connection by connection.
+
+    Lives within WINDOW of an owner's segments count. When there are as many lives as
+    owners (connections on this 4-tuple with a socket on this side) they pair in time
+    order; otherwise each life goes to the nearest owner in time.
+    """
+    lives = [life for life in _lives(events)
+             if any(o.lo <= e.ts <= o.hi for o in owners for e in life)]
+    out: dict[int, list[KernelEvent]] = {}
+    if len(lives) == len(owners):
+        for owner, life in zip(owners, lives):
+            out[owner.conn] = life
+        return out
+    for life in lives:
+        owner = min(owners, key=lambda o: _span_gap(life, o))
+        out.setdefault(owner.conn, []).extend(life)
+    return out
 
 
 def verify(anns: list[Annotation], events: list[KernelEvent],
@@ -252,9 +298,14 @@ def verify(anns: list[Annotation], events: list[KernelEvent],
     for ep in endpoints:
         if ep.had_socket:
             owners[(ep.local, ep.remote)].append(ep)
+    by_pair: dict[tuple[str, str], list[KernelEvent]] = defaultdict(list)
+    for e in events:       # in the trace's order
+        by_pair[(e.local, e.remote)].append(e)
+    lives = {pair: _split(eps, by_pair[pair]) for pair, eps in owners.items()}
     report = VerifyReport()
     for ep in endpoints:
-        mine = _kernel_events(ep, events, owners[(ep.local, ep.remote)])
+        pair = (ep.local, ep.remote)
+        mine = _kernel_events(ep, events, owners[pair], lives.get(pair, {}))
         report.checks.append(_check(ep, mine, sockets or {}))
     return report
 
