@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -13,11 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.annotation import Annotation
+from ..core.call import Call
 from ..render.pcapng_comments import comment, write_annotated
 from ..render.pcapwriter import (CaptureWriteError, PcapWriter, check_writable,
                                  give_to_invoking_user)
 from ..sources.packet_source import PacketSource
 from ..sources.sniffer import DEFAULT_BUFFER, DEFAULT_SNAPLEN, NoPrivilegeError, Sniffer, SnifferError
+from .gate import Gate
 from .capture_loop import DEFAULT_LINGER, Limits, StopFlag, capture_loop
 from .options import EXIT_NOPRIV, EXIT_OK, EXIT_RUNTIME, UsageError, check_annotate
 from .output import Output
@@ -27,7 +31,9 @@ if TYPE_CHECKING:
     from ..scenarios.base import Scenario
     from ..scenarios.check import Verdict
     from ..scenarios.runner import ScenarioRun
+    from ..sources.call_trace import CallTrace
     from ..sources.kernel_trace import KernelTrace
+    from .recording import Recording
 
 # Opens the packet source: (interface, capture filter, snap length, buffer bytes).
 SourceFactory = Callable[[str, str, int, int], PacketSource]
@@ -63,6 +69,12 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --verify: exit 1 when kernel and inferred states disagree")
     p.add_argument("--as-root", action="store_true",
                    help="under sudo, run COMMAND as root instead of the invoking user")
+    p.add_argument("--no-calls", action="store_true",
+                   help="do not record the programs' socket calls (recorded by default for "
+                        "a scenario or COMMAND, with the kernel's syscall tracepoints)")
+    p.add_argument("--all-traffic", action="store_true",
+                   help="with COMMAND: show every connection that passes the filter, not "
+                        "only those of the command's own sockets")
 
 
 def _invoking_user() -> tuple[int, int] | None:
@@ -115,6 +127,8 @@ def plan_capture(args: argparse.Namespace) -> Plan:
         raise UsageError("--strict needs --verify")
     if args.report and not scenario:
         raise UsageError("--report needs a scenario")
+    if args.all_traffic and not command:
+        raise UsageError("--all-traffic is for `capture -- COMMAND` (the others show all)")
     if scenario is None:
         return Plan(None, command, [], args.filter or "tcp", args.write)
     ports = free_ports(scenario.host, scenario.ports)
@@ -166,11 +180,14 @@ class _Session:
         self.stats = Stats(dropped=0)
         self.seen: list[Annotation] = []  # everything, for the verdict and the verification
         self.comments: dict[int, str] = {}
+        self.calls: list[Call] = []  # every recorded call, for the verdict and --report
         wanted = plan.scenario is not None or args.verify or args.annotate
-        self.output = Output(args, self.stats, live=True, tap=self._tap if wanted else None)
+        self.output = Output(args, self.stats, live=True, tap=self._tap if wanted else None,
+                             calls_tap=self.calls.extend)
         self.trace: KernelTrace | None = None
         self.scenario_run: ScenarioRun | None = None
         self.child: subprocess.Popen | None = None
+        self.recording: Recording | None = None
 
     def _tap(self, anns: list[Annotation]) -> None:
         if self.plan.scenario is not None or self.trace is not None:
@@ -185,52 +202,94 @@ class _Session:
         self.trace = _start_trace(plan.ports) if args.verify else None
         if self.trace is not None:
             stack.callback(self.trace.close)
+        call_trace = None
+        if (plan.scenario is not None or plan.command) and not args.no_calls:
+            from .recording import start_recording
+            call_trace = start_recording()
+            if call_trace is not None:
+                stack.callback(call_trace.close)
         writer = None
         if plan.write:
             writer = PcapWriter(plan.write, source.linktype, args.snaplen)
             stack.callback(_close_quietly, writer)
+        tracker = make_tracker(args.msl, args.hold)
+        sink = self.output.sink
+        if call_trace is not None:
+            from .recording import Recording
+            self.recording = Recording(call_trace, self.output, writer, tracker, self.stats,
+                                       bool(plan.command) and not args.all_traffic, clock)
+            sink = self.recording.sink
         if args.report:
             save_report(args.report, args.scenario or "", {}, None)  # fail early, not after
         print(f"rawinspect: capturing on {args.interface} ({plan.describe()}), filter "
               f"{plan.expression!r}" + (f", saving to {plan.write}" if plan.write else ""),
               file=sys.stderr)
-        self._start_programs(stack)
+        self._start_programs(stack, call_trace)
         scenario = plan.scenario
         limits = Limits(args.count, args.duration or (scenario.timeout if scenario else None),
                         args.linger)
-        trace = self.trace
         try:
-            reason = capture_loop(source, writer, make_tracker(args.msl, args.hold),
-                                  self.output.sink, self.stats, limits, stop, self.child,
-                                  trace.read if trace is not None else None, clock)
+            reason = capture_loop(source, writer, tracker, sink, self.stats, limits, stop,
+                                  self.child, self._each_round, clock)
+            if self.recording is not None:
+                self.recording.finish()
         finally:
             self.output.close()
         code = self.output.print_summaries(end=clock())
+        trace = self.trace
         disagree = _report_verification(trace, self.seen, args) if trace is not None else 0
+        self._report_calls()
         if writer is not None:
             writer.close()
             if args.annotate and plan.write:
-                write_annotated(plan.write, plan.write, self.comments)
+                write_annotated(plan.write, plan.write, self.comments, self.calls)
         self.output.closing_line()
         if stop.signum:
             return 128 + stop.signum
         return (self._programs_code(reason) or code
                 or (EXIT_RUNTIME if disagree and args.strict else EXIT_OK))
 
-    def _start_programs(self, stack: ExitStack) -> None:
-        """The scenario's programs or the command; stopped when the capture ends."""
+    def _each_round(self) -> None:
+        """After each round of packets: the kernel's state changes and the calls."""
+        if self.trace is not None:
+            self.trace.read()
+        if self.recording is not None:
+            self.recording.each_round()
+
+    def _start_programs(self, stack: ExitStack, call_trace: CallTrace | None) -> None:
+        """The scenario's programs or the command, held at a gate until their calls are
+        traced; stopped when the capture ends."""
         plan = self.plan
+        gate = Gate() if call_trace is not None else None
+        if gate is not None:
+            stack.callback(gate.close)
+        wrap = gate.wrap if gate is not None else None
+        fds = gate.pass_fds if gate is not None else ()
         if plan.scenario is not None:
             from ..scenarios.runner import ScenarioRun
-            run = self.scenario_run = ScenarioRun(plan.scenario, plan.scenario.host, plan.ports)
+            run = self.scenario_run = ScenarioRun(plan.scenario, plan.scenario.host,
+                                                  plan.ports, wrap, fds)
             self.child = run.proc
             stack.callback(run.stop)
         elif plan.command:
             try:
-                child = self.child = _start_command(plan.command, self.args.as_root)
+                child = self.child = _start_command(plan.command, self.args.as_root, wrap, fds)
             except OSError as e:
                 raise CannotRun(f"cannot run {plan.command[0]!r}: {e.strerror or e}") from None
             stack.callback(_end_child, child)
+        if gate is not None and call_trace is not None and self.child is not None:
+            gate.open(self.child.pid, call_trace.follow)
+
+    def _report_calls(self) -> None:
+        """Message boundaries and the trace's losses, after the summaries."""
+        if self.recording is None:
+            return
+        lines = self.recording.report_lines()
+        if lines:
+            out = sys.stdout if self.args.format in ("table", "ladder") else sys.stderr
+            print("", file=out)
+            for line in lines:
+                print(line if line.endswith(":") else f"  {line}", file=out)
 
     def _programs_code(self, reason: str) -> int:
         """The scenario's verdict, or the command's exit status if it ended on its own."""
@@ -281,12 +340,19 @@ def _report_verification(trace: KernelTrace, seen: list[Annotation],
     return report.disagreements + (1 if lost else 0)
 
 
-def _start_command(command: list[str], as_root: bool) -> subprocess.Popen:
-    """Start COMMAND, as the user who ran sudo unless ``as_root``."""
+def _start_command(command: list[str], as_root: bool,
+                   wrap: Callable[[list[str]], list[str]] | None = None,
+                   pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+    """Start COMMAND (``wrap``ped: the call trace's gate), as the user who ran sudo
+    unless ``as_root``."""
+    if not shutil.which(command[0]) and not os.path.exists(command[0]):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+    argv = wrap(command) if wrap is not None else command
     user = None if as_root else _invoking_user()
     if user is None:
-        return subprocess.Popen(command)
-    return subprocess.Popen(command, user=user[0], group=user[1], extra_groups=[])
+        return subprocess.Popen(argv, pass_fds=pass_fds)
+    return subprocess.Popen(argv, user=user[0], group=user[1], extra_groups=[],
+                            pass_fds=pass_fds)
 
 
 def _judge(run: ScenarioRun, seen: list[Annotation], args: argparse.Namespace) -> int:

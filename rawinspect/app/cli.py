@@ -12,6 +12,7 @@ from ..core.annotation import Annotation
 from ..render.pcapng_comments import comment, write_annotated
 from ..render.pcapwriter import CaptureWriteError, check_writable
 from ..render.states_doc import states_mermaid, states_table
+from ..sources.calls_file import CallsFileError, read_calls
 from ..sources.capfile import CaptureFileError
 from ..scenarios.describe import expectations
 from .capture_cmd import add_capture_arguments, run_capture
@@ -19,6 +20,7 @@ from .options import (EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, UsageError, add_output_
                       check_annotate)
 from .output import Output
 from .pipeline import Stats, make_tracker, read_segments, run
+from .timeline import replay_with_calls
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-w", "--write", metavar="FILE.pcapng",
                    help="with --annotate: write the packets again, each TCP packet with "
                         "its annotation as packet comment")
+    r.add_argument("--no-calls", action="store_true",
+                   help="leave out the programs' calls saved with the capture")
     add_output_options(r)
 
     c = sub.add_parser("capture", help="capture live (root or CAP_NET_RAW) and annotate",
@@ -73,13 +77,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if args.write:
             check_writable(args.write)
         segments = read_segments(args.file, stats)
-    except (CaptureWriteError, CaptureFileError) as e:
+        calls = [] if args.no_calls else read_calls(args.file)
+    except (CaptureWriteError, CaptureFileError, CallsFileError) as e:
         print(f"rawinspect: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     try:
-        run(segments, make_tracker(args.msl, args.hold), output.sink, stats)
+        tracker = make_tracker(args.msl, args.hold)
+        if calls:
+            replay_with_calls(segments, tracker, output, stats, calls)
+        else:
+            run(segments, tracker, output.sink, stats)
         if args.annotate:
-            write_annotated(args.file, args.write, comments)
+            write_annotated(args.file, args.write, comments, calls)
     except (CaptureWriteError, CaptureFileError) as e:
         output.close()
         if isinstance(e, CaptureFileError) and stats.packets:

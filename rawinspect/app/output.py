@@ -15,6 +15,7 @@ import sys
 from typing import Callable
 
 from ..core.annotation import Annotation
+from ..core.call import Call
 from ..render import DEFAULT_FORMAT, FORMATS, Renderer, RenderOptions, conns_formatter, make_renderer
 from ..render.quiet import Quiet
 from ..render.summaries import explain
@@ -24,6 +25,7 @@ from .pipeline import Stats
 
 Keep = Callable[[Annotation], bool]
 Tap = Callable[[list[Annotation]], None]
+CallsTap = Callable[[list[Call]], None]
 
 
 def make_filter(args: argparse.Namespace) -> Keep | None:
@@ -95,15 +97,16 @@ class Output:
     """One run's display: takes every final annotation, shows what the options ask for.
 
     ``tap`` (the caller's: pcapng comments, the scenario's verdict) sees every
-    annotation, filtered or not, until the count is reached.
+    annotation, filtered or not, until the count is reached; ``calls_tap`` every call.
     """
 
     def __init__(self, args: argparse.Namespace, stats: Stats, *, live: bool,
-                 tap: Tap | None = None) -> None:
+                 tap: Tap | None = None, calls_tap: CallsTap | None = None) -> None:
         self.args = args
         self.stats = stats
         self.live = live
         self.tap = tap
+        self.calls_tap = calls_tap
         settle_format(args)
         self.keep = make_filter(args)
         # -c: replay stops after showing N segments; a live capture stops after capturing
@@ -134,6 +137,26 @@ class Output:
             if self.live:
                 self.renderer.flush()
         return more
+
+    def sink_calls(self, calls: list[Call]) -> None:
+        """Show the programs' calls that pass the display filter, between the segments."""
+        if self.calls_tap is not None:
+            self.calls_tap(calls)
+        if self.keep is not None:
+            calls = [c for c in calls if self.keep_call(c)]
+        if calls:
+            self.renderer.write_calls(calls)
+            if self.live:
+                self.renderer.flush()
+
+    def keep_call(self, c: Call) -> bool:
+        """A call passes the display filter when its connection does."""
+        args = self.args
+        host = args.host.strip("[]") if args.host else None
+        ends = (c.local, c.peer)
+        return ((not args.conn or c.conn in args.conn)
+                and (host is None or any(e.rsplit(":", 1)[0].strip("[]") == host for e in ends))
+                and (args.port is None or any(e.endswith(f":{args.port}") for e in ends)))
 
     def close(self) -> None:
         """End the per-segment output (pictures and diagrams are drawn now)."""

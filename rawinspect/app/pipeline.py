@@ -23,6 +23,8 @@ class Stats:
     shown: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     dropped: int | None = None  # live capture only: packets the kernel dropped
+    calls: int | None = None    # the programs' calls on the timeline, when recorded
+    left_out: int = 0           # segments of connections no traced program had a socket on
 
     def summary(self) -> str:
         """The closing line."""
@@ -36,6 +38,11 @@ class Stats:
             line += f"; skipped: {parts}"
         if self.dropped is not None:
             line += f"; {self.dropped} packets dropped by kernel"
+        if self.calls is not None:
+            line += f"; {self.calls} calls of the programs"
+        if self.left_out:
+            line += (f"; {self.left_out} segments of other programs left out "
+                     "(--all-traffic shows them)")
         return line
 
 

@@ -93,6 +93,8 @@ class Call:
         result = "?" if self.ret is None else (f"-1 {self.errno}" if self.errno
                                                else str(self.ret))
         text = f"{self.name}({inner}) = {result}"
+        if self.name in ("accept", "accept4") and self.peer and not self.errno:
+            text += f" from {self.peer}"
         if self.phase == RETURNED:
             text = f"... {text} after {self.waited:.3f} s"
         return text

@@ -12,6 +12,8 @@ import os
 import struct
 
 from ..core.annotation import Annotation
+from ..core.call import Call
+from ..sources.calls_file import custom_block
 from ..sources.capfile import open_capture
 from .pcapwriter import CaptureWriteError, give_to_invoking_user
 
@@ -37,8 +39,10 @@ def _option(code: int, value: bytes) -> bytes:
     return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) & 3)
 
 
-def write_annotated(src: str, dst: str, comments: dict[int, str]) -> int:
-    """Copy ``src`` to pcapng ``dst`` with ``comments`` by frame number; returns records."""
+def write_annotated(src: str, dst: str, comments: dict[int, str],
+                    calls: list[Call] | None = None) -> int:
+    """Copy ``src`` to pcapng ``dst`` with ``comments`` by frame number, and the programs'
+    ``calls`` in a custom block; returns records."""
     tmp = f"{dst}.rawinspect-tmp"
     ifaces: dict[int, int] = {}
     frame = 0
@@ -60,6 +64,8 @@ def write_annotated(src: str, dst: str, comments: dict[int, str]) -> int:
                 if text:
                     body += _option(1, text.encode()) + _option(0, b"")
                 f.write(_block(6, body))
+            if calls:
+                f.write(custom_block(calls))
         os.replace(tmp, dst)
     except OSError as e:
         if os.path.exists(tmp):

@@ -2,7 +2,8 @@
 
 Both are opened before capturing starts (so an unwritable path fails early), flushed
 as packets come in, and closed on every way out, so the file always opens in Wireshark.
-Under sudo the file is handed to the invoking user.
+Under sudo the file is handed to the invoking user. The programs' calls go in the same
+pcapng file, or beside a pcap file (``sources/calls_file``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import os
 import struct
 from typing import BinaryIO
+
+from ..core.call import Call
+from ..sources.calls_file import custom_block, encode_lines, sidecar
 
 PCAP_NS_MAGIC = 0xA1B23C4D
 _pcap_rec = struct.Struct("<IIII")
@@ -40,11 +44,14 @@ class PcapWriter:
     def __init__(self, path: str, linktype: int, snaplen: int) -> None:
         self.path = path
         self.ng = path.endswith(".pcapng")
+        self.sidecar: str | None = None   # a pcap file's calls, once there are any
         try:
             self.f: BinaryIO = open(path, "wb")
         except OSError as e:
             raise CaptureWriteError(f"-w {path}: {e.strerror or e}") from None
         give_to_invoking_user(path)
+        if not self.ng and os.path.exists(sidecar(path)):
+            os.unlink(sidecar(path))  # an earlier capture's calls: not this file's
         self._guard(self.f.write, self._header(linktype, snaplen))
         self._guard(self.f.flush)
 
@@ -75,6 +82,27 @@ class PcapWriter:
         else:
             rec = _pcap_rec.pack(sec, nsec, len(data), wirelen) + data
         self._guard(self.f.write, rec)
+
+    def write_calls(self, calls: list[Call]) -> None:
+        """Append the programs' calls: a custom block in pcapng, else the sidecar file."""
+        if not calls:
+            return
+        if self.ng:
+            self._guard(self.f.write, custom_block(calls))
+            return
+        if self.sidecar is None:
+            self.sidecar = sidecar(self.path)
+            try:
+                with open(self.sidecar, "wb"):
+                    pass
+            except OSError as e:
+                raise CaptureWriteError(f"-w {self.sidecar}: {e.strerror or e}") from None
+            give_to_invoking_user(self.sidecar)
+        try:
+            with open(self.sidecar, "ab") as f:
+                f.write(encode_lines(calls))
+        except OSError as e:
+            raise CaptureWriteError(f"-w {self.sidecar}: {e.strerror or e}") from None
 
     def flush(self) -> None:
         self._guard(self.f.flush)

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
 from .base import Scenario
 
@@ -37,13 +37,18 @@ def capture_filter(ports: list[int]) -> str:
 class ScenarioRun:
     """The scenario's programs, running in a child process."""
 
-    def __init__(self, scenario: Scenario, host: str, ports: list[int]) -> None:
+    def __init__(self, scenario: Scenario, host: str, ports: list[int],
+                 wrap: Callable[[list[str]], list[str]] | None = None,
+                 pass_fds: tuple[int, ...] = ()) -> None:
+        """``wrap`` the programs' command line (the call trace's gate), keeping
+        ``pass_fds`` open for it."""
         self.scenario = scenario
         fd, self.report_path = tempfile.mkstemp(prefix="rawinspect-", suffix=".json")
         os.close(fd)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rawinspect.scenarios.child", scenario.name, host,
-             ",".join(map(str, ports)), self.report_path], start_new_session=True)
+        argv = [sys.executable, "-m", "rawinspect.scenarios.child", scenario.name, host,
+                ",".join(map(str, ports)), self.report_path]
+        self.proc = subprocess.Popen(wrap(argv) if wrap else argv, start_new_session=True,
+                                     pass_fds=pass_fds)
 
     def report(self) -> dict[str, Any]:
         """The programs' report; a hang or crash becomes an error entry."""

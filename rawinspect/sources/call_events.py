@@ -27,7 +27,6 @@ from ..core.call import ENTERED, EXIT, RETURNED, SIGNAL, Call
 _HEAD = re.compile(r"^\s*(.*?)-(\d+)\s+\(\s*(\d+|-+)\)\s+\[\d+\]\s+(\S+)\s+(\d+\.\d+): "
                    r"(\w+): (.*)$")
 _FIELD = re.compile(r"(\w+)=(\S*)(?: \((-?\d+)\))?")
-HOLD = 0.1          # seconds a finished call waits for its socket's addresses
 LISTEN, ESTABLISHED, SYN_RECV = 10, 1, 3
 INET = (socket.AF_INET, socket.AF_INET6)
 PURE_V6 = "127.0.0.6"   # what a pure IPv6 socket shows in the IPv4 address fields
@@ -143,11 +142,9 @@ class CallAssembler:
         self._fatal: dict[int, str] = {}
         self._sent: dict[int, str] = {}                   # pid → signal sent, not delivered
         self._done: deque[tuple[Call, _Sock | None]] = deque()
-        self.last = 0.0                                   # the latest trace time seen
 
     def feed(self, ev: TraceEvent) -> None:
         """Take in one event."""
-        self.last = ev.ts
         name = ev.name
         if name.startswith("sys_enter_"):
             self._enter(ev, name[10:])
@@ -168,6 +165,7 @@ class CallAssembler:
             self._process_exit(ev)
 
     def _enter(self, ev: TraceEvent, call: str) -> None:
+        self._fds.setdefault(ev.tgid, {})
         if call == "exit_group":
             self._exit_code[ev.tgid] = _num(ev.fields, "error_code") & 0xFF
             return
@@ -195,6 +193,8 @@ class CallAssembler:
         """A signal sent: kept until delivered (a fatal one is delivered as SIGKILL);
         one the target ignores is shown now."""
         name, target = _signal_name(_num(ev.fields, "sig")), _num(ev.fields, "pid")
+        if target not in self._fds:
+            return  # sent to a process outside the traced tree (the capture itself)
         if _num(ev.fields, "result") == IGNORED:
             self._emit(Call(kind=SIGNAL, ts=ev.ts - self.offset, pid=target,
                             comm=str(ev.fields.get("comm", "")), name=name,
@@ -300,7 +300,7 @@ class CallAssembler:
             call.sk = sk
         local, peer = self._addrs.get(call.sk, ("", ""))
         call.local, call.peer = local, peer
-        if call.name in ("connect", "accept", "accept4") and peer:
+        if call.name == "connect" and peer:
             call.args = ", ".join(p for p in (peer, call.args) if p)
         elif call.name in ("bind", "listen") and local:
             call.args = ", ".join(p for p in (local, call.args) if p)
@@ -323,17 +323,17 @@ class CallAssembler:
             out.append(self._resolve(call, sock))
         return out
 
-    def take(self, final: bool = False) -> list[Call]:
-        """The rows now complete: calls finished at least HOLD seconds before the latest
-        event (all if final), their sockets' addresses filled in; calls still waiting
-        after HOLD as entered rows. In timeline order."""
+    def take(self, upto: float | None) -> list[Call]:
+        """The rows complete by ``upto`` (packets' clock; None: everything, at the end):
+        calls finished by then with their sockets' addresses filled in, and calls still
+        waiting since before it as entered rows. In timeline order."""
         out: list[Call] = []
-        done, horizon = self._done, self.last - self.offset - HOLD
-        while done and (final or (done[0][0].end or done[0][0].ts) <= horizon):
+        done = self._done
+        while done and (upto is None or (done[0][0].end or done[0][0].ts) <= upto):
             call, sock = done.popleft()
             out.extend(self._resolve(call, sock).split())
-        if not final:
-            out.extend(self._announce(horizon))
+        if upto is not None:
+            out.extend(self._announce(upto))
         out.sort(key=lambda c: c.at)
         return out
 

@@ -21,6 +21,8 @@ OTHER_EVENTS = ("sock/inet_sock_set_state", "sock/sock_send_length", "sock/sock_
                 "sched/sched_process_fork", "sched/sched_process_exit",
                 "signal/signal_generate", "signal/signal_deliver",
                 "syscalls/sys_enter_exit_group")
+HOLD = 0.1           # seconds a finished call waits for its socket's addresses
+LAG = 2 * HOLD + 0.05  # the timeline shows what is at least this old: every call is in
 BUFFER_KB = 8192     # per CPU: a burst of calls between two reads must fit
 
 
@@ -57,9 +59,10 @@ class CallTrace:
             if ev is not None:
                 feed(ev)
 
-    def take(self) -> list[Call]:
-        """The calls complete by now, in timeline order."""
-        return self.assembler.take()
+    def take(self, now: float) -> list[Call]:
+        """The rows complete by ``now`` less HOLD (packets' clock), in timeline order:
+        a call's socket may be named by the kernel a little after the call returns."""
+        return self.assembler.take(now - HOLD)
 
     def finish(self) -> tuple[list[Call], int]:
         """Stop, read the rest, remove the instance: the last calls and events lost."""
@@ -68,7 +71,7 @@ class CallTrace:
             self.read()
         finally:
             self.trace.close()
-        return self.assembler.take(final=True), lost
+        return self.assembler.take(None), lost
 
     def close(self) -> None:
         """Remove the instance (on every way out; harmless after ``finish``)."""

@@ -1,0 +1,120 @@
+"""One timeline: the annotated segments and the programs' calls, in time order.
+
+Segments come from the tracker, calls from the trace (live) or the saved capture
+(replay), each a little late. ``Timeline`` keeps both until ``release(upto)`` says
+nothing earlier can still come, links them (``views/calls``) and hands them to the
+output in time order: a call at the time it was made, between the segments around it.
+With ``own_only`` it shows only the connections of the traced programs and counts the
+segments it leaves out.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import Callable, Iterator, Union
+
+from ..core.annotation import Annotation
+from ..core.call import ENTERED, Call
+from ..core.segment import Segment
+from ..views.calls import CallLinker
+from .annotator import Annotator
+from .output import Output
+from .pipeline import Stats, run
+
+Item = Union[Annotation, Call]
+AnnSink = Callable[[list[Annotation]], bool]
+CallSink = Callable[[list[Call]], None]
+
+
+class Timeline:
+    """Merges annotations and calls by time; ``release`` and ``finish`` emit them."""
+
+    def __init__(self, sink: AnnSink, sink_calls: CallSink, own_only: bool = False) -> None:
+        self.sink = sink
+        self.sink_calls = sink_calls
+        self.own_only = own_only
+        self.linker = CallLinker()
+        self.left_out = 0              # segments of other programs' connections
+        self._anns: deque[Annotation] = deque()
+        self._calls: list[tuple[float, int, Call]] = []   # a heap by time
+        self._seq = 0
+        self._more = True
+
+    def add(self, anns: list[Annotation], calls: list[Call]) -> None:
+        """Queue final annotations (frame order) and call rows (any order: each must
+        come before ``release`` passes its time)."""
+        self._anns.extend(anns)
+        for call in calls:
+            self._seq += 1
+            heapq.heappush(self._calls, (call.at, self._seq, call))
+
+    def release(self, upto: float) -> bool:
+        """Emit everything up to ``upto`` in time order; False once the output has had
+        enough (the count)."""
+        items = self._take(upto)
+        if items:
+            self.linker.link(items)
+            self._emit(items)
+        return self._more
+
+    def finish(self) -> bool:
+        """Emit everything left."""
+        return self.release(float("inf"))
+
+    def _take(self, upto: float) -> list[Item]:
+        anns, calls = self._anns, self._calls
+        items: list[Item] = []
+        while True:
+            a_ts = anns[0].seg.ts if anns else None
+            c_ts = calls[0][0] if calls else None
+            if c_ts is not None and c_ts <= upto and (a_ts is None or c_ts <= a_ts):
+                items.append(heapq.heappop(calls)[2])
+            elif a_ts is not None and a_ts <= upto:
+                items.append(anns.popleft())
+            else:
+                return items
+
+    def _emit(self, items: list[Item]) -> None:
+        """Consecutive annotations as one batch, consecutive calls as another."""
+        batch_a: list[Annotation] = []
+        batch_c: list[Call] = []
+        for item in items:
+            if isinstance(item, Call):
+                if batch_a:
+                    self._more = self.sink(batch_a) and self._more
+                    batch_a = []
+                batch_c.append(item)
+                continue
+            if batch_c:
+                self.sink_calls(batch_c)
+                batch_c = []
+            if self.own_only and not self.linker.is_own(item):
+                self.left_out += 1
+            else:
+                batch_a.append(item)
+        if batch_a:
+            self._more = self.sink(batch_a) and self._more
+        if batch_c:
+            self.sink_calls(batch_c)
+
+
+def replay_with_calls(segments: Iterator[Segment], tracker: Annotator, output: Output,
+                      stats: Stats, calls: list[Call]) -> None:
+    """Replay a capture saved with its calls: the same timeline as when it was captured."""
+    timeline = Timeline(output.sink, output.sink_calls)
+    timeline.add([], calls)
+    stats.calls = count_calls(calls)
+
+    def sink(anns: list[Annotation]) -> bool:
+        timeline.add(anns, [])
+        held = tracker.held_since()
+        upto = anns[-1].seg.ts if anns else 0.0
+        return timeline.release(upto if held is None else min(upto, held - 1e-6))
+    run(segments, tracker, sink, stats)
+    timeline.finish()
+
+
+def count_calls(rows: list[Call]) -> int:
+    """Calls, signals and exits among timeline rows (a call that waited has two rows)."""
+    return sum(1 for c in rows if c.phase != ENTERED)

@@ -1,0 +1,214 @@
+"""The programs' calls beside the segments: which connection and side each call belongs
+to, which call made each state change, which segment explains a failed call, and the
+message boundaries each side's calls drew in the byte stream.
+
+``CallLinker.link`` takes the timeline in time order, annotations and calls mixed, and
+fills in ``Call.conn``, ``Call.side``, ``Call.cause`` and ``Annotation.cause``. A call
+joins a connection by its socket's ports (both ends); a ``connect()`` joins the
+connection its SYN starts, which follows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from ..core.annotation import Annotation
+from ..core.call import CALL, ENTERED, RETURNED, Call
+from ..core.segment import FIN, RST, SYN
+
+Item = Union[Annotation, Call]
+SENDS = frozenset({"write", "send", "sendto", "sendmsg", "writev"})
+RECVS = frozenset({"read", "recv", "recvfrom", "recvmsg", "readv"})
+# Which calls make a sender's state change, by the segment that shows it.
+MAKES = {SYN: ("connect",), FIN: ("close", "shutdown"), RST: ("close", "shutdown")}
+SERVER_CALLS = frozenset({"bind", "listen", "accept", "accept4"})
+ANSWERED_BY = {"EPIPE": RST, "ECONNRESET": RST, "ECONNREFUSED": RST}
+
+
+def _port(endpoint: str) -> int:
+    tail = endpoint.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _pair(local: str, peer: str) -> tuple[int, int]:
+    return _port(local), _port(peer)
+
+
+@dataclass
+class Flow:
+    """One direction's message boundaries: the sender's writes, the segments, the reads."""
+    sends: list[int] = field(default_factory=list)
+    segments: list[int] = field(default_factory=list)
+    recvs: list[int] = field(default_factory=list)
+    peeks: int = 0
+
+    def text(self) -> str:
+        """``3 send() of 10 bytes → 1 segment of 30 bytes → 1 recv() of 30 bytes``."""
+        peeks = f" (and {self.peeks} MSG_PEEK)" if self.peeks else ""
+        return (f"{_sizes(self.sends, 'send()')} → {_sizes(self.segments, 'segment')} → "
+                f"{_sizes(self.recvs, 'recv()')}{peeks}")
+
+
+def _sizes(sizes: list[int], what: str) -> str:
+    n = len(sizes)
+    plural = "s" if n != 1 and not what.endswith(")") else ""
+    if n == 0:
+        return f"no {what}{'s' if not what.endswith(')') else ''}"
+    if len(set(sizes)) == 1:
+        return f"{n} {what}{plural} of {sizes[0]} bytes"
+    shown = "+".join(map(str, sizes[:8])) + ("+…" if n > 8 else "")
+    return f"{n} {what}{plural} of {shown} = {sum(sizes)} bytes"
+
+
+@dataclass
+class _Conn:
+    """What the linker knows of one connection."""
+    number: int
+    client: str
+    server: str
+    flows: dict[str, Flow] = field(default_factory=lambda: {"c>s": Flow(), "s>c": Flow()})
+    last_in: dict[str, dict[int, int]] = field(default_factory=lambda: {"c": {}, "s": {}})
+    traced_sides: set[str] = field(default_factory=set)  # "c", "s": a traced program's
+
+class CallLinker:
+    """Links calls and annotations as the timeline passes, in time order."""
+
+    def __init__(self) -> None:
+        self.conns: dict[int, _Conn] = {}
+        self._by_pair: dict[tuple[int, int], _Conn] = {}
+        self._pending: dict[tuple[int, int], list[Call]] = {}  # calls that may cause a change
+        self._side_of_pid: dict[int, str] = {}
+        self._own_ports: set[int] = set()   # local ports of the traced programs' sockets
+
+    def is_own(self, a: Annotation) -> bool:
+        """Whether a traced program has a socket on this segment's connection."""
+        conn = self.conns.get(a.conn)
+        if conn is not None and conn.traced_sides:
+            return True
+        own = self._own_ports
+        return a.seg.sport in own or a.seg.dport in own
+
+    def link(self, items: list[Item]) -> None:
+        """Fill in conn, side and cause for a stretch of the timeline."""
+        self._connects_ahead(items)
+        for item in items:
+            if isinstance(item, Call):
+                self._call(item)
+            else:
+                self._annotation(item)
+
+    def _connects_ahead(self, items: list[Item]) -> None:
+        """A call on a socket whose connection has not shown yet (socket(), connect())
+        joins the connection whose SYN follows it on the same ports."""
+        waiting: dict[tuple[int, int], list[Call]] = {}
+        for item in items:
+            if isinstance(item, Call):
+                if item.peer and item.conn is None:
+                    waiting.setdefault(_pair(item.local, item.peer), []).append(item)
+            elif item.seg.flags & SYN and waiting:
+                seg = item.seg
+                found = waiting.pop((seg.sport, seg.dport), [])
+                if found:
+                    self._register(item)
+                for call in found:
+                    call.conn = item.conn
+
+    def _register(self, a: Annotation) -> _Conn:
+        """The connection of ``a``, known from now on by its ports."""
+        conn = self.conns.get(a.conn)
+        if conn is None:
+            conn = self.conns[a.conn] = _Conn(a.conn, a.client, a.server)
+            self._by_pair[_pair(a.client, a.server)] = conn
+            self._by_pair[_pair(a.server, a.client)] = conn
+        return conn
+
+    def _annotation(self, a: Annotation) -> None:
+        conn = self._register(a)
+        seg = a.seg
+        if seg.payload and "retransmission" not in a.analysis:
+            conn.flows[a.direction].segments.append(seg.payload)
+        receiver = "s" if a.from_client else "c"
+        for flag in (RST, FIN):
+            if seg.flags & flag:
+                conn.last_in[receiver][flag] = seg.frame
+        if a.timer_ts:
+            a.cause = "CLOSED ← the kernel: TIME_WAIT's 2MSL timer ran out"
+        path = a.client_path if a.from_client else a.server_path
+        if path and seg.flags & (SYN | FIN | RST) and not (seg.flags & SYN and a.event != "SYN"):
+            self._state_cause(a, conn, path[-1])
+
+    def _state_cause(self, a: Annotation, conn: _Conn, state: str) -> None:
+        """The call that made the sender's state change, or the kernel on its own."""
+        local, peer = (a.client, a.server) if a.from_client else (a.server, a.client)
+        flags = a.seg.flags
+        wanted = MAKES[SYN if flags & SYN else RST if flags & RST else FIN]
+        pending = self._pending.get(_pair(local, peer), [])
+        for i in range(len(pending) - 1, -1, -1):
+            call = pending[i]
+            if call.name in wanted:
+                del pending[i]
+                side = "client" if a.from_client else "server"
+                a.cause = f"{state} ← {call.name}(fd {call.fd}), pid {call.pid}, {side}"
+                return
+        side_traced = "c" if a.from_client else "s"
+        if side_traced in conn.traced_sides:
+            a.cause = f"{state} ← the kernel on its own: no call of the program just before"
+
+    def _call(self, c: Call) -> None:
+        if c.local and c.kind == CALL:
+            self._own_ports.add(_port(c.local))
+        if (c.name in ("connect", "close", "shutdown") and c.peer and not c.failed
+                and c.args != "SHUT_RD" and c.phase != RETURNED):
+            pending = self._pending.setdefault(_pair(c.local, c.peer), [])
+            pending.append(c)
+            del pending[:-4]
+        conn = self.conns.get(c.conn) if c.conn is not None else (
+            self._by_pair.get(_pair(c.local, c.peer)) if c.peer else None)
+        if conn is not None:
+            c.conn = conn.number
+            client_port = _port(conn.client)
+            c.side = "client" if _port(c.local) == client_port else "server"
+            c.local, c.peer = ((conn.client, conn.server) if c.side == "client"
+                               else (conn.server, conn.client))
+            conn.traced_sides.add(c.side[0])
+        elif c.kind == CALL:
+            listening = bool(c.local) and not c.peer   # a listening or bound socket
+            c.side = ("server" if c.name in SERVER_CALLS or listening else
+                      "client" if c.name == "connect" else self._side_of_pid.get(c.pid, ""))
+        else:
+            c.side = self._side_of_pid.get(c.pid, "")
+        if c.side:
+            self._side_of_pid[c.pid] = c.side
+        if conn is not None and c.kind == CALL and c.phase != ENTERED:
+            self._effects(c, conn)
+
+    def _effects(self, c: Call, conn: _Conn) -> None:
+        """Explain a failed or ending call; count its bytes for the message boundaries."""
+        me = c.side[0]
+        flow = conn.flows["c>s" if me == "c" else "s>c"]
+        inbound = conn.flows["s>c" if me == "c" else "c>s"]
+        if c.name in SENDS and c.ret:
+            flow.sends.append(c.ret)
+        elif c.name in RECVS and c.ret:
+            if "MSG_PEEK" in c.args:
+                inbound.peeks += 1
+            else:
+                inbound.recvs.append(c.ret)
+        seen = conn.last_in[me]
+        if c.errno in ANSWERED_BY and RST in seen:
+            c.cause = f"← RST, frame {seen[RST]}"
+        elif c.errno == "EPIPE":
+            c.cause = "← this socket was already shut down for writing"
+        elif c.name in RECVS and c.ret == 0 and FIN in seen:
+            c.cause = f"← FIN, frame {seen[FIN]}: the peer will send no more"
+
+    def boundaries(self) -> list[tuple[int, str, Flow]]:
+        """Each connection's directions that carried data: (conn, "client → server", flow)."""
+        out = []
+        for number, conn in sorted(self.conns.items()):
+            for key, label in (("c>s", "client → server"), ("s>c", "server → client")):
+                flow = conn.flows[key]
+                if conn.traced_sides and (flow.sends or flow.recvs or flow.segments):
+                    out.append((number, label, flow))
+        return out
