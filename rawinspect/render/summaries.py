@@ -3,6 +3,8 @@ and ``--explain``: the segments behind one connection's verdicts."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from dataclasses import asdict
@@ -73,22 +75,35 @@ def jsonl(summaries: list[ConnSummary]) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
+def _row_uid(uid: str, n: int) -> str:
+    """The uid of Zeek row ``n`` of a connection whose first row has ``uid``."""
+    if n == 0:
+        return uid
+    return "C" + base64.b32encode(hashlib.sha1(f"{uid}/{n}".encode()).digest()).decode()[:17]
+
+
 def zeek(summaries: list[ConnSummary]) -> str:
-    """Zeek's conn.log in its ASCII format, with the #fields/#types header."""
+    """Zeek's conn.log in its ASCII format, with the #fields/#types header: the rows Zeek
+    would write, in order of their first packet (one connection may be several)."""
     stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
     lines = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)",
              "#unset_field\t-", "#path\tconn", f"#open\t{stamp}",
              "#fields\t" + "\t".join(ZEEK_FIELDS), "#types\t" + "\t".join(ZEEK_TYPES)]
+    rows = []
     for s in summaries:
         oh, op = split_endpoint(s.client)
         rh, rp = split_endpoint(s.server)
-        timed = s.duration > 0
-        row = [f"{s.start:.6f}", s.uid, oh, op, rh, rp, "tcp", "-",
-               f"{s.duration:.6f}" if timed else "-",
-               str(s.bytes[0]) if timed else "-", str(s.bytes[1]) if timed else "-",
-               s.conn_state, "-", "-", str(s.missed_bytes), s.history or "-",
-               str(s.pkts[0]), "-", str(s.pkts[1]), "-", "-"]
-        lines.append("\t".join(row))
+        for n, z in enumerate(s.zeek):
+            timed = z.duration > 0
+            ends = (rh, rp, oh, op) if z.reversed else (oh, op, rh, rp)
+            rows.append((z.ts, [f"{z.ts:.6f}", _row_uid(s.uid, n), *ends, "tcp", "-",
+                                f"{z.duration:.6f}" if timed else "-",
+                                str(z.bytes[0]) if timed else "-",
+                                str(z.bytes[1]) if timed else "-", z.conn_state, "-", "-",
+                                str(z.missed_bytes), z.history or "-", str(z.pkts[0]), "-",
+                                str(z.pkts[1]), "-", "-"]))
+    rows.sort(key=lambda r: r[0])
+    lines += ["\t".join(row) for _, row in rows]
     lines.append(f"#close\t{stamp}")
     return "\n".join(lines) + "\n"
 
