@@ -12,7 +12,7 @@ from ..core.annotation import Annotation
 from ..core.tracker import DEFAULT_MSL
 from .steps import Change, EndpointSteps, Step
 from .wireshark import HandshakeRtt
-from .zeek import ConnLog, ZeekConn
+from .zeek import ConnLog, ZeekConn, ZeekRow
 
 
 @dataclass
@@ -44,6 +44,7 @@ class ConnSummary:
     timing: dict[str, list[Held]] = field(default_factory=dict)
     letters: list[tuple[str, int]] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
+    zeek: list[ZeekRow] = field(default_factory=list)   # the rows Zeek logs for it
 
 
 class _Track:
@@ -123,5 +124,5 @@ class Summaries:
                 t.first.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
                 z.conn_state(), z.history_string, z.missed_bytes, timing["client"][-1].state,
                 timing["server"][-1].state, closed, t.handshake.rtt or None, timing, list(z.history),
-                t.steps.changes))
+                t.steps.changes, self.log.rows(cid)))
         return out
