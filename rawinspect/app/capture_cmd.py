@@ -181,6 +181,7 @@ class _Session:
         self.seen: list[Annotation] = []  # everything, for the verdict and the verification
         self.comments: dict[int, str] = {}
         self.calls: list[Call] = []  # every recorded call, for the verdict and --report
+        self.left_behind: list[dict[str, Any]] = []
         wanted = plan.scenario is not None or args.verify or args.annotate
         self.output = Output(args, self.stats, live=True, tap=self._tap if wanted else None,
                              calls_tap=self.calls.extend)
@@ -236,6 +237,7 @@ class _Session:
         finally:
             self.output.close()
         code = self.output.print_summaries(end=clock())
+        self._report_left_behind()
         trace = self.trace
         disagree = _report_verification(trace, self.seen, args) if trace is not None else 0
         self._report_calls()
@@ -279,6 +281,37 @@ class _Session:
             stack.callback(_end_child, child)
         if gate is not None and call_trace is not None and self.child is not None:
             gate.open(self.child.pid, call_trace.follow)
+
+    def _ports(self) -> list[int]:
+        """The captured ports: the scenario's, else the traced programs' own sockets'."""
+        if self.plan.ports:
+            return self.plan.ports
+        return sorted(self.recording.timeline.linker.own_ports) if self.recording else []
+
+    def _report_left_behind(self) -> None:
+        """The sockets still alive on the captured ports, with each state's lesson."""
+        from ..sources.sockets import SocketsUnavailable, fin_timeout, tcp_sockets
+        from ..views.left_behind import as_dict, left_behind_lines
+        ports = self._ports()
+        if not ports:
+            return
+        try:
+            sockets = tcp_sockets(ports)
+        except SocketsUnavailable as e:
+            print(f"rawinspect: sockets left behind unavailable: {e}", file=sys.stderr)
+            return
+        timeout = fin_timeout()
+        self.left_behind = [as_dict(s, timeout) for s in sockets]
+        if self.args.format == "jsonl" and not self.output.summaries:
+            for record in self.left_behind:
+                print(json.dumps({"kind": "socket", **record}))
+            return
+        out = sys.stdout if self.args.format in ("table", "ladder") else sys.stderr
+        lines = left_behind_lines(sockets, timeout)
+        if lines:
+            print("", file=out)
+        for line in lines:
+            print(line, file=out)
 
     def _report_calls(self) -> None:
         """Message boundaries and the trace's losses, after the summaries."""

@@ -105,12 +105,24 @@ def _signal_name(number: int) -> str:
 
 
 class _Sock:
-    """A socket descriptor as the traced process sees it; ``sk`` once the kernel names it."""
-    __slots__ = ("family", "sk")
+    """A socket descriptor as the traced process sees it; ``sk`` once the kernel names it,
+    and its addresses as they were then (the kernel reuses a freed socket's memory, so
+    ``sk`` alone may name a later socket)."""
+    __slots__ = ("family", "sk", "local", "peer")
 
     def __init__(self, family: int, sk: int = 0) -> None:
         self.family = family
         self.sk = sk
+        self.local = ""
+        self.peer = ""
+
+    def learn(self, addrs: tuple[str, str] | None) -> None:
+        """Keep the addresses the kernel gave the socket (if any yet)."""
+        if addrs is not None:
+            if addrs[0]:
+                self.local = addrs[0]
+            if addrs[1]:
+                self.peer = addrs[1]
 
 
 class _Open:
@@ -247,7 +259,13 @@ class CallAssembler:
                     name=name, fd=fd, args=_args(name, op.fields),
                     ret=ret if ret >= 0 else -1, errno=_errno_name(-ret) if ret < 0 else "")
         if name in ("accept", "accept4") and ret >= 0:
-            call.sk = self._fds[ev.tgid][ret].sk
+            child = self._fds[ev.tgid][ret]
+            child.learn(self._addrs.get(child.sk))
+            call.sk = child.sk
+            call.local, call.peer = child.local, child.peer
+        else:
+            sock.learn(self._addrs.get(sock.sk))
+            call.local, call.peer = sock.local, sock.peer
         if name == "close" and ret == 0:
             self._fds.get(ev.tgid, {}).pop(fd, None)
         self._emit(call, sock)
@@ -294,12 +312,13 @@ class CallAssembler:
                         errno=_errno_name(-ret) if ret < 0 else ""), None)
 
     def _resolve(self, call: Call, sock: _Sock | None) -> Call:
-        """Fill in the socket's addresses, known by now if ever."""
-        sk = call.sk or (sock.sk if sock is not None else 0)
-        if call.name not in ("accept", "accept4"):
-            call.sk = sk
-        local, peer = self._addrs.get(call.sk, ("", ""))
-        call.local, call.peer = local, peer
+        """Fill in the socket's addresses, if the call came before the kernel named them
+        (socket(), bind() before listen()); the call's own socket's, never its sk's now."""
+        if sock is not None and call.name not in ("accept", "accept4"):
+            call.sk = call.sk or sock.sk
+            call.local = call.local or sock.local
+            call.peer = call.peer or sock.peer
+        peer, local = call.peer, call.local
         if call.name == "connect" and peer:
             call.args = ", ".join(p for p in (peer, call.args) if p)
         elif call.name in ("bind", "listen") and local:

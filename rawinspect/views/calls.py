@@ -35,30 +35,48 @@ def _pair(local: str, peer: str) -> tuple[int, int]:
     return _port(local), _port(peer)
 
 
+class Sizes:
+    """A run of byte counts, kept in bounded memory: how many, the total, the first few."""
+    SHOWN = 8
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0
+        self.first: list[int] = []
+        self.uniform = True
+
+    def add(self, n: int) -> None:
+        if self.first and n != self.first[0]:
+            self.uniform = False
+        if len(self.first) < self.SHOWN:
+            self.first.append(n)
+        self.count += 1
+        self.total += n
+
+    def text(self, what: str) -> str:
+        """``3 send() of 10 bytes``, ``2 segments of 20+10 = 30 bytes``."""
+        noun = what if what.endswith(")") or self.count == 1 else what + "s"
+        if not self.count:
+            return f"no {what if what.endswith(')') else what + 's'}"
+        if self.uniform:
+            return f"{self.count} {noun} of {self.first[0]} bytes"
+        shown = "+".join(map(str, self.first)) + ("+…" if self.count > len(self.first) else "")
+        return f"{self.count} {noun} of {shown} = {self.total} bytes"
+
+
 @dataclass
 class Flow:
     """One direction's message boundaries: the sender's writes, the segments, the reads."""
-    sends: list[int] = field(default_factory=list)
-    segments: list[int] = field(default_factory=list)
-    recvs: list[int] = field(default_factory=list)
+    sends: Sizes = field(default_factory=Sizes)
+    segments: Sizes = field(default_factory=Sizes)
+    recvs: Sizes = field(default_factory=Sizes)
     peeks: int = 0
 
     def text(self) -> str:
         """``3 send() of 10 bytes → 1 segment of 30 bytes → 1 recv() of 30 bytes``."""
         peeks = f" (and {self.peeks} MSG_PEEK)" if self.peeks else ""
-        return (f"{_sizes(self.sends, 'send()')} → {_sizes(self.segments, 'segment')} → "
-                f"{_sizes(self.recvs, 'recv()')}{peeks}")
-
-
-def _sizes(sizes: list[int], what: str) -> str:
-    n = len(sizes)
-    plural = "s" if n != 1 and not what.endswith(")") else ""
-    if n == 0:
-        return f"no {what}{'s' if not what.endswith(')') else ''}"
-    if len(set(sizes)) == 1:
-        return f"{n} {what}{plural} of {sizes[0]} bytes"
-    shown = "+".join(map(str, sizes[:8])) + ("+…" if n > 8 else "")
-    return f"{n} {what}{plural} of {shown} = {sum(sizes)} bytes"
+        return (f"{self.sends.text('send()')} → {self.segments.text('segment')} → "
+                f"{self.recvs.text('recv()')}{peeks}")
 
 
 @dataclass
@@ -79,14 +97,14 @@ class CallLinker:
         self._by_pair: dict[tuple[int, int], _Conn] = {}
         self._pending: dict[tuple[int, int], list[Call]] = {}  # calls that may cause a change
         self._side_of_pid: dict[int, str] = {}
-        self._own_ports: set[int] = set()   # local ports of the traced programs' sockets
+        self.own_ports: set[int] = set()   # local ports of the traced programs' sockets
 
     def is_own(self, a: Annotation) -> bool:
         """Whether a traced program has a socket on this segment's connection."""
         conn = self.conns.get(a.conn)
         if conn is not None and conn.traced_sides:
             return True
-        own = self._own_ports
+        own = self.own_ports
         return a.seg.sport in own or a.seg.dport in own
 
     def link(self, items: list[Item]) -> None:
@@ -127,7 +145,7 @@ class CallLinker:
         conn = self._register(a)
         seg = a.seg
         if seg.payload and "retransmission" not in a.analysis:
-            conn.flows[a.direction].segments.append(seg.payload)
+            conn.flows[a.direction].segments.add(seg.payload)
         receiver = "s" if a.from_client else "c"
         for flag in (RST, FIN):
             if seg.flags & flag:
@@ -157,7 +175,7 @@ class CallLinker:
 
     def _call(self, c: Call) -> None:
         if c.local and c.kind == CALL:
-            self._own_ports.add(_port(c.local))
+            self.own_ports.add(_port(c.local))
         if (c.name in ("connect", "close", "shutdown") and c.peer and not c.failed
                 and c.args != "SHUT_RD" and c.phase != RETURNED):
             pending = self._pending.setdefault(_pair(c.local, c.peer), [])
@@ -189,12 +207,12 @@ class CallLinker:
         flow = conn.flows["c>s" if me == "c" else "s>c"]
         inbound = conn.flows["s>c" if me == "c" else "c>s"]
         if c.name in SENDS and c.ret:
-            flow.sends.append(c.ret)
+            flow.sends.add(c.ret)
         elif c.name in RECVS and c.ret:
             if "MSG_PEEK" in c.args:
                 inbound.peeks += 1
             else:
-                inbound.recvs.append(c.ret)
+                inbound.recvs.add(c.ret)
         seen = conn.last_in[me]
         if c.errno in ANSWERED_BY and RST in seen:
             c.cause = f"← RST, frame {seen[RST]}"
@@ -209,6 +227,6 @@ class CallLinker:
         for number, conn in sorted(self.conns.items()):
             for key, label in (("c>s", "client → server"), ("s>c", "server → client")):
                 flow = conn.flows[key]
-                if conn.traced_sides and (flow.sends or flow.recvs or flow.segments):
+                if conn.traced_sides and (flow.sends.count or flow.recvs.count or flow.segments.count):
                     out.append((number, label, flow))
         return out
