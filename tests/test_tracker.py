@@ -473,3 +473,19 @@ def test_whose_rst_and_why(segs_of, event, words):
 def test_every_rst_kind_has_an_event_name_and_rules():
     for kind, name in T.RST_EVENTS.items():
         assert name.startswith("RST (") and any(t.event == kind for t in T.TRANSITIONS)
+
+
+def test_request_data_unacknowledged_until_the_hold_ends_was_not_taken():
+    """SYN cookies and a long retransmission timeout: the client's request goes unanswered
+    longer than a hold; then the server's side is still SYN_RCVD, live and in replay."""
+    c = Conv()
+    segs = c.handshake() + [c.seg("c", ACK | PSH, C1, S1, 9),
+                            c.seg("c", ACK | PSH, C1, S1, 9, dt=0.2),
+                            c.seg("c", ACK | PSH, C1, S1, 9, dt=3.4),
+                            c.seg("s", ACK, S1, C1 + 9)]
+    anns = run(segs)
+    assert [a.server_after for a in anns] == ["SYN_RCVD"] * 5 + ["ESTABLISHED"] * 2
+    live = Tracker()
+    out = [a for s in segs[:5] for a in live.feed(s)]
+    out += live.flush(segs[4].ts + 3.5)
+    assert [a.server_after for a in out] == ["SYN_RCVD"] * 5

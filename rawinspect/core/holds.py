@@ -143,8 +143,14 @@ class Holds:
         self.due = INF
 
     def _timed_out(self, conn: Connection, token: int) -> None:
+        """No answer in time. A held SYN went unanswered; a FIN or a bare ACK needs none.
+        Data a listener's request got, unacknowledged all this time, was not taken."""
         hold = conn.hold
-        if hold is not None and hold.token == token:
+        if hold is None or hold.token != token:
+            return
+        if hold.kind == HOLD_ACK and any(slot.seg.payload for slot in hold.queue):
+            self._drop_all(conn)
+        else:
             self._resolve(conn, UNANSWERED if hold.kind == HOLD_SYN else NORMAL)
 
     def drain(self) -> list[Annotation]:

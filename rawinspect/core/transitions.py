@@ -87,8 +87,9 @@ _RULES = [
                "no final ACK taken yet: its SYN+ACK timer sends the SYN+ACK again"),
     Transition(SYN_RCVD, RECV_ACK_QUEUE_FULL, SYN_RCVD,
                "the listener's accept queue (listen()'s backlog) is full: the kernel drops "
-               "the ACK and keeps the request in SYN_RCVD (tcp_abort_on_overflow = 0), "
-               "while the peer believes it is ESTABLISHED"),
+               "the ACK (tcp_abort_on_overflow = 0) and this side stays SYN_RCVD (a request "
+               "in the SYN queue; with SYN cookies, none), while the peer believes it is "
+               "ESTABLISHED"),
     Transition(ESTABLISHED, SEND_SYNACK, ESTABLISHED,
                "its SYN+ACK crossed the peer's (simultaneous open)"),
     Transition(SYN_SENT, RECV_SYNACK, ESTABLISHED, "SYN+ACK acknowledges our SYN: connect() returns"),
