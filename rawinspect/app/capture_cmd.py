@@ -327,7 +327,8 @@ class _Session:
     def _programs_code(self, reason: str) -> int:
         """The scenario's verdict, or the command's exit status if it ended on its own."""
         if self.scenario_run is not None:
-            return _judge(self.scenario_run, self.seen, self.args)
+            return _judge(self.scenario_run, self.seen, self.args,
+                          self.calls if self.recording else None, self.left_behind)
         if self.child is not None and reason == "program ended":
             return self.child.wait()
         return EXIT_OK
@@ -388,12 +389,14 @@ def _start_command(command: list[str], as_root: bool,
                             pass_fds=pass_fds)
 
 
-def _judge(run: ScenarioRun, seen: list[Annotation], args: argparse.Namespace) -> int:
-    """Print the programs' report and the verdict; exit 1 unless every expectation held."""
+def _judge(run: ScenarioRun, seen: list[Annotation], args: argparse.Namespace,
+           calls: list[Call] | None, left_behind: list[dict[str, Any]]) -> int:
+    """Print the programs' report and the verdict (the calls' expectations too, or, with
+    ``calls`` None, that they were not checked); exit 1 unless every expectation held."""
     from ..scenarios.check import verify
     scenario = run.scenario
     report = run.report()
-    verdict = verify(scenario.expect, seen, report)
+    verdict = verify(scenario.expect, seen, report, calls)
     out = sys.stdout if args.format in ("table", "ladder") else sys.stderr
     print(f"\nscenario {scenario.name}: {scenario.summary}", file=out)
     for line in report.get("info", []):
@@ -401,18 +404,22 @@ def _judge(run: ScenarioRun, seen: list[Annotation], args: argparse.Namespace) -
     for line in verdict.lines():
         print(f"  {line}", file=out)
     if args.report:
-        save_report(args.report, scenario.name, report, verdict)
+        save_report(args.report, scenario.name, report, verdict, calls, left_behind)
     return EXIT_OK if verdict.ok else EXIT_RUNTIME
 
 
-def save_report(path: str, name: str, report: dict[str, Any], verdict: Verdict | None
-                ) -> None:
-    """The programs' report and the verdict, as JSON (read back by the tests)."""
+def save_report(path: str, name: str, report: dict[str, Any], verdict: Verdict | None,
+                calls: list[Call] | None = None,
+                left_behind: list[dict[str, Any]] | None = None) -> None:
+    """The programs' report, the verdict, the recorded calls (null: not recorded) and the
+    sockets left behind, as JSON (read back by the tests)."""
     try:
         with open(path, "w") as f:
             json.dump({"scenario": name, "programs": report,
                        "ok": verdict.ok if verdict else None,
-                       "verdict": verdict.lines() if verdict else []}, f, indent=1)
+                       "verdict": verdict.lines() if verdict else [],
+                       "calls": None if calls is None else [c.as_dict() for c in calls],
+                       "left_behind": left_behind or []}, f, indent=1)
             f.write("\n")
     except OSError as e:
         raise CaptureWriteError(f"--report {path}: {e.strerror or e}") from None

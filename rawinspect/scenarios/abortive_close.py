@@ -12,6 +12,7 @@ import socket
 import struct
 import time
 
+from .call_checks import Calls, StateCause
 from .base import Context, Expect, Path, Scenario, in_thread, states
 
 
@@ -45,6 +46,12 @@ SCENARIOS = [Scenario(
     "abortive-close", "close() with SO_LINGER {on, 0} or with unread data sends RST, "
     "not FIN: the peer gets ECONNRESET", __doc__, run,
     Expect(conns=[[ABORT], [ABORT]], zeek=[("RSTO", "ShAdR")] * 2,
+           calls=[Calls("setsockopt", args="SO_LINGER", side="client"),
+                  Calls("close", side="client", socket_has="setsockopt SO_LINGER"),
+                  Calls("recvfrom|recv", "any", args="MSG_PEEK", side="client"),
+                  StateCause("client", "CLOSED", ("close",)),
+                  Calls("recvfrom|recv|read", "ECONNRESET", side="server", times=2,
+                        cause="RST")],
            outcomes={"server recv() after the client's close() with SO_LINGER 0":
                      "ECONNRESET",
                      "server recv() after the client's close() with unread data":

@@ -4,7 +4,8 @@ A scenario module defines ``SCENARIOS``, a list of ``Scenario(...)`` (a lesson a
 variants, such as the same over IPv6): ``run(ctx)`` holds the client and server code
 (plain ``socket`` calls); ``expect`` lists, per TCP connection in the order they start,
 the state sequence each endpoint must pass through, and the outcome of the socket calls
-the lesson is about (``ctx.outcome("connect", "ECONNREFUSED")``).
+the lesson is about (``ctx.outcome("connect", "ECONNREFUSED")``), and the calls the
+kernel must record them making (``Calls("connect", "ECONNREFUSED", cause="RST")``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
+from ..core.annotation import Annotation
+from ..core.call import Call
 from ..views.steps import Step
 
 
@@ -62,6 +65,18 @@ class Check:
     text: str
 
 
+class CallExpectation(Protocol):
+    """One expectation on the programs' recorded calls (``call_checks`` holds them)."""
+
+    def text(self) -> str:
+        """The expectation in words."""
+        ...
+
+    def check(self, calls: list[Call], anns: list[Annotation]) -> list[Check]:
+        """The verdict's lines for it."""
+        ...
+
+
 @dataclass(frozen=True)
 class Observed:
     """One connection as the tracker saw it."""
@@ -84,14 +99,16 @@ class Expect:
     ``zeek``: Zeek's (conn_state, history as a regular expression) for each connection in
     order, or with ``each`` the alternatives every connection must match one of.
     ``required``: a Path label that must occur at least once (racy lessons).
-    ``outcomes``: socket-call outcomes the programs must report. ``extra``: further
-    checks computed from the connections and the programs' report.
+    ``outcomes``: socket-call outcomes the programs must report. ``calls``: what the
+    programs' recorded calls must show (``call_checks``), beside the segments.
+    ``extra``: further checks computed from the connections and the programs' report.
     """
     conns: list[list[Path]] = field(default_factory=list)
     each: list[Path] | None = None  # instead of conns: any number, each matching one
     outcomes: dict[str, str] = field(default_factory=dict)
     zeek: list[tuple[str, str]] = field(default_factory=list)
     required: str | None = None
+    calls: list[CallExpectation] = field(default_factory=list)
     extra: Callable[[list[Observed], dict[str, Any]], list[Check]] | None = None
 
 

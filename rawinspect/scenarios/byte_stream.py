@@ -15,6 +15,7 @@ import socket
 import struct
 import time
 
+from .call_checks import Boundaries, Calls, StateCause
 from .base import CLIENT_CLOSES, Check, Context, Expect, Observed, Scenario, in_thread
 
 MESSAGES = [b"message %d: %s" % (i, b"x" * i) for i in range(10)]
@@ -130,4 +131,11 @@ SCENARIOS = [Scenario(
                      "fixed-length: messages recovered": "all 10",
                      "delimiter: messages recovered": "all 10",
                      "length prefix: messages recovered": "all 10"},
+           calls=[Boundaries(1, sends=f"={len(MESSAGES)}", recvs=f"<{len(MESSAGES)}"),
+                  Boundaries(2, sends=f"={len(MESSAGES)}", recvs=f">={len(MESSAGES)}"),
+                  Calls("recvfrom|recv", "any", args="MSG_PEEK", side="server",
+                        times=len(MESSAGES)),
+                  Boundaries(3, sends=f"={len(MESSAGES)}", recvs=f">={len(MESSAGES)}"),
+                  Boundaries(4, sends=f"={len(MESSAGES)}", recvs=f">={2 * len(MESSAGES)}"),
+                  StateCause("client", "FIN_WAIT_1", ("shutdown",))],
            extra=carried))]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..core.annotation import Annotation
+from ..core.call import Call
 from ..views.steps import EndpointSteps
 from .base import Check, Expect, Observed, Path, expansions
 
@@ -36,6 +37,7 @@ class Verdict:
     checks: list[Check] = field(default_factory=list)
     deviating: list[int] = field(default_factory=list)
     matched: list[str] = field(default_factory=list)
+    unchecked: int = 0  # call expectations not checked: the calls were not recorded
 
     @property
     def ok(self) -> bool:
@@ -50,6 +52,9 @@ class Verdict:
         passed = sum(1 for c in judged if c.ok)
         out.append(f"{'every expectation held' if self.ok else 'EXPECTATIONS NOT MET'}: "
                    f"{passed} of {len(judged)} checks passed")
+        if self.unchecked:
+            out.append(f"{self.unchecked} expectations on the calls not checked: the calls "
+                       "were not recorded (--no-calls, or no tracing without root)")
         return out
 
 
@@ -91,8 +96,10 @@ def _zeek_checks(expect: Expect, anns: list[Annotation]) -> list[Check]:
     return out
 
 
-def verify(expect: Expect, anns: list[Annotation], report: dict[str, Any]) -> Verdict:
-    """Check the connections' state sequences, the programs' outcomes and the extras."""
+def verify(expect: Expect, anns: list[Annotation], report: dict[str, Any],
+           calls: list[Call] | None = None) -> Verdict:
+    """Check the connections' state sequences, the programs' outcomes, the recorded calls
+    (None: not recorded, their expectations are listed as not checked) and the extras."""
     v = Verdict()
     observed = observe(anns)
     if expect.each is not None:
@@ -135,6 +142,13 @@ def verify(expect: Expect, anns: list[Annotation], report: dict[str, Any]) -> Ve
         v.checks.append(Check(False, f"the scenario's programs failed: {report['error']}"))
     if expect.zeek:
         v.checks.extend(_zeek_checks(expect, anns))
+    for want in expect.calls:
+        if calls is None:
+            v.unchecked += 1
+            v.checks.append(Check(None, f"calls: {want.text()}: not checked (calls not "
+                                        "recorded)"))
+        else:
+            v.checks.extend(want.check(calls, anns))
     if expect.extra is not None:
         v.checks.extend(expect.extra(observed, report))
     v.deviating.sort()

@@ -7,7 +7,7 @@ from .base import Expect, Path
 
 def expectations(expect: Expect) -> list[str]:
     """What a scenario checks: each endpoint's states per connection, Zeek's summary, the
-    outcomes of the calls (errnos) and any further check."""
+    outcomes of the calls (errnos) as reported and as recorded, and any further check."""
     lines = ["Expected states, per connection:" if expect.each is None else
              "Expected states: any number of connections, each one of:"]
     if expect.each is None:
@@ -26,6 +26,10 @@ def expectations(expect: Expect) -> list[str]:
     if expect.outcomes:
         lines.append("Calls and their outcomes (errno), as the programs report them:")
         lines += [f"  {key}: {value}" for key, value in expect.outcomes.items()]
+    if expect.calls:
+        lines.append("Calls the kernel must record the programs making (with `capture`, "
+                     "as root):")
+        lines += [f"  {want.text()}" for want in expect.calls]
     if expect.extra is not None:
         doc = (expect.extra.__doc__ or "").strip().splitlines()
         lines.append("Also checked: " + (doc[0] if doc else

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path as FsPath
 
+from .call_checks import Calls, Reaped, StateCause
 from .base import CLIENT_CLOSES, REQUEST_REPLY, Context, Expect, Scenario, recv_all
 
 CHILDREN = 4
@@ -103,4 +104,8 @@ SCENARIOS = [Scenario(
     "waitpid(WNOHANG) loop: no zombies", __doc__, run,
     Expect(conns=[[CLIENT_CLOSES]] * CHILDREN, zeek=[("SF", REQUEST_REPLY + "Ff")] * CHILDREN,
            outcomes={"children reaped by the SIGCHLD handler": str(CHILDREN),
-                     "zombie children left": "0"}))]
+                     "zombie children left": "0"},
+           calls=[StateCause("client", "FIN_WAIT_1", ("close",)),
+                  StateCause("server", "LAST_ACK", ("close",)),
+                  Calls("SIGCHLD", kind="signal", args="handler", side="server"),
+                  Reaped(in_handler=CHILDREN)]))]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import time
 
+from .call_checks import Calls, StateCause
 from .base import (CLIENT_ACTIVE, SERVER_PASSIVE, Check, Context, Expect, Observed, Path,
                    Scenario, in_thread, recv_all, states)
 
@@ -64,4 +65,9 @@ SCENARIOS = [Scenario(
            outcomes={"shutdown: server send 3 after EOF": "ok",
                      "close: server send 1 after EOF": "ok",
                      "close: server send 3 after EOF": "EPIPE"},
+           calls=[Calls("shutdown", args="SHUT_WR", side="client"),
+                  StateCause("client", "FIN_WAIT_1", ("shutdown", "close")),
+                  Calls("recvfrom|recv|read", "=0", side="server", times=2, cause="FIN"),
+                  Calls("sendto|send|write", ">0", side="server", times=4),
+                  Calls("sendto|send|write", "EPIPE", side="server", cause="RST")],
            extra=replies_after_eof))]

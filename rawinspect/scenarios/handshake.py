@@ -9,6 +9,7 @@ ends in TIME_WAIT, where it stays for 2MSL (60 s on Linux). The server reads EOF
 
 from __future__ import annotations
 
+from .call_checks import Calls, StateCause
 from .base import CLIENT_CLOSES, REQUEST_REPLY, Context, Expect, Scenario, in_thread, recv_all
 
 def server(ctx: Context, listener) -> None:
@@ -34,7 +35,12 @@ def run(ctx: Context) -> None:
     t.join(5)
 
 
-EXPECT = Expect(conns=[[CLIENT_CLOSES]], zeek=[("SF", REQUEST_REPLY + "Ff")])
+EXPECT = Expect(conns=[[CLIENT_CLOSES]], zeek=[("SF", REQUEST_REPLY + "Ff")],
+                calls=[StateCause("client", "SYN_SENT", ("connect",)),
+                       Calls("accept|accept4", ">=0", side="server"),
+                       StateCause("client", "FIN_WAIT_1", ("close",)),
+                       Calls("recvfrom|recv|read", "=0", side="server", cause="FIN"),
+                       StateCause("server", "LAST_ACK", ("close",))])
 SCENARIOS = [
     Scenario("handshake", "3-way handshake, request/response, client closes first "
              "and holds TIME_WAIT", __doc__, run, EXPECT),

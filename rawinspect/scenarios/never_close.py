@@ -17,6 +17,7 @@ import socket
 import struct
 import time
 
+from .call_checks import Calls, Silence, StateCause
 from .base import CLIENT_CLOSES, Context, Expect, Scenario, in_thread, recv_all
 
 TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
@@ -60,4 +61,8 @@ SCENARIOS = [Scenario(
     # The server's ACK of the request and the client's FIN race each other on the wire.
     Expect(conns=[[CLIENT_CLOSES]], zeek=[("SF", "ShAD(aF|Fa)f")],
            outcomes={"server socket after EOF, never closed": "CLOSE_WAIT",
-                     "client socket while the server never closes": "FIN_WAIT2"}))]
+                     "client socket while the server never closes": "FIN_WAIT2"},
+           calls=[Calls("shutdown", args="SHUT_WR", side="client"),
+                  StateCause("client", "FIN_WAIT_1", ("shutdown",)),
+                  Silence("server", HANG * 0.9),
+                  StateCause("server", "LAST_ACK", ("close",))]))]

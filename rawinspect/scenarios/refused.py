@@ -7,6 +7,7 @@ ever there.
 
 from __future__ import annotations
 
+from .call_checks import Calls, StateCause
 from .base import Context, Expect, Path, Scenario, states
 
 
@@ -21,4 +22,6 @@ SCENARIOS = [Scenario(
     "ECONNREFUSED", __doc__, run,
     Expect(conns=[[Path("refused", states("CLOSED SYN_SENT CLOSED"), states("CLOSED"))]],
            zeek=[("REJ", "Sr")],
-           outcomes={"connect()": "ECONNREFUSED"}))]
+           outcomes={"connect()": "ECONNREFUSED"},
+           calls=[StateCause("client", "SYN_SENT", ("connect",)),
+                  Calls("connect", "ECONNREFUSED", side="client", cause="RST")]))]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 
+from .call_checks import Calls, StateCause
 from .base import (CLIENT_CLOSES, REQUEST_REPLY, SERVER_CLOSES, Context, Expect, Scenario,
                    in_thread, recv_all)
 
@@ -67,5 +68,15 @@ SCENARIOS = [Scenario(
            zeek=[("SF", REQUEST_REPLY + "fF"), ("SF", REQUEST_REPLY + "fF"),
                  ("SF", REQUEST_REPLY + "Ff")],
            outcomes={"restart without SO_REUSEADDR: bind()": "EADDRINUSE",
-                     "restart with SO_REUSEADDR: bind()": "ok"}),
+                     "restart with SO_REUSEADDR: bind()": "ok"},
+           calls=[StateCause("server", "FIN_WAIT_1", ("close",)),
+                  # the first listener (first port) and the restart on it
+                  Calls("bind", "ok", side="server", socket_lacks="setsockopt SO_REUSEADDR"),
+                  Calls("bind", "EADDRINUSE", side="server", times=1, exact=True,
+                        socket_lacks="setsockopt SO_REUSEADDR"),
+                  # the second port's first listener and its restart: both bind
+                  Calls("bind", "ok", side="server", times=2,
+                        socket_has="setsockopt SO_REUSEADDR"),
+                  Calls("bind", "EADDRINUSE", side="server", times=0, exact=True,
+                        socket_has="setsockopt SO_REUSEADDR")]),
     ports=2)]

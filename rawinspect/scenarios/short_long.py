@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 
+from .call_checks import Calls, StateCause
 from .base import (CLIENT_CLOSES, REQUEST_REPLY, Check, Context, Expect, Observed, Scenario,
                    in_thread)
 REQUESTS = 5
@@ -51,4 +52,11 @@ def compare(observed: list[Observed], _report: dict) -> list[Check]:
 SCENARIOS = [Scenario(
     "short-long", "one connection per request versus one connection for all requests",
     __doc__, run, Expect(conns=[[CLIENT_CLOSES]] * (REQUESTS + 1),
-                         zeek=[("SF", REQUEST_REPLY + "Ff")] * (REQUESTS + 1), extra=compare))]
+                         zeek=[("SF", REQUEST_REPLY + "Ff")] * (REQUESTS + 1),
+                         calls=[Calls("connect", side="client", times=REQUESTS + 1, exact=True),
+                                Calls("accept|accept4", ">=0", side="server",
+                                      times=REQUESTS + 1, exact=True),
+                                Calls("sendto|send|write", ">0", side="client",
+                                      times=2 * REQUESTS, exact=True),
+                                StateCause("client", "FIN_WAIT_1", ("close",))],
+                         extra=compare))]

@@ -18,6 +18,7 @@ import time
 
 from typing import Any
 
+from .call_checks import StateCause
 from .base import (CLIENT_CLOSES, SERVER_CLOSES, Check, Context, Expect, Observed, Path,
                    Scenario, pin_and_prioritise, spin_until, states, unpin)
 
@@ -87,4 +88,7 @@ SCENARIOS = [Scenario(
     "simultaneous-close", "both ends close() at once: FIN_WAIT_1 → CLOSING → TIME_WAIT "
     "on both sides", __doc__, run,
     Expect(each=[SIMULTANEOUS, CLIENT_CLOSES, SERVER_CLOSES], required=SIMULTANEOUS.label,
-           zeek=[("SF", "ShA(Ff|fF)a?|ShA(Faf|fAF)")], extra=cpu_check))]
+           zeek=[("SF", "ShA(Ff|fF)a?|ShA(Faf|fAF)")],
+           calls=[StateCause("client", "FIN_WAIT_1|CLOSING|LAST_ACK", ("close",)),
+                  StateCause("server", "FIN_WAIT_1|CLOSING|LAST_ACK", ("close",))],
+           extra=cpu_check))]

@@ -15,6 +15,7 @@ import os
 import socket
 import time
 
+from .call_checks import Calls, StateCause
 from .base import (Context, Expect, Path, Scenario, pin_and_prioritise, recv_all,
                    spin_until, states, unpin)
 
@@ -77,4 +78,10 @@ SCENARIOS = [Scenario(
     "simultaneous-open", "two sockets connect() to each other at once: SYN_SENT → "
     "SYN_RCVD → ESTABLISHED on both", __doc__, run,
     Expect(each=SIM_OPEN + [LOST], required="simultaneous open",
-           zeek=[("SF", "Ss(Aa|aA)(Ff|fF)"), ("REJ", "Sr")]), ports=2 * ATTEMPTS)]
+           zeek=[("SF", "Ss(Aa|aA)(Ff|fF)"), ("REJ", "Sr")],
+           calls=[Calls("bind", times=2 * ATTEMPTS, exact=True),
+                  Calls("listen", times=0, exact=True),
+                  Calls("connect", "ok", times=2),
+                  StateCause("client", "SYN_SENT", ("connect",)),
+                  StateCause("server", "SYN_SENT|SYN_RCVD", ("connect",))]),
+    ports=2 * ATTEMPTS)]

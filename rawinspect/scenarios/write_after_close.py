@@ -15,6 +15,7 @@ import signal
 import socket
 import time
 
+from .call_checks import Calls, StateCause
 from .base import Context, Expect, Path, Scenario, in_thread
 
 
@@ -64,4 +65,11 @@ SCENARIOS = [Scenario(
            zeek=[("RSTR", "ShAfDr"), ("RSTR", "ShAfDr")],
            outcomes={"SIGPIPE ignored: first write": "ok",
                      "SIGPIPE ignored: second write": "EPIPE",
-                     "SIGPIPE default: child": "killed by SIGPIPE"}))]
+                     "SIGPIPE default: child": "killed by SIGPIPE"},
+           calls=[StateCause("server", "FIN_WAIT_1", ("close",)),
+                  Calls("recvfrom|recv|read", "=0", side="client", times=2),
+                  Calls("sendto|send|write", ">0", side="client", times=2),
+                  Calls("sendto|send|write", "EPIPE", side="client", times=2, cause="RST"),
+                  Calls("SIGPIPE", kind="signal", args="ignored", side="client"),
+                  Calls("SIGPIPE", kind="signal", args="dies", side="client"),
+                  Calls("exit", kind="exit", args="SIGPIPE")]))]
