@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from rawinspect.sources import kernel_trace
 from rawinspect.app.pipeline import Stats, read_segments
@@ -144,3 +149,128 @@ def test_time_wait_ended_by_an_rst_is_filled_in():
     report = verify(anns, kernel_events_for_handshake(anns))
     assert report.disagreements == 0, "\n".join(report.lines())
     assert "time-wait socket's end is not traced" in "\n".join(report.lines())
+
+
+REUSE_PROGRAM = '''
+"""One 4-tuple, several connections: connect() refused twice from a fixed port, then
+accepted twice, the second time from the client's TIME_WAIT (tcp_tw_reuse)."""
+import socket, time
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+P, Q = free_port(), free_port()
+
+def client():
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    c.bind(("127.0.0.1", P))
+    return c
+
+for i in range(2):
+    c = client()
+    try:
+        c.connect(("127.0.0.1", Q))
+    except ConnectionRefusedError:
+        pass
+    c.close()
+    time.sleep(0.05)
+lst = socket.socket()
+lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(("127.0.0.1", Q))
+lst.listen(4)
+for i in range(2):
+    c = client()
+    c.connect(("127.0.0.1", Q))
+    conn, _ = lst.accept()
+    c.sendall(b"hi"); conn.recv(10)
+    c.close(); conn.recv(10); conn.close()
+    time.sleep(1.2)       # tcp_tw_reuse wants a second since the last timestamp
+lst.close()
+'''
+
+
+def refused_then_accepted() -> tuple[list, list[KernelEvent]]:
+    """A client bound to port 40000 refused twice by port 5000, then accepted: three
+    connections on one 4-tuple, and what the kernel traced for them (as recorded live)."""
+    from tcpseq import ACK, FIN, RST, SYN, Segment
+    c, s = ("127.0.0.1", 40000), ("127.0.0.1", 5000)
+    t, x, y = 100.0, 1000, 7000
+    segs = [Segment(1, t, *c, *s, x, 0, SYN, 65495, 0),
+            Segment(2, t + 2e-5, *s, *c, 0, x + 1, RST | ACK, 0, 0),
+            Segment(3, t + 0.05, *c, *s, x + 500, 0, SYN, 65495, 0),
+            Segment(4, t + 0.05 + 2e-5, *s, *c, 0, x + 501, RST | ACK, 0, 0),
+            Segment(5, t + 0.1, *c, *s, x + 900, 0, SYN, 65495, 0),
+            Segment(6, t + 0.1 + 1e-5, *s, *c, y, x + 901, SYN | ACK, 65495, 0),
+            Segment(7, t + 0.1 + 2e-5, *c, *s, x + 901, y + 1, ACK, 65495, 0),
+            Segment(8, t + 0.1 + 3e-5, *c, *s, x + 901, y + 1, FIN | ACK, 65495, 0),
+            Segment(9, t + 0.1 + 4e-5, *s, *c, y + 1, x + 902, FIN | ACK, 65495, 0),
+            Segment(10, t + 0.1 + 5e-5, *c, *s, x + 902, y + 2, ACK, 65495, 0)]
+    ce, se = "127.0.0.1:40000", "127.0.0.1:5000"
+    events = [KernelEvent(t - 3e-6, ce, se, "CLOSED", "SYN_SENT"),
+              KernelEvent(t + 2.1e-5, ce, se, "SYN_SENT", "CLOSED"),
+              KernelEvent(t + 0.05 - 3e-6, ce, se, "CLOSED", "SYN_SENT"),
+              KernelEvent(t + 0.05 + 2.1e-5, ce, se, "SYN_SENT", "CLOSED"),
+              KernelEvent(t + 0.1 - 3e-6, ce, se, "CLOSED", "SYN_SENT"),
+              KernelEvent(t + 0.1 + 1.1e-5, ce, se, "SYN_SENT", "ESTABLISHED"),
+              KernelEvent(t + 0.1 + 2.1e-5, se, ce, "SYN_RCVD", "ESTABLISHED"),
+              KernelEvent(t + 0.1 + 2.9e-5, ce, se, "ESTABLISHED", "FIN_WAIT_1"),
+              KernelEvent(t + 0.1 + 3.1e-5, se, ce, "ESTABLISHED", "CLOSE_WAIT"),
+              KernelEvent(t + 0.1 + 3.9e-5, se, ce, "CLOSE_WAIT", "LAST_ACK"),
+              KernelEvent(t + 0.1 + 4.1e-5, ce, se, "FIN_WAIT_1", "FIN_WAIT_2"),
+              KernelEvent(t + 0.1 + 4.2e-5, ce, se, "FIN_WAIT_2", "CLOSED"),
+              KernelEvent(t + 0.1 + 5.1e-5, se, ce, "LAST_ACK", "CLOSED")]
+    return Annotator().feed_all(segs), events
+
+
+def test_connections_on_one_4_tuple_each_take_their_own_kernel_events():
+    anns, events = refused_then_accepted()
+    assert sorted({a.conn for a in anns}) == [1, 2, 3]
+    report = verify(anns, events)
+    assert report.disagreements == 0, "\n".join(report.lines())
+    clients = [c for c in report.checks if c.role == "client"]
+    assert [[s.state for s in c.kernel] for c in clients] == [
+        ["CLOSED", "SYN_SENT", "CLOSED"], ["CLOSED", "SYN_SENT", "CLOSED"],
+        ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSED"]]
+
+
+def test_a_life_left_over_goes_to_the_nearest_connection_in_time():
+    """More lives than connections (an attempt outside the capture): each life goes to
+    the connection nearest in time, so the extra one shows as a disagreement there."""
+    anns, events = refused_then_accepted()
+    t = events[0].ts
+    extra = [KernelEvent(t + 0.03, events[0].local, events[0].remote, "CLOSED", "SYN_SENT"),
+             KernelEvent(t + 0.031, events[0].local, events[0].remote, "SYN_SENT", "CLOSED")]
+    report = verify(anns, events[:2] + extra + events[2:])
+    assert [c.agree for c in report.checks if c.role == "client"] == [True, False, True]
+
+
+def test_a_socket_connected_to_itself_is_checked_once():
+    anns = annotations("self-connect")
+    me = anns[0].client
+    t = [a.seg.ts for a in anns]
+    events = [KernelEvent(t[0] - 2e-5, me, me, "CLOSED", "SYN_SENT"),
+              KernelEvent(t[0] + 1e-5, me, me, "SYN_SENT", "SYN_RCVD"),
+              KernelEvent(t[1] + 1e-5, me, me, "SYN_RCVD", "ESTABLISHED"),
+              KernelEvent(t[5] - 1e-6, me, me, "ESTABLISHED", "FIN_WAIT_1"),
+              KernelEvent(t[5] + 5e-6, me, me, "FIN_WAIT_1", "CLOSING"),
+              KernelEvent(t[6] + 5e-6, me, me, "CLOSING", "CLOSED")]
+    report = verify(anns, events)
+    assert [c.role for c in report.checks] == ["self"]
+    assert report.disagreements == 0, "\n".join(report.lines())
+
+
+@pytest.mark.privileged
+def test_live_connections_on_one_4_tuple_agree_with_the_kernel(tmp_path):
+    """A client bound to a fixed port, refused and retried, then reusing its 4-tuple after
+    TIME_WAIT: --verify --strict finds no disagreement (each connection its own events)."""
+    prog = tmp_path / "reuse.py"
+    prog.write_text(REUSE_PROGRAM)
+    live = subprocess.run([sys.executable, "-m", "rawinspect", "capture", "--verify",
+                           "--strict", "-T", "jsonl", "--", sys.executable, str(prog)],
+                          cwd=CAPTURES.parent, capture_output=True, text=True, timeout=120)
+    assert live.returncode == 0, live.stdout + live.stderr
+    assert ", 4 connections;" in live.stderr, live.stderr
+    m = re.search(r"verify: 8 endpoints checked, (\d+) of (\d+) transitions agreed, "
+                  r"0 disagreements", live.stderr)
+    assert m and m.group(1) == m.group(2), live.stderr
