@@ -52,6 +52,11 @@ def _result_text(want: str) -> str:
         want, f"returns {want.lstrip('=')}" if _COMPARE.fullmatch(want) else f"= -1 {want}")
 
 
+def _end(c: Call) -> float:
+    """When a call returned (its entry when not known)."""
+    return c.end if c.end is not None else c.ts
+
+
 def _history(calls: list[Call]) -> dict[int, list[Call]]:
     """For each call (by id), the earlier calls on the same socket: same process and
     descriptor, since the socket() that returned it."""
@@ -177,7 +182,7 @@ def _segment_cause(c: Call, flag: str, frames: dict[int, Annotation]) -> str:
     a = frames.get(int(m.group(2)))
     if a is None:
         return f"frame {m.group(2)} not captured"
-    end = c.end if c.end is not None else c.ts
+    end = _end(c)
     if a.conn != c.conn or not a.seg.flags & _FLAG[flag]:
         return f"frame {a.seg.frame} is not a {flag} of conn {c.conn}"
     if a.from_client != (c.side == "server"):
@@ -261,19 +266,25 @@ class Boundaries:
         if len(numbers) < self.conn:
             return [Check(False, f"calls: {self.text()}: no connection {self.conn}")]
         number = numbers[self.conn - 1]
-        flow = Flow(
-            sends=[c.ret for c in finished(calls) if c.conn == number and c.side == "client"
-                   and c.name in SENDS and c.ret is not None and c.ret > 0],
-            segments=[a.seg.payload for a in anns if a.conn == number and a.from_client
-                      and a.seg.payload and "retransmission" not in a.analysis],
-            recvs=[c.ret for c in finished(calls) if c.conn == number and c.side == "server"
-                   and c.name in RECVS and "MSG_PEEK" not in c.args
-                   and c.ret is not None and c.ret > 0])
-        probe = Call(ts=0.0, pid=0, name="", ret=len(flow.sends))
+        rows = finished(calls)
+        flow = Flow()
+        for c in rows:
+            if (c.conn != number or c.ret is None or c.ret <= 0 or c.errno
+                    or "MSG_PEEK" in c.args):
+                continue
+            if c.side == "client" and c.name in SENDS:
+                flow.sends.add(c.ret)
+            elif c.side == "server" and c.name in RECVS:
+                flow.recvs.add(c.ret)
+        for a in anns:
+            if (a.conn == number and a.from_client and a.seg.payload
+                    and "retransmission" not in a.analysis):
+                flow.segments.add(a.seg.payload)
+        probe = Call(ts=0.0, pid=0, name="", ret=flow.sends.count)
         ok = result_holds(self.sends, probe)
-        probe.ret = len(flow.recvs)
+        probe.ret = flow.recvs.count
         ok = ok and result_holds(self.recvs, probe)
-        same = sum(flow.sends) == sum(flow.segments) == sum(flow.recvs)
+        same = flow.sends.total == flow.segments.total == flow.recvs.total
         return [Check(ok and same, f"calls: conn {number} client → server: {flow.text()} "
                                    f"(expected send calls {self.sends}, recv calls "
                                    f"{self.recvs}" + (")" if same else
@@ -301,10 +312,10 @@ class Reaped:
                   and "handler" in c.args]
         unreaped, by_handler = [], 0
         for e in exits:
-            w = next((w for w in waits if w.ret == e.pid and w.at >= e.ts), None)
+            w = next((w for w in waits if w.ret == e.pid and _end(w) >= e.ts), None)
             if w is None:
                 unreaped.append(str(e.pid))
-            elif "WNOHANG" in w.args and any(s.tgid == w.tgid and e.ts <= s.ts <= w.at
+            elif "WNOHANG" in w.args and any(s.tgid == w.tgid and e.ts <= s.ts <= _end(w)
                                              for s in caught):
                 by_handler += 1
         return [
@@ -334,7 +345,7 @@ class Silence:
                     and c.ret == 0 and not c.errno), None)
         if eof is None:
             return [Check(False, f"calls: {self.text()}: no read() = 0 on the {self.side}")]
-        start = eof.end if eof.end is not None else eof.ts
+        start = _end(eof)
         close = next((c for c in rows if c.name == "close" and c.tgid == eof.tgid
                       and c.fd == eof.fd and c.ts >= start), None)
         stop = close.ts if close is not None else float("inf")
