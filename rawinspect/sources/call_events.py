@@ -1,11 +1,10 @@
 """From ftrace lines to Calls: the programs' socket calls, signals and exits.
 
-The trace instance (``sources/call_trace``) records, for the traced process tree, the
-syscall tracepoints (``sys_enter_*``/``sys_exit_*``: fd, arguments, result), the socket
-tracepoints that fire inside those calls (``sock:sock_send_length``,
-``sock:sock_recv_length``, ``sock:inet_sock_set_state``: which kernel socket, its ports
-and addresses), forks, delivered signals and exits, printed with the ``fields`` option
-(every field as ``name=0xHEX (DEC)``). ``CallAssembler`` pairs each call's entry with its
+The trace (``sources/call_trace``) records, for the traced process tree, the syscall
+tracepoints (``sys_enter_*``/``sys_exit_*``: fd, arguments, result), forks, signals and
+exits, and for every TCP socket its state changes (``sock:inet_sock_set_state``: which
+kernel socket, its ports and addresses, and the task it happened in), printed with the
+``fields`` option (every field as ``name=0xHEX (DEC)``). ``CallAssembler`` pairs each call's entry with its
 return, keeps each process's table of socket descriptors (copied on fork), and names a
 call's socket by the kernel socket seen inside it, so that a call joins its connection
 by addresses and ports. Reads, writes and closes of descriptors that are not TCP/UDP
@@ -164,8 +163,6 @@ class CallAssembler:
             self._exit(ev, name[9:])
         elif name == "inet_sock_set_state":
             self._state(ev)
-        elif name in ("sock_send_length", "sock_recv_length"):
-            self._in_call(ev, _num(ev.fields, "sk"), _num(ev.fields, "family"))
         elif name == "sched_process_fork":
             parent = self._fds.get(ev.tgid, {})
             self._fds[_num(ev.fields, "child_pid")] = dict(parent)

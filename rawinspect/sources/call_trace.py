@@ -2,7 +2,9 @@
 
 A private ftrace instance (``sources/tracefs``) follows the traced processes and every
 process they fork (``set_event_pid`` with the ``event-fork`` option): their socket
-syscalls, the socket events inside them, signals and exits. Nothing runs in the traced
+syscalls, forks, signals and exits. A second one records every TCP socket's state
+changes (``sock:inet_sock_set_state``, with the socket's identity and ports), in whatever
+context they happen: they name the socket of each call. Nothing runs in the traced
 programs, so they keep their timing (strace stops each call twice; the simultaneous-close
 race is lost far more often under it: see the README). ``CallAssembler`` turns the lines
 into Calls.
@@ -10,20 +12,24 @@ into Calls.
 
 from __future__ import annotations
 
+import bisect
+import time
+
 from ..core.call import Call
-from .call_events import CallAssembler, parse_event
-from .tracefs import TraceInstance
+from .call_events import CallAssembler, TraceEvent, parse_event
+from .tracefs import TraceInstance, TraceUnavailable
 
 SYSCALLS = ("socket", "bind", "listen", "connect", "accept", "accept4", "sendto", "recvfrom",
             "sendmsg", "recvmsg", "read", "write", "readv", "writev", "shutdown", "close",
             "setsockopt", "getsockopt", "wait4")
-OTHER_EVENTS = ("sock/inet_sock_set_state", "sock/sock_send_length", "sock/sock_recv_length",
-                "sched/sched_process_fork", "sched/sched_process_exit",
+OTHER_EVENTS = ("sched/sched_process_fork", "sched/sched_process_exit",
                 "signal/signal_generate", "signal/signal_deliver",
                 "syscalls/sys_enter_exit_group")
 HOLD = 0.1           # seconds a finished call waits for its socket's addresses
 LAG = 2 * HOLD + 0.05  # the timeline shows what is at least this old: every call is in
 BUFFER_KB = 8192     # per CPU: a burst of calls between two reads must fit
+SETTLE = 0.02        # seconds: the two instances' events are merged this far behind
+STATES = {"sock/inet_sock_set_state": "protocol == 6"}
 
 
 def _events() -> dict[str, str]:
@@ -37,27 +43,41 @@ class CallTrace:
     """The calls of a process tree: ``follow(pid)``, then ``read()`` and ``take()``."""
 
     def __init__(self) -> None:
-        self.trace = TraceInstance("calls", _events(), ("fields", "record-tgid", "event-fork"),
-                                   BUFFER_KB)
+        options = ("fields", "record-tgid")
+        self.trace = TraceInstance("calls", _events(), options + ("event-fork",), BUFFER_KB)
+        try:
+            # Every TCP socket's state changes, whoever's context they happen in: a traced
+            # server's accepted socket is often set up while an untraced client runs.
+            self.states = TraceInstance("sockets", STATES, options)
+        except TraceUnavailable:
+            self.trace.close()
+            raise
         self.assembler = CallAssembler(self.trace.offset)
         self.pids: list[int] = []
-        self.trace.enable()
+        self._waiting: list[TraceEvent] = []
+        self.states.enable()
 
     def follow(self, pid: int) -> None:
         """Trace ``pid`` and, from now on, every process it forks."""
         self.pids.append(pid)
         self.trace.write("set_event_pid", " ".join(map(str, self.pids)))
+        if len(self.pids) == 1:
+            self.trace.enable()  # only now: with no pid set, every process is traced
 
-    def fileno(self) -> int:
-        return self.trace.fileno()
-
-    def read(self) -> None:
-        """Take in whatever the kernel has recorded so far."""
+    def read(self, final: bool = False) -> None:
+        """Take in whatever the kernel has recorded so far, both instances' events in
+        time order up to SETTLE ago (all when ``final``)."""
+        waiting = self._waiting
+        for lines in (self.trace.lines(), self.states.lines()):
+            waiting.extend(ev for ev in map(parse_event, lines) if ev is not None)
+        waiting.sort(key=lambda ev: ev.ts)
+        horizon = float("inf") if final else (
+            time.clock_gettime(time.CLOCK_TAI) - SETTLE)
+        cut = bisect.bisect_right([ev.ts for ev in waiting], horizon)
         feed = self.assembler.feed
-        for line in self.trace.lines():
-            ev = parse_event(line)
-            if ev is not None:
-                feed(ev)
+        for ev in waiting[:cut]:
+            feed(ev)
+        del waiting[:cut]
 
     def take(self, now: float) -> list[Call]:
         """The rows complete by ``now`` less HOLD (packets' clock), in timeline order:
@@ -67,12 +87,13 @@ class CallTrace:
     def finish(self) -> tuple[list[Call], int]:
         """Stop, read the rest, remove the instance: the last calls and events lost."""
         try:
-            lost = self.trace.stop()
-            self.read()
+            lost = self.trace.stop() + self.states.stop()
+            self.read(final=True)
         finally:
-            self.trace.close()
+            self.close()
         return self.assembler.take(None), lost
 
     def close(self) -> None:
-        """Remove the instance (on every way out; harmless after ``finish``)."""
+        """Remove the instances (on every way out; harmless after ``finish``)."""
         self.trace.close()
+        self.states.close()
