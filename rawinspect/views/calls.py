@@ -206,9 +206,9 @@ class CallLinker:
         me = c.side[0]
         flow = conn.flows["c>s" if me == "c" else "s>c"]
         inbound = conn.flows["s>c" if me == "c" else "c>s"]
-        if c.name in SENDS and c.ret:
+        if c.name in SENDS and c.ret is not None and c.ret > 0:
             flow.sends.add(c.ret)
-        elif c.name in RECVS and c.ret:
+        elif c.name in RECVS and c.ret is not None and c.ret > 0:
             if "MSG_PEEK" in c.args:
                 inbound.peeks += 1
             else:
