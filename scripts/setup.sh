@@ -2,7 +2,8 @@
 # Create .venv with rawinspect and its test dependencies installed. The install compiles the
 # replay path with mypyc (see setup.py; falls back to pure Python without a C compiler).
 # For development, `.venv/bin/pip install -e .` installs the sources as they are instead.
-# Live capture compiles BPF filters with libpcap (through scapy): install it if missing.
+# Live capture compiles BPF filters with libpcap (through scapy): install it if missing;
+# likewise a C compiler (gcc) for the test that captures a C program's calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! ldconfig -p 2>/dev/null | grep -q 'libpcap\.so'; then
@@ -11,6 +12,17 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libpcap\.so'; then
             >/dev/null || echo "note: could not install libpcap0.8: capture filters will fail" >&2
     else
         echo "note: libpcap not found; install libpcap0.8 for live capture filters" >&2
+    fi
+fi
+# The calls tests compile a small C program (and mypyc compiles the replay path): a C
+# compiler, Debian's gcc with the C library's headers, not all of build-essential.
+if ! command -v cc >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends gcc libc6-dev) >/dev/null \
+            || echo "note: could not install gcc: the C program test will not run" >&2
+    else
+        echo "note: no C compiler (cc); install gcc and libc6-dev for the C program test" >&2
     fi
 fi
 # The digest of everything the build is made from: an install whose stamp matches it, and
