@@ -22,7 +22,7 @@ from ..render.pcapwriter import (CaptureWriteError, PcapWriter, check_writable,
 from ..sources.packet_source import PacketSource
 from ..sources.sniffer import DEFAULT_BUFFER, DEFAULT_SNAPLEN, NoPrivilegeError, Sniffer, SnifferError
 from .gate import Gate
-from .capture_loop import DEFAULT_LINGER, Limits, StopFlag, capture_loop
+from .capture_loop import DEFAULT_LINGER, Limits, Program, StopFlag, capture_loop
 from .options import EXIT_NOPRIV, EXIT_OK, EXIT_RUNTIME, UsageError, check_annotate
 from .output import Output
 from .pipeline import Stats, make_tracker
@@ -73,8 +73,11 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not record the programs' socket calls (recorded by default for "
                         "a scenario or COMMAND, with the kernel's syscall tracepoints)")
     p.add_argument("--all-traffic", action="store_true",
-                   help="with COMMAND: show every connection that passes the filter, not "
-                        "only those of the command's own sockets")
+                   help="with COMMAND or --pid: show every connection that passes the "
+                        "filter, not only those of the program's own sockets")
+    p.add_argument("--pid", type=int, metavar="PID",
+                   help="follow a running process and every process it forks: its calls "
+                        "and its connections, until it exits (or Ctrl-C, --duration)")
 
 
 def _invoking_user() -> tuple[int, int] | None:
@@ -92,9 +95,17 @@ class Plan:
     ports: list[int]
     expression: str
     write: str | None
+    pid: int | None = None
+
+    @property
+    def program(self) -> bool:
+        """A command or a running process: its own traffic is what is shown."""
+        return bool(self.command) or self.pid is not None
 
     def describe(self) -> str:
         """What runs while we capture, for the opening line."""
+        if self.pid is not None:
+            return f"process {self.pid} and its children"
         if self.scenario:
             return (f"scenario {self.scenario.name} on {self.scenario.host} port "
                     f"{','.join(map(str, self.ports))}")
@@ -127,13 +138,43 @@ def plan_capture(args: argparse.Namespace) -> Plan:
         raise UsageError("--strict needs --verify")
     if args.report and not scenario:
         raise UsageError("--report needs a scenario")
-    if args.all_traffic and not command:
-        raise UsageError("--all-traffic is for `capture -- COMMAND` (the others show all)")
+    _check_pid(args, command, scenario)
+    if args.all_traffic and not (command or args.pid):
+        raise UsageError("--all-traffic is for `capture -- COMMAND` or --pid (the others "
+                         "show all)")
     if scenario is None:
-        return Plan(None, command, [], args.filter or "tcp", args.write)
+        return Plan(None, command, [], args.filter or "tcp", args.write, args.pid)
     ports = free_ports(scenario.host, scenario.ports)
     return Plan(scenario, command, ports, args.filter or capture_filter(ports),
                 args.write or f"{scenario.name}.pcap")
+
+
+def _check_pid(args: argparse.Namespace, command: list[str], scenario: Scenario | None
+               ) -> None:
+    """--pid names a running process and goes with nothing that starts one."""
+    if args.pid is None:
+        return
+    from ..sources.process import alive
+    if command or scenario:
+        raise UsageError("give --pid, a scenario or `-- COMMAND`, only one")
+    if args.no_calls:
+        raise UsageError("--pid follows a process by its calls: it cannot go with --no-calls")
+    if not alive(args.pid):
+        raise UsageError(f"--pid {args.pid}: no such process")
+
+
+class _Running:
+    """A process we did not start, seen through /proc: what the capture loop polls."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        from ..sources.process import alive
+        return None if alive(self.pid) else 0
+
+    def wait(self) -> int:
+        return 0  # not our child: its exit status is its parent's to collect
 
 
 class CannotRun(Exception):
@@ -187,7 +228,7 @@ class _Session:
                              calls_tap=self.calls.extend)
         self.trace: KernelTrace | None = None
         self.scenario_run: ScenarioRun | None = None
-        self.child: subprocess.Popen | None = None
+        self.child: Program | None = None
         self.recording: Recording | None = None
 
     def _tap(self, anns: list[Annotation]) -> None:
@@ -204,7 +245,7 @@ class _Session:
         if self.trace is not None:
             stack.callback(self.trace.close)
         call_trace = None
-        if (plan.scenario is not None or plan.command) and not args.no_calls:
+        if (plan.scenario is not None or plan.program) and not args.no_calls:
             from .recording import start_recording
             call_trace = start_recording()
             if call_trace is not None:
@@ -218,7 +259,7 @@ class _Session:
         if call_trace is not None:
             from .recording import Recording
             self.recording = Recording(call_trace, self.output, writer, tracker, self.stats,
-                                       bool(plan.command) and not args.all_traffic, clock)
+                                       plan.program and not args.all_traffic, clock)
             sink = self.recording.sink
         if args.report:
             save_report(args.report, args.scenario or "", {}, None)  # fail early, not after
@@ -262,7 +303,7 @@ class _Session:
         """The scenario's programs or the command, held at a gate until their calls are
         traced; stopped when the capture ends."""
         plan = self.plan
-        gate = Gate() if call_trace is not None else None
+        gate = Gate() if call_trace is not None and plan.pid is None else None
         if gate is not None:
             stack.callback(gate.close)
         wrap = gate.wrap if gate is not None else None
@@ -281,6 +322,9 @@ class _Session:
             stack.callback(_end_child, child)
         if gate is not None and call_trace is not None and self.child is not None:
             gate.open(self.child.pid, call_trace.follow)
+        if plan.pid is not None and call_trace is not None:
+            call_trace.follow_running(plan.pid)
+            self.child = _Running(plan.pid)
 
     def _ports(self) -> list[int]:
         """The captured ports: the scenario's, else the traced programs' own sockets'."""

@@ -15,7 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from types import FrameType
-from typing import Callable
+from typing import Callable, Protocol
 
 from ..core.annotation import Annotation
 from .annotator import Annotator
@@ -27,6 +27,15 @@ from .pipeline import Sink, Stats
 POLL_MS = 10        # longest wait before pending annotations are printed
 READ_BATCH = 256    # packets read per round before rendering: bounds the output delay
 DEFAULT_LINGER = 0.5  # seconds to keep capturing after the program ends
+
+
+class Program(Protocol):
+    """What the loop watches end: a program it started, or a process it follows."""
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self) -> int: ...
 
 
 @dataclass
@@ -58,7 +67,7 @@ class _Until:
     """The stop rules checked after each round, in order: signal, duration, program end."""
 
     def __init__(self, stop: StopFlag, limits: Limits, start: float,
-                 child: subprocess.Popen | None) -> None:
+                 child: Program | None) -> None:
         self.stop = stop
         self.deadline = start + limits.duration if limits.duration else None
         self.linger = limits.linger
@@ -123,7 +132,7 @@ class _Reader:
 
 def capture_loop(source: PacketSource, writer: PcapWriter | None, tracker: Annotator,
                  sink: Sink, stats: Stats, limits: Limits, stop: StopFlag,
-                 child: subprocess.Popen | None = None,
+                 child: Program | None = None,
                  each_round: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.time) -> str:
     """Capture until a limit, a signal or the child's end; returns why it stopped.

@@ -154,6 +154,11 @@ class CallAssembler:
         self._sent: dict[int, str] = {}                   # pid → signal sent, not delivered
         self._done: deque[tuple[Call, _Sock | None]] = deque()
 
+    def known_socket(self, tgid: int, fd: int, family: int, local: str, peer: str) -> None:
+        """A socket the process had before tracing began (``capture --pid``)."""
+        sock = self._fds.setdefault(tgid, {})[fd] = _Sock(family)
+        sock.local, sock.peer = local, peer
+
     def feed(self, ev: TraceEvent) -> None:
         """Take in one event."""
         name = ev.name

@@ -54,15 +54,28 @@ class CallTrace:
             raise
         self.assembler = CallAssembler(self.trace.offset)
         self.pids: list[int] = []
+        self.following = False
         self._waiting: list[TraceEvent] = []
         self.states.enable()
 
     def follow(self, pid: int) -> None:
         """Trace ``pid`` and, from now on, every process it forks."""
-        self.pids.append(pid)
+        if pid not in self.pids:
+            self.pids.append(pid)
         self.trace.write("set_event_pid", " ".join(map(str, self.pids)))
-        if len(self.pids) == 1:
+        if not self.following:
+            self.following = True
             self.trace.enable()  # only now: with no pid set, every process is traced
+
+    def follow_running(self, pid: int) -> None:
+        """Trace a running process (its threads and children), naming the sockets it has."""
+        from .process import open_sockets, process_tree
+        processes, tasks = process_tree(pid)
+        for tgid, fds in open_sockets(processes).items():
+            for fd, (family, local, peer) in fds.items():
+                self.assembler.known_socket(tgid, fd, family, local, peer)
+        self.pids.extend(t for t in tasks if t != pid)
+        self.follow(pid)
 
     def read(self, final: bool = False) -> None:
         """Take in whatever the kernel has recorded so far, both instances' events in
