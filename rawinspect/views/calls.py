@@ -87,7 +87,8 @@ class _Conn:
     server: str
     flows: dict[str, Flow] = field(default_factory=lambda: {"c>s": Flow(), "s>c": Flow()})
     last_in: dict[str, dict[int, int]] = field(default_factory=lambda: {"c": {}, "s": {}})
-    traced_sides: set[str] = field(default_factory=set)  # "c", "s": a traced program's
+    traced_sides: set[str] = field(default_factory=set)
+    shut_down: set[str] = field(default_factory=set)  # sides that shut down for writing  # "c", "s": a traced program's
 
 class CallLinker:
     """Links calls and annotations as the timeline passes, in time order."""
@@ -213,10 +214,12 @@ class CallLinker:
                 inbound.peeks += 1
             else:
                 inbound.recvs.add(c.ret)
+        if c.name == "shutdown" and c.args != "SHUT_RD" and not c.failed:
+            conn.shut_down.add(me)
         seen = conn.last_in[me]
         if c.errno in ANSWERED_BY and RST in seen:
             c.cause = f"← RST, frame {seen[RST]}"
-        elif c.errno == "EPIPE":
+        elif c.errno == "EPIPE" and me in conn.shut_down:
             c.cause = "← this socket was already shut down for writing"
         elif c.name in RECVS and c.ret == 0 and FIN in seen:
             c.cause = f"← FIN, frame {seen[FIN]}: the peer will send no more"
