@@ -386,7 +386,7 @@ def _close_quietly(writer: PcapWriter) -> None:
         pass
 
 
-def _end_child(child: subprocess.Popen) -> None:
+def _end_child(child: subprocess.Popen[bytes]) -> None:
     if child.poll() is None:
         child.terminate()
         child.wait()
@@ -420,7 +420,7 @@ def _report_verification(trace: KernelTrace, seen: list[Annotation],
 
 def _start_command(command: list[str], as_root: bool,
                    wrap: Callable[[list[str]], list[str]] | None = None,
-                   pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+                   pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
     """Start COMMAND (``wrap``ped: the call trace's gate), as the user who ran sudo
     unless ``as_root``."""
     if not shutil.which(command[0]) and not os.path.exists(command[0]):

@@ -268,7 +268,7 @@ class CallAssembler:
         else:
             sock.learn(self._addrs.get(sock.sk))
             call.local, call.peer = sock.local, sock.peer
-        if name == "close" and ret == 0:
+        if name == "close" and ret == 0 and fd is not None:
             self._fds.get(ev.tgid, {}).pop(fd, None)
         self._emit(call, sock)
 
@@ -284,11 +284,12 @@ class CallAssembler:
                 fds[ret] = sock
             return sock, None
         fd = _num(op.fields, "fd")
-        sock = fds.get(fd)
-        if sock is None and op.sk and op.family in INET:
-            sock = fds[fd] = _Sock(op.family)
-        if sock is None or sock.family not in INET:
+        found = fds.get(fd)
+        if found is None and op.sk and op.family in INET:
+            found = fds[fd] = _Sock(op.family)
+        if found is None or found.family not in INET:
             return None, fd
+        sock = found
         if op.sk:
             sock.sk = op.sk
         if op.name in ("accept", "accept4") and ret >= 0:
