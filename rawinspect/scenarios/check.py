@@ -48,13 +48,13 @@ class Verdict:
         out = [f"{mark[c.ok]} {c.text}" for c in self.checks]
         if self.deviating:
             out.append("deviating segments: frames " + ", ".join(map(str, self.deviating)))
+        if self.unchecked:
+            out.append(f"{self.unchecked} expectations on the calls not checked: the calls "
+                       "were not recorded (--no-calls, or no tracing without root)")
         judged = [c for c in self.checks if c.ok is not None]
         passed = sum(1 for c in judged if c.ok)
         out.append(f"{'every expectation held' if self.ok else 'EXPECTATIONS NOT MET'}: "
                    f"{passed} of {len(judged)} checks passed")
-        if self.unchecked:
-            out.append(f"{self.unchecked} expectations on the calls not checked: the calls "
-                       "were not recorded (--no-calls, or no tracing without root)")
         return out
 
 
