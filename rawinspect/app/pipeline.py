@@ -52,11 +52,12 @@ def read_segments(path: str, stats: Stats) -> Iterator[Segment]:
     The file is opened now (CaptureFileError before anything is shown); its records
     are read as the segments are taken.
     """
-    return _decode(open_capture(path), stats)
+    return decode_records(open_capture(path), stats)
 
 
-def _decode(records: Iterator[Record], stats: Stats) -> Iterator[Segment]:
-    """The segments of ``records``, counted as they are read.
+def decode_records(records: Iterator[Record], stats: Stats) -> Iterator[Segment]:
+    """The segments of ``records`` (a capture file's, or packets from the Python API),
+    counted as they are read.
 
     The counts are kept in the loop, not in a ``finally``: a generator abandoned after
     ``-c`` is not closed at once, and compiled code never runs its ``finally``.
