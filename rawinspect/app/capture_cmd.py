@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.annotation import Annotation
 from ..core.call import Call
+from ..sources.calls_file import SOCKET
 from ..render.pcapng_comments import comment, write_annotated
 from ..render.pcapwriter import (CaptureWriteError, PcapWriter, check_writable,
                                  give_to_invoking_user)
@@ -278,14 +279,15 @@ class _Session:
         finally:
             self.output.close()
         code = self.output.print_summaries(end=clock())
-        self._report_left_behind()
+        self._report_left_behind(writer)
         trace = self.trace
         disagree = _report_verification(trace, self.seen, args) if trace is not None else 0
         self._report_calls()
         if writer is not None:
             writer.close()
             if args.annotate and plan.write:
-                write_annotated(plan.write, plan.write, self.comments, self.calls)
+                write_annotated(plan.write, plan.write, self.comments,
+                                [*self.calls, *({"kind": SOCKET, **r} for r in self.left_behind)])
         self.output.closing_line()
         if stop.signum:
             return 128 + stop.signum
@@ -332,10 +334,11 @@ class _Session:
             return self.plan.ports
         return sorted(self.recording.timeline.linker.own_ports) if self.recording else []
 
-    def _report_left_behind(self) -> None:
-        """The sockets still alive on the captured ports, with each state's lesson."""
+    def _report_left_behind(self, writer: PcapWriter | None) -> None:
+        """The sockets still alive on the captured ports, with each state's lesson;
+        saved with the packets, so that replay shows them too."""
         from ..sources.sockets import SocketsUnavailable, fin_timeout, tcp_sockets
-        from ..views.left_behind import as_dict, left_behind_lines
+        from ..views.left_behind import as_dict
         ports = self._ports()
         if not ports:
             return
@@ -346,27 +349,14 @@ class _Session:
             return
         timeout = fin_timeout()
         self.left_behind = [as_dict(s, timeout) for s in sockets]
-        if self.args.format == "jsonl" and not self.output.summaries:
-            for record in self.left_behind:
-                print(json.dumps({"kind": "socket", **record}))
-            return
-        out = sys.stdout if self.args.format in ("table", "ladder") else sys.stderr
-        lines = left_behind_lines(sockets, timeout)
-        if lines:
-            print("", file=out)
-        for line in lines:
-            print(line, file=out)
+        if writer is not None and self.left_behind:
+            writer.write_calls([{"kind": SOCKET, **r} for r in self.left_behind])
+        self.output.left_behind(self.left_behind)
 
     def _report_calls(self) -> None:
         """Message boundaries and the trace's losses, after the summaries."""
-        if self.recording is None:
-            return
-        lines = self.recording.report_lines()
-        if lines:
-            out = sys.stdout if self.args.format in ("table", "ladder") else sys.stderr
-            print("", file=out)
-            for line in lines:
-                print(line if line.endswith(":") else f"  {line}", file=out)
+        if self.recording is not None:
+            self.output.report(self.recording.report_lines())
 
     def _programs_code(self, reason: str) -> int:
         """The scenario's verdict, or the command's exit status if it ended on its own."""

@@ -12,7 +12,7 @@ from ..core.annotation import Annotation
 from ..render.pcapng_comments import comment, write_annotated
 from ..render.pcapwriter import CaptureWriteError, check_writable
 from ..render.states_doc import states_mermaid, states_table
-from ..sources.calls_file import CallsFileError, read_calls
+from ..sources.calls_file import CallsFileError, read_saved
 from ..sources.capfile import CaptureFileError
 from ..scenarios.describe import expectations
 from .capture_cmd import add_capture_arguments, run_capture
@@ -20,7 +20,7 @@ from .options import (EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, UsageError, add_output_
                       check_annotate)
 from .output import Output
 from .pipeline import Stats, make_tracker, read_segments, run
-from .timeline import replay_with_calls
+from .timeline import boundary_lines, replay_with_calls
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,18 +77,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if args.write:
             check_writable(args.write)
         segments = read_segments(args.file, stats)
-        calls = [] if args.no_calls else read_calls(args.file)
+        calls, sockets = ([], []) if args.no_calls else read_saved(args.file)
     except (CaptureWriteError, CaptureFileError, CallsFileError) as e:
         print(f"rawinspect: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     try:
         tracker = make_tracker(args.msl, args.hold)
-        if calls:
-            replay_with_calls(segments, tracker, output, stats, calls)
-        else:
+        timeline = (replay_with_calls(segments, tracker, output, stats, calls) if calls
+                    else None)
+        if timeline is None:
             run(segments, tracker, output.sink, stats)
         if args.annotate:
-            write_annotated(args.file, args.write, comments, calls)
+            write_annotated(args.file, args.write, comments, [*calls, *sockets])
     except (CaptureWriteError, CaptureFileError) as e:
         output.close()
         if isinstance(e, CaptureFileError) and stats.packets:
@@ -97,6 +97,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_RUNTIME
     output.close()
     code = output.print_summaries()
+    output.left_behind(sockets)
+    if timeline is not None:
+        output.report(boundary_lines(timeline))
     output.closing_line()
     return code
 

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import os
 import shutil
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from ..core.annotation import Annotation
 from ..core.call import Call
 from ..render import DEFAULT_FORMAT, FORMATS, Renderer, RenderOptions, conns_formatter, make_renderer
 from ..render.quiet import Quiet
 from ..render.summaries import explain
+from ..views.left_behind import saved_lines
 from ..views.summary import Summaries
 from .options import EXIT_OK, EXIT_RUNTIME, UsageError
 from .pipeline import Stats
@@ -190,6 +192,30 @@ class Output:
             return code
         sys.stdout.write(conns_formatter(self.args.format)(results))
         return code
+
+    def left_behind(self, records: list[dict[str, Any]]) -> None:
+        """The sockets left behind (saved ``as_dict`` records): jsonl records, or the
+        lines with their lessons after the summaries."""
+        if self.args.format == "jsonl" and self.summaries is None:
+            for record in records:
+                print(json.dumps({"kind": "socket", **record}))
+            return
+        lines = saved_lines(records)
+        out = sys.stdout if self.args.format in ("table", "ladder") else sys.stderr
+        if lines:
+            print("", file=out)
+        for line in lines:
+            print(line, file=out)
+
+    def report(self, lines: list[str]) -> None:
+        """A report after the capture (message boundaries): a blank line, the heading
+        line, then the lines indented; on stdout for table and ladder, else stderr."""
+        if not lines:
+            return
+        out = sys.stdout if self.args.format in ("table", "ladder") else sys.stderr
+        print("", file=out)
+        for line in lines:
+            print(line if line.endswith(":") else f"  {line}", file=out)
 
     def closing_line(self) -> None:
         """Packets, segments, connections, shown and skipped, on stderr unless -q."""

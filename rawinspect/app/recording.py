@@ -19,7 +19,7 @@ from ..sources.tracefs import TraceUnavailable
 from .annotator import Annotator
 from .output import Output
 from .pipeline import Stats
-from .timeline import Timeline, count_calls
+from .timeline import Timeline, boundary_lines, count_calls
 
 
 def start_recording() -> CallTrace | None:
@@ -79,10 +79,7 @@ class Recording:
 
     def report_lines(self) -> list[str]:
         """Message boundaries per connection, and the trace's losses."""
-        lines = [f"conn {conn} {label}: {flow.text()}"
-                 for conn, label, flow in self.timeline.linker.boundaries()]
-        if lines:
-            lines.insert(0, "message boundaries (the programs' calls versus the segments):")
+        lines = boundary_lines(self.timeline)
         if self.lost:
             lines.append(f"{self.lost} trace events lost: some calls may be missing")
         return lines

@@ -99,8 +99,17 @@ class Timeline:
             self.sink_calls(batch_c)
 
 
+def boundary_lines(timeline: Timeline) -> list[str]:
+    """The message boundaries of every connection a traced program used, with a heading."""
+    lines = [f"conn {conn} {label}: {flow.text()}"
+             for conn, label, flow in timeline.linker.boundaries()]
+    if lines:
+        lines.insert(0, "message boundaries (the programs' calls versus the segments):")
+    return lines
+
+
 def replay_with_calls(segments: Iterator[Segment], tracker: Annotator, output: Output,
-                      stats: Stats, calls: list[Call]) -> None:
+                      stats: Stats, calls: list[Call]) -> Timeline:
     """Replay a capture saved with its calls: the same timeline as when it was captured."""
     timeline = Timeline(output.sink, output.sink_calls)
     timeline.add([], calls)
@@ -113,6 +122,7 @@ def replay_with_calls(segments: Iterator[Segment], tracker: Annotator, output: O
         return timeline.release(upto if held is None else min(upto, held - 1e-6))
     run(segments, tracker, sink, stats)
     timeline.finish()
+    return timeline
 
 
 def count_calls(rows: list[Call]) -> int:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import Sequence
 
 from ..core.annotation import Annotation
-from ..core.call import Call
-from ..sources.calls_file import custom_block
+from ..sources.calls_file import Record, custom_block
 from ..sources.capfile import open_capture
 from .pcapwriter import CaptureWriteError, give_to_invoking_user
 
@@ -40,9 +40,10 @@ def _option(code: int, value: bytes) -> bytes:
 
 
 def write_annotated(src: str, dst: str, comments: dict[int, str],
-                    calls: list[Call] | None = None) -> int:
-    """Copy ``src`` to pcapng ``dst`` with ``comments`` by frame number, and the programs'
-    ``calls`` in a custom block; returns records."""
+                    calls: Sequence[Record] = ()) -> int:
+    """Copy ``src`` to pcapng ``dst`` with ``comments`` by frame number, and what was saved
+    with it (the programs' calls, the sockets left behind) in a custom block; returns
+    records."""
     tmp = f"{dst}.rawinspect-tmp"
     ifaces: dict[int, int] = {}
     frame = 0

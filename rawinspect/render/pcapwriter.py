@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import BinaryIO
+from typing import BinaryIO, Sequence
 
-from ..core.call import Call
-from ..sources.calls_file import custom_block, encode_lines, sidecar
+from ..sources.calls_file import Record, custom_block, encode_lines, sidecar
 
 PCAP_NS_MAGIC = 0xA1B23C4D
 _pcap_rec = struct.Struct("<IIII")
@@ -83,8 +82,9 @@ class PcapWriter:
             rec = _pcap_rec.pack(sec, nsec, len(data), wirelen) + data
         self._guard(self.f.write, rec)
 
-    def write_calls(self, calls: list[Call]) -> None:
-        """Append the programs' calls: a custom block in pcapng, else the sidecar file."""
+    def write_calls(self, calls: Sequence[Record]) -> None:
+        """Append the programs' calls (or the sockets left behind): a custom block in
+        pcapng, else the sidecar file."""
         if not calls:
             return
         if self.ng:

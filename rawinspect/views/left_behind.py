@@ -9,7 +9,7 @@ socket with its timer, queues and owner. Numbers are Linux's: TIME_WAIT lasts 60
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 TIME_WAIT_LEN = 60  # seconds, TCP_TIMEWAIT_LEN: fixed, no sysctl changes it
 
@@ -153,4 +153,35 @@ def as_dict(s: Socket, fin_timeout: int | None = None) -> dict[str, Any]:
             "expires": round(s.expires, 3) if s.timer else None, "retrans": s.retrans,
             "recv_q": s.recv_q, "send_q": s.send_q, "uid": s.uid, "inode": s.inode,
             "owners": [{"pid": o.pid, "name": o.name} for o in s.owners],
-            "lesson": lesson(s.state, fin_timeout)}
+            "lesson": lesson(s.state, fin_timeout), "fin_timeout": fin_timeout}
+
+
+class _Owner(NamedTuple):
+    pid: int
+    name: str
+
+
+class _Saved:
+    """A socket read back from its ``as_dict`` (saved with a capture)."""
+
+    def __init__(self, d: dict[str, Any]) -> None:
+        self.state: str = d["state"]
+        self.local: str = d["local"]
+        self.remote: str = d["remote"]
+        port = self.remote.rsplit(":", 1)[-1]
+        self.remote_port = int(port) if port.isdigit() else 0
+        self.timer: str = d.get("timer") or ""
+        self.expires: float = d.get("expires") or 0.0
+        self.retrans: int = d.get("retrans", 0)
+        self.recv_q: int = d.get("recv_q", 0)
+        self.send_q: int = d.get("send_q", 0)
+        self.uid: int = d.get("uid", 0)
+        self.inode: int = d.get("inode", 0)
+        self.owners = [_Owner(o["pid"], o["name"]) for o in d.get("owners", [])]
+
+
+def saved_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """``left_behind_lines`` of sockets saved as ``as_dict`` records (capture and replay
+    print the same)."""
+    timeout = next((r.get("fin_timeout") for r in records), None)
+    return left_behind_lines([_Saved(r) for r in records], timeout)
