@@ -11,6 +11,10 @@ A traced program's call is a label between the arrows on its side of the ladder,
 the client's lifeline or the server's (the client's when the side is not known); calls
 of a connection not drawn yet wait for its first arrow. Calls that belong to no
 connection (a failed bind(), a signal, an exit) are listed at the end, as process calls.
+
+A segment that crossed earlier ones on the wire (simultaneous open and close, a FIN that
+crossed data; ``layout.Crossings``) has "✕ crossed N" after its label: the stream cannot
+redraw the arrow it crossed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import TextIO
 
 from ..core.annotation import Annotation
 from ..core.call import CALL, Call
+from .layout import Crossings
 
 STATE_W = 11  # "ESTABLISHED"
 SHORT = {"ESTABLISHED": "EST", "FIN_WAIT_1": "FW1", "FIN_WAIT_2": "FW2", "CLOSE_WAIT": "CW",
@@ -84,6 +89,7 @@ class LadderRenderer:
         self.latest: dict[int, Annotation] = {}  # each connection's latest segment
         self.waiting: dict[int, list[Call]] = {}  # calls of connections not drawn yet
         self.process_calls: list[Call] = []  # calls of no connection
+        self.crossings = Crossings()
 
     def _paint(self, text: str, code: str) -> str:
         return f"{code}{text}{RESET}" if self.color and code and text.strip() else text
@@ -100,9 +106,11 @@ class LadderRenderer:
             text = text.rjust(STATE_W)
         return self._paint(text, YELLOW)
 
-    def _arrow(self, a: Annotation) -> tuple[str, str]:
+    def _arrow(self, a: Annotation, crossed: list[int]) -> tuple[str, str]:
         g, lane = self.g, self.lane
         text = label(a)
+        if crossed:
+            text += f" {'✕' if g is UNICODE else 'X'} crossed {','.join(map(str, crossed))}"
         if len(text) > lane - 6:
             text = text[:lane - 6 - len(g["cut"])] + g["cut"]
         if a.from_client:
@@ -144,7 +152,7 @@ class LadderRenderer:
     def _arrows(self, a: Annotation) -> list[str]:
         """One segment: the two lines of its arrow, the new states, and why."""
         lane = self.g["lane"]
-        first, second = self._arrow(a)
+        first, second = self._arrow(a, self.crossings.feed(a))
         sender, receiver = ((a.client_path, a.server_path) if a.from_client
                             else (a.server_path, a.client_path))
         c1 = self._state(sender if a.from_client else None, False)

@@ -8,7 +8,9 @@ beside its label: below the legend the numbered explanations are written out, wr
 (arrows that share an explanation share its number).
 Vertical spacing follows the capture's timing where that stays readable: gaps are
 scaled, then clamped between a minimum (so close segments do not overlap) and a maximum
-(long idle times are cut and marked with their length). A picture holds at most
+(long idle times are cut and marked with their length). Segments that crossed on the wire
+(simultaneous open and close, a FIN that crossed data) are drawn crossing, labelled
+"✕ crossed N": the rows and the crossings are ``layout``'s, shared with the HTML report. A picture holds at most
 MAX_SEGMENTS segments and MAX_PICTURES connections are drawn; the rest is said on stderr.
 
 A traced program's calls, signals and exits are rows of their own in time order among the
@@ -25,16 +27,16 @@ import sys
 import textwrap
 from collections import defaultdict
 from html import escape
-from typing import Sequence, Union
+from typing import Sequence
 
 from ..core.annotation import Annotation
 from ..core.call import CALL, Call
 from .ladder import call_label, changed, label
+from .layout import MIN_GAP, Event, Row, arrivals, crossings, rows
 
 MAX_SEGMENTS = 400
 MAX_PICTURES = 50
 WIDTH, LEFT_X, RIGHT_X, TOP = 900, 230, 670, 110
-MIN_GAP, MAX_GAP, PX_PER_MS, SLANT = 30, 90, 40, 14
 CHAR_W, NOTE_LINE, NOTE_CHARS = 7.2, 16, 112  # monospace 12 px: width of a character
 COLORS = {"CLOSED": "#d9d9d9", "LISTEN": "#b3cde3", "SYN_SENT": "#ccebc5",
           "SYN_RCVD": "#a8ddb5", "ESTABLISHED": "#4daf4a", "FIN_WAIT_1": "#fed976",
@@ -42,8 +44,6 @@ COLORS = {"CLOSED": "#d9d9d9", "LISTEN": "#b3cde3", "SYN_SENT": "#ccebc5",
           "LAST_ACK": "#6baed6", "TIME_WAIT": "#e31a1c"}
 CALL_CHARS = int((RIGHT_X - LEFT_X - 30) / CHAR_W)  # a call's text between the lifelines
 
-Event = Union[Annotation, Call]
-Row = tuple[float, str]  # y, and the length of a cut idle gap before it ("" when none)
 
 
 def _why(a: Annotation) -> str:
@@ -58,10 +58,6 @@ def _call_lines(c: Call) -> list[str]:
     return textwrap.wrap(call_label(c), CALL_CHARS, break_on_hyphens=False)
 
 
-def _ts(e: Event) -> float:
-    return e.seg.ts if isinstance(e, Annotation) else e.at
-
-
 def _extra(e: Event) -> float:
     """Height taken below a row by its text beyond one line (a call's wrapped text)."""
     return 0.0 if isinstance(e, Annotation) else (len(_call_lines(e)) - 1) * NOTE_LINE
@@ -69,18 +65,7 @@ def _extra(e: Event) -> float:
 
 def _rows(events: Sequence[Event]) -> list[Row]:
     """The y of each segment or call, and a mark for a cut idle gap ("" when none)."""
-    ys: list[Row] = []
-    y, prev, extra = float(TOP), None, 0.0
-    for e in events:
-        mark, ts = "", _ts(e)
-        if prev is not None:
-            gap = (ts - prev) * 1000 * PX_PER_MS
-            if gap > MAX_GAP:
-                mark = f"{ts - prev:.3g} s"
-            y += min(max(gap, MIN_GAP), MAX_GAP) + extra
-        prev, extra = ts, _extra(e)
-        ys.append((y, mark))
-    return ys
+    return rows(events, float(TOP), [_extra(e) for e in events])
 
 
 def _gap_mark(y: float, mark: str) -> list[str]:
@@ -112,8 +97,10 @@ def _header(anns: list[Annotation], total: int, bottom: float, height: float) ->
     return out
 
 
-def _bands(anns: list[Annotation], rows: list[Row], bottom: float) -> list[str]:
-    """Each endpoint's state from one change to the next, as a coloured band."""
+def _bands(anns: list[Annotation], rows: list[Row], arrive: list[float],
+           bottom: float) -> list[str]:
+    """Each endpoint's state from one change to the next, as a coloured band: the
+    sender's changes where its arrow leaves, the receiver's where it arrives."""
     out: list[str] = []
     first = anns[0]
     for x, client in ((LEFT_X, True), (RIGHT_X, False)):
@@ -123,10 +110,10 @@ def _bands(anns: list[Annotation], rows: list[Row], bottom: float) -> list[str]:
         state = first.client_before if client else first.server_before
         start = TOP - 14.0
         changes = []
-        for a, (y, _mark) in zip(anns, rows):
+        for a, (y, _mark), end in zip(anns, rows, arrive):
             steps = changed(a.client_path if client else a.server_path)
             if steps:
-                at = y if a.from_client == client else y + SLANT
+                at = y if a.from_client == client else end
                 changes.append((at, state, steps))
                 state = steps[-1]
         for at, old, steps in changes:
@@ -142,20 +129,27 @@ def _bands(anns: list[Annotation], rows: list[Row], bottom: float) -> list[str]:
     return out
 
 
-def _arrows(anns: list[Annotation], rows: list[Row], numbers: dict[str, int]) -> list[str]:
+def _arrows(anns: list[Annotation], rows: list[Row], arrive: list[float],
+            crossed: list[list[int]], numbers: dict[str, int]) -> list[str]:
     """One slanted arrow per segment, its label (the explanation as tooltip) and the
-    number of its explanation in a circle after the label."""
+    number of its explanation in a circle after the label. A segment crossed on the
+    wire reaches its receiver after the one that crossed it left (``layout``)."""
     out: list[str] = []
-    for a, (y, mark) in zip(anns, rows):
+    late = {f: a.seg.frame for a, frames in zip(anns, crossed) for f in frames}
+    for a, (y, mark), end, across in zip(anns, rows, arrive, crossed):
         x1, x2 = (LEFT_X, RIGHT_X) if a.from_client else (RIGHT_X, LEFT_X)
         color = "#c00" if a.seg.flags & 0x04 else "#a0a" if a.analysis else "#222"
         dash = ' stroke-dasharray="5,3"' if a.analysis else ""
         why = _why(a)
         out.extend(_gap_mark(y, mark))
-        out.append(f'<line class="segment" data-frame="{a.seg.frame}" x1="{x1}" '
-                   f'y1="{y:.1f}" x2="{x2}" y2="{y + SLANT:.1f}" stroke="{color}"{dash} '
+        cross = (f' data-crossed="{" ".join(map(str, across))}"' if across else
+                 f' data-crossed-by="{late[a.seg.frame]}"' if a.seg.frame in late else "")
+        out.append(f'<line class="segment" data-frame="{a.seg.frame}"{cross} x1="{x1}" '
+                   f'y1="{y:.1f}" x2="{x2}" y2="{end:.1f}" stroke="{color}"{dash} '
                    'stroke-width="1.5" marker-end="url(#head)"/>')
         text = f"{a.seg.frame}: {label(a)}"
+        if across:
+            text += f" ✕ crossed {', '.join(map(str, across))}"
         if a.analysis:
             text += f" [{', '.join(a.analysis)}]"
         out.append(f'<text class="label" x="{(LEFT_X + RIGHT_X) / 2}" y="{y + 2:.1f}" '
@@ -262,10 +256,12 @@ def picture(events: Sequence[Event]) -> str:
         legend.append(f'<rect class="legend" x="{lx}" y="{ly - 10}" width="12" height="12" '
                       f'fill="{COLORS[s]}"/><text x="{lx + 16}" y="{ly}">{s}</text>')
     numbers = _numbers(anns)
+    crossed = crossings(anns)
+    arrive = arrivals(anns, [y for y, _ in rows], crossed)
     notes, end = _explanations(anns, numbers, bottom + 22 + (len(used) + 5) // 6 * 20)
     height = max(bottom + 70, end + 16)
-    out = (_header(anns, total, bottom, height) + _bands(anns, rows, bottom)
-           + _arrows(anns, rows, numbers) + _calls(calls, call_rows) + legend + notes
+    out = (_header(anns, total, bottom, height) + _bands(anns, rows, arrive, bottom)
+           + _arrows(anns, rows, arrive, crossed, numbers) + _calls(calls, call_rows) + legend + notes
            + ["</svg>"])
     return "\n".join(out) + "\n"
 
