@@ -33,7 +33,8 @@ def start_recording() -> CallTrace | None:
 
 
 class Recording:
-    """The calls of one capture: traced, saved, merged with the annotations, counted."""
+    """The calls of one capture: traced, merged with the annotations, linked, then saved
+    as shown (replay shows the same links) and counted."""
 
     def __init__(self, trace: CallTrace, output: Output, writer: PcapWriter | None,
                  tracker: Annotator, stats: Stats, own_only: bool,
@@ -43,7 +44,8 @@ class Recording:
         self.tracker = tracker
         self.stats = stats
         self.clock = clock
-        self.timeline = Timeline(output.sink, output.sink_calls, own_only)
+        self.output = output
+        self.timeline = Timeline(output.sink, self._show_calls, own_only)
         self.lost = 0
         stats.calls = 0
 
@@ -56,24 +58,24 @@ class Recording:
         """Read the calls, save them, and show the timeline up to where it is complete."""
         self.trace.read()
         now = self.clock()
-        self._add(self.trace.take(now))
+        self.timeline.add([], self.trace.take(now))
         upto = now - LAG
         held = self.tracker.held_since()
         if held is not None:
             upto = min(upto, held - 1e-6)
         self.timeline.release(upto)
 
-    def _add(self, calls: list[Call]) -> None:
-        if calls:
-            if self.writer is not None:
-                self.writer.write_calls(calls)
-            self.stats.calls = (self.stats.calls or 0) + count_calls(calls)
-        self.timeline.add([], calls)
+    def _show_calls(self, calls: list[Call]) -> None:
+        """Calls leaving the timeline, linked: saved as shown, then shown."""
+        if self.writer is not None:
+            self.writer.write_calls(calls)
+        self.stats.calls = (self.stats.calls or 0) + count_calls(calls)
+        self.output.sink_calls(calls)
 
     def finish(self) -> None:
         """The capture ended: the last calls, then everything left on the timeline."""
         rest, self.lost = self.trace.finish()
-        self._add(rest)
+        self.timeline.add([], rest)
         self.timeline.finish()
         self.stats.left_out = self.timeline.left_out
 

@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Union
 
 from ..core.annotation import Annotation
 from ..core.call import ENTERED, Call
-from ..core.segment import Segment
+from ..core.segment import FIN, RST, Segment
 from ..views.calls import CallLinker
 from .annotator import Annotator
 from .output import Output
@@ -30,11 +30,13 @@ CallSink = Callable[[list[Call]], None]
 class Timeline:
     """Merges annotations and calls by time; ``release`` and ``finish`` emit them."""
 
-    def __init__(self, sink: AnnSink, sink_calls: CallSink, own_only: bool = False) -> None:
+    def __init__(self, sink: AnnSink, sink_calls: CallSink, own_only: bool = False,
+                 saved: bool = False) -> None:
+        """``saved``: the calls come from a saved capture, linked when they were captured."""
         self.sink = sink
         self.sink_calls = sink_calls
         self.own_only = own_only
-        self.linker = CallLinker()
+        self.linker = CallLinker(saved)
         self.left_out = 0              # segments of other programs' connections
         self._anns: deque[Annotation] = deque()
         self._calls: list[tuple[float, int, Call]] = []   # a heap by time
@@ -46,8 +48,7 @@ class Timeline:
         come before ``release`` passes its time)."""
         self._anns.extend(anns)
         for call in calls:
-            self._seq += 1
-            heapq.heappush(self._calls, (call.at, self._seq, call))
+            self._push(call)
 
     def release(self, upto: float) -> bool:
         """Emit everything up to ``upto`` in time order; False once the output has had
@@ -69,11 +70,38 @@ class Timeline:
             a_ts = anns[0].seg.ts if anns else None
             c_ts = calls[0][0] if calls else None
             if c_ts is not None and c_ts <= upto and (a_ts is None or c_ts <= a_ts):
-                items.append(heapq.heappop(calls)[2])
+                call = calls[0][2]
+                if not call.phase and (call.end or call.ts) > upto:
+                    return items  # it may yet be split by a segment that came in meanwhile
+                heapq.heappop(calls)
+                items.append(self._answered(call))
             elif a_ts is not None and a_ts <= upto:
                 items.append(anns.popleft())
             else:
                 return items
+
+    def _answered(self, call: Call) -> Call:
+        """A call during which its socket received a FIN or RST (a connect() refused, a
+        read() that returned 0 at the peer's FIN) is shown as entered before that segment
+        and returned after it, so that the segment explains its result."""
+        if call.phase or call.end is None or not call.local:
+            return call
+        port = int(call.local.rsplit(":", 1)[1])
+        peer = int(call.peer.rsplit(":", 1)[1]) if call.peer else None
+        for a in self._anns:
+            seg = a.seg
+            if seg.ts > call.end:
+                break
+            if (seg.ts > call.ts and seg.dport == port and seg.flags & (FIN | RST)
+                    and (peer is None or seg.sport == peer)):
+                entered, returned = call.split(force=True)
+                self._push(returned)
+                return entered
+        return call
+
+    def _push(self, call: Call) -> None:
+        self._seq += 1
+        heapq.heappush(self._calls, (call.at, self._seq, call))
 
     def _emit(self, items: list[Item]) -> None:
         """Consecutive annotations as one batch, consecutive calls as another."""
@@ -111,7 +139,7 @@ def boundary_lines(timeline: Timeline) -> list[str]:
 def replay_with_calls(segments: Iterator[Segment], tracker: Annotator, output: Output,
                       stats: Stats, calls: list[Call]) -> Timeline:
     """Replay a capture saved with its calls: the same timeline as when it was captured."""
-    timeline = Timeline(output.sink, output.sink_calls)
+    timeline = Timeline(output.sink, output.sink_calls, saved=True)
     timeline.add([], calls)
     stats.calls = count_calls(calls)
 

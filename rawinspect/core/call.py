@@ -66,9 +66,10 @@ class Call:
         """Where the row sits on the timeline: the return for a returned row, else entry."""
         return self.end if self.phase == RETURNED and self.end is not None else self.ts
 
-    def split(self) -> list[Call]:
-        """This finished call as its rows: one, or entered and returned if it waited."""
-        if self.phase or self.waited < WAIT_SHOWN:
+    def split(self, force: bool = False) -> list[Call]:
+        """This finished call as its rows: one, or entered and returned if it waited (or
+        if ``force``d: a segment came in while it ran)."""
+        if self.phase or (self.waited < WAIT_SHOWN and not force):
             return [self]
         entered = Call.from_dict(self.as_dict())
         entered.phase, entered.sk = ENTERED, self.sk

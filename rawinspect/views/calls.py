@@ -93,7 +93,9 @@ class _Conn:
 class CallLinker:
     """Links calls and annotations as the timeline passes, in time order."""
 
-    def __init__(self) -> None:
+    def __init__(self, saved: bool = False) -> None:
+        """``saved``: the calls were linked when captured (replay of a saved capture)."""
+        self.saved = saved
         self.conns: dict[int, _Conn] = {}
         self._by_pair: dict[tuple[int, int], _Conn] = {}
         self._pending: dict[tuple[int, int], list[Call]] = {}  # calls that may cause a change
@@ -123,7 +125,7 @@ class CallLinker:
         waiting: dict[tuple[int, int], list[Call]] = {}
         for item in items:
             if isinstance(item, Call):
-                if item.peer and item.conn is None:
+                if item.peer and item.conn is None and not (self.saved and item.side):
                     waiting.setdefault(_pair(item.local, item.peer), []).append(item)
             elif item.seg.flags & SYN and waiting:
                 seg = item.seg
@@ -177,33 +179,45 @@ class CallLinker:
     def _call(self, c: Call) -> None:
         if c.local and c.kind == CALL:
             self.own_ports.add(_port(c.local))
-        if (c.name in ("connect", "close", "shutdown") and c.peer and not c.failed
-                and c.args != "SHUT_RD" and c.phase != RETURNED):
+        makes_segment = c.name == "connect" or (  # a refused or non-blocking one too
+            c.name in ("close", "shutdown") and not c.failed and c.args != "SHUT_RD")
+        if makes_segment and c.peer and c.phase != RETURNED:
             pending = self._pending.setdefault(_pair(c.local, c.peer), [])
             pending.append(c)
             del pending[:-4]
+        linked = self.saved and bool(c.side)  # linked when captured: keep conn, side, cause
+        if linked:
+            conn = self.conns.get(c.conn) if c.conn is not None else None
+        else:
+            conn = self._join(c)
+        if c.side:
+            self._side_of_pid[c.pid] = c.side
+        if conn is not None and c.side:
+            conn.traced_sides.add(c.side[0])
+            if c.kind == CALL and c.phase != ENTERED:
+                self._count(c, conn)
+                if not linked:
+                    self._explain(c, conn)
+
+    def _join(self, c: Call) -> _Conn | None:
+        """The call's connection, side and addresses (by its socket's ports)."""
         conn = self.conns.get(c.conn) if c.conn is not None else (
             self._by_pair.get(_pair(c.local, c.peer)) if c.peer else None)
         if conn is not None:
             c.conn = conn.number
-            client_port = _port(conn.client)
-            c.side = "client" if _port(c.local) == client_port else "server"
+            c.side = "client" if _port(c.local) == _port(conn.client) else "server"
             c.local, c.peer = ((conn.client, conn.server) if c.side == "client"
                                else (conn.server, conn.client))
-            conn.traced_sides.add(c.side[0])
         elif c.kind == CALL:
             listening = bool(c.local) and not c.peer   # a listening or bound socket
             c.side = ("server" if c.name in SERVER_CALLS or listening else
                       "client" if c.name == "connect" else self._side_of_pid.get(c.pid, ""))
         else:
             c.side = self._side_of_pid.get(c.pid, "")
-        if c.side:
-            self._side_of_pid[c.pid] = c.side
-        if conn is not None and c.kind == CALL and c.phase != ENTERED:
-            self._effects(c, conn)
+        return conn
 
-    def _effects(self, c: Call, conn: _Conn) -> None:
-        """Explain a failed or ending call; count its bytes for the message boundaries."""
+    def _count(self, c: Call, conn: _Conn) -> None:
+        """Count the call's bytes for the message boundaries; note a shutdown."""
         me = c.side[0]
         flow = conn.flows["c>s" if me == "c" else "s>c"]
         inbound = conn.flows["s>c" if me == "c" else "c>s"]
@@ -216,6 +230,10 @@ class CallLinker:
                 inbound.recvs.add(c.ret)
         if c.name == "shutdown" and c.args != "SHUT_RD" and not c.failed:
             conn.shut_down.add(me)
+
+    def _explain(self, c: Call, conn: _Conn) -> None:
+        """The segment behind a failed or ending call's result."""
+        me = c.side[0]
         seen = conn.last_in[me]
         if c.errno in ANSWERED_BY and RST in seen:
             c.cause = f"← RST, frame {seen[RST]}"
