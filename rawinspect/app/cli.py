@@ -1,4 +1,5 @@
-"""Command line: ``rawinspect replay``, ``capture``, ``scenarios`` and ``states``."""
+"""Command line: ``rawinspect replay``, ``capture``, ``scenarios``, ``states`` and
+``findings``."""
 
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("states", help="print the TCP transition table the tracker uses")
     s.add_argument("--format", choices=("table", "mermaid"), default="table",
                    help="table (default) or a Mermaid state diagram")
+    f = sub.add_parser("findings", help="list the findings' rules: each socket mistake, "
+                                        "its lesson and its fix")
+    f.add_argument("rule", nargs="?", help="show one rule")
     return p
 
 
@@ -129,6 +133,15 @@ def cmd_states(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_findings(args: argparse.Namespace) -> int:
+    from ..render.findings import rules_text
+    from ..views.findings import RULES
+    if args.rule is not None and args.rule not in RULES:
+        raise UsageError(f"no rule {args.rule!r}; choose from: {', '.join(RULES)}")
+    print(rules_text(args.rule), end="")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rawinspect`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -143,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_argv = command
     handler = {"replay": cmd_replay, "states": cmd_states, "capture": cmd_capture,
-               "scenarios": cmd_scenarios}[args.command]
+               "scenarios": cmd_scenarios, "findings": cmd_findings}[args.command]
     try:
         return handler(args)
     except UsageError as e:

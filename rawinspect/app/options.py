@@ -61,6 +61,10 @@ def add_output_options(p: argparse.ArgumentParser,
                    help="for connection N: the segments behind each history letter and "
                         "state change, and the time in each state")
     files = ", ".join(f.name for f in FORMATS.values() if f.stream == "file")
+    p.add_argument("--findings-only", action="store_true",
+                   help="print only the findings (the socket mistakes each connection "
+                        "shows, with evidence and fix), not the segments; as text, or "
+                        "jsonl records with --format jsonl")
     p.add_argument("-o", "--output", metavar="FILE",
                    help=f"the output file of --format {files} (svg: FILE-connN.svg when "
                         "several connections are shown); -o FILE.svg alone means --format "

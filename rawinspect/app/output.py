@@ -18,9 +18,11 @@ from typing import Any, Callable
 from ..core.annotation import Annotation
 from ..core.call import Call
 from ..render import DEFAULT_FORMAT, FORMATS, Renderer, RenderOptions, conns_formatter, make_renderer
+from ..render.findings import by_conn, findings_jsonl, findings_text
 from ..render.quiet import Quiet
 from ..render.summaries import explain
 from ..views.left_behind import saved_lines
+from ..views.findings import Diagnoser, Finding
 from ..views.summary import Summaries
 from .options import EXIT_OK, EXIT_RUNTIME, UsageError
 from .pipeline import Stats
@@ -77,6 +79,9 @@ def settle_format(args: argparse.Namespace) -> None:
                                  ("--verbose", args.verbose, ("table",))):
         if given and fmt not in formats:
             raise UsageError(f"{flag} is for --format {' or '.join(formats)}, not {fmt}")
+    if args.findings_only and (args.conns or args.explain or FORMATS[fmt].per_connection):
+        raise UsageError("--findings-only prints only the findings: it cannot go with "
+                         "--conns, --explain or --format zeek")
     for flag, given in (("--time", args.time), ("--verbose", args.verbose)):
         if given and summary_mode(args):
             raise UsageError(f"{flag} is for the per-segment table, not the connection "
@@ -115,8 +120,11 @@ class Output:
         # N packets, which its capture loop counts.
         self.count: int | None = None if live else args.count
         self.summaries = Summaries(2 * args.msl) if summary_mode(args) else None
-        self.renderer: Renderer = (Quiet() if self.summaries is not None else
-                                   make_renderer(args.format, sys.stdout, render_options(args)))
+        self.renderer: Renderer = (Quiet() if self.summaries is not None or args.findings_only
+                                   else make_renderer(args.format, sys.stdout,
+                                                      render_options(args)))
+        self.diagnoser = Diagnoser()
+        self.sockets: list[dict[str, Any]] = []  # the sockets left behind, for the findings
 
     def sink(self, anns: list[Annotation]) -> bool:
         """Show what passes the filter, up to the count; False once the count is shown."""
@@ -135,6 +143,7 @@ class Output:
         if shown:
             if self.summaries is not None:
                 self.summaries.feed(shown)
+            self.diagnoser.feed(shown)
             self.renderer.write(shown)
             if self.live:
                 self.renderer.flush()
@@ -146,6 +155,7 @@ class Output:
             self.calls_tap(calls)
         if self.keep is not None:
             calls = [c for c in calls if self.keep_call(c)]
+        self.diagnoser.feed_calls(calls)
         if calls:
             self.renderer.write_calls(calls)
             if self.live:
@@ -190,12 +200,37 @@ class Output:
                 return EXIT_RUNTIME
             sys.stdout.write(explain(match[0]))
             return code
-        sys.stdout.write(conns_formatter(self.args.format)(results))
+        if self.args.format in ("table", "jsonl"):
+            from ..render import summaries as conns_render
+            write = conns_render.table if self.args.format == "table" else conns_render.jsonl
+            sys.stdout.write(write(results, by_conn(self.findings())))
+        else:
+            sys.stdout.write(conns_formatter(self.args.format)(results))
         return code
+
+    def findings(self) -> list[Finding]:
+        """Every finding of the run so far (with the sockets left behind, once known)."""
+        self.diagnoser.recorded |= self.stats.calls is not None
+        return self.diagnoser.results(self.sockets)
+
+    def print_findings(self) -> None:
+        """The findings after everything else: a text section in table and ladder (and
+        with --findings-only), ``{"kind": "finding"}`` records in jsonl; none with the
+        connection summaries (their rows list them)."""
+        if self.summaries is not None:
+            return
+        findings = self.findings()
+        fmt = self.args.format
+        if fmt == "jsonl":
+            sys.stdout.write(findings_jsonl(findings))
+        elif fmt in ("table", "ladder") or self.args.findings_only:
+            text = findings_text(findings, self.diagnoser.recorded, render_options(self.args).width)
+            sys.stdout.write(text.lstrip("\n") if self.args.findings_only else text)
 
     def left_behind(self, records: list[dict[str, Any]]) -> None:
         """The sockets left behind (saved ``as_dict`` records): jsonl records, or the
         lines with their lessons after the summaries."""
+        self.sockets = records
         if self.args.format == "jsonl" and self.summaries is None:
             for record in records:
                 print(json.dumps({"kind": "socket", **record}))
@@ -218,7 +253,9 @@ class Output:
             print(line if line.endswith(":") else f"  {line}", file=out)
 
     def closing_line(self) -> None:
-        """Packets, segments, connections, shown and skipped, on stderr unless -q."""
+        """The findings, then packets, segments, connections, shown and skipped, on
+        stderr unless -q."""
+        self.print_findings()
         sys.stdout.flush()
         if not self.args.quiet:
             print(f"rawinspect: {self.stats.summary()}", file=sys.stderr)

@@ -37,16 +37,24 @@ def _timing(s: ConnSummary, who: str) -> str:
     return " → ".join(f"{h.state} {duration(h.seconds)}" for h in s.timing[who])
 
 
-def table(summaries: list[ConnSummary]) -> str:
-    """One row per connection, then each endpoint's time in each state."""
+def _found(findings: dict[int, list[str]] | None, conn: int) -> str:
+    """A connection's findings: their count and rule names ("-" for none)."""
+    rules = (findings or {}).get(conn, [])
+    return f"{len(rules)}: {', '.join(rules)}" if rules else "-"
+
+
+def table(summaries: list[ConnSummary], findings: dict[int, list[str]] | None = None) -> str:
+    """One row per connection (with its findings when given), then each endpoint's time
+    in each state."""
     rows = [[s.conn, f"{s.start:.6f}", f"{s.duration:.6f}", s.client, s.server,
              f"{s.pkts[0]}/{s.bytes[0]}", f"{s.pkts[1]}/{s.bytes[1]}", s.conn_state,
              s.history, s.client_final, s.server_final, s.closed_first,
-             "-" if s.rtt is None else f"{s.rtt * 1e3:.3f}"] for s in summaries]
-    text = tabulate(rows, headers=("Conn", "Start", "Duration", "Client", "Server",
-                                   "C→S pkts/bytes", "S→C pkts/bytes", "State", "History",
-                                   "Client end", "Server end", "Closed first", "RTT ms"),
-                    tablefmt="simple", disable_numparse=True)
+             "-" if s.rtt is None else f"{s.rtt * 1e3:.3f}"]
+            + ([_found(findings, s.conn)] if findings is not None else []) for s in summaries]
+    headers = ("Conn", "Start", "Duration", "Client", "Server", "C→S pkts/bytes",
+               "S→C pkts/bytes", "State", "History", "Client end", "Server end",
+               "Closed first", "RTT ms") + (("Findings",) if findings is not None else ())
+    text = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
     lines = [text, "", "Time in each state (until the next change or the end of the capture):"]
     for s in summaries:
         lines.append(f"  conn {s.conn} client: {_timing(s, 'client')}")
@@ -54,8 +62,9 @@ def table(summaries: list[ConnSummary]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def jsonl(summaries: list[ConnSummary]) -> str:
-    """The same fields as JSON, one connection per line (Zeek's names where they exist)."""
+def jsonl(summaries: list[ConnSummary], findings: dict[int, list[str]] | None = None) -> str:
+    """The same fields as JSON, one connection per line (Zeek's names where they exist);
+    with ``findings``, their count and rule names too."""
     out = []
     for s in summaries:
         oh, op = split_endpoint(s.client)
@@ -71,6 +80,9 @@ def jsonl(summaries: list[ConnSummary]) -> str:
              "timing": {who: [{k: (round(v, 6) if isinstance(v, float) else v)
                                for k, v in asdict(h).items()} for h in held]
                         for who, held in s.timing.items()}}
+        if findings is not None:
+            rules = findings.get(s.conn, [])
+            d["findings_count"], d["findings"] = len(rules), rules
         out.append(json.dumps(d))
     return "\n".join(out) + ("\n" if out else "")
 
