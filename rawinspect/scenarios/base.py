@@ -102,6 +102,8 @@ class Expect:
     ``outcomes``: socket-call outcomes the programs must report. ``calls``: what the
     programs' recorded calls must show (``call_checks``), beside the segments.
     ``extra``: further checks computed from the connections and the programs' report.
+    ``findings``: the findings' rules (``views/findings``) the run must produce;
+    ``no_findings``: the ones it must not.
     """
     conns: list[list[Path]] = field(default_factory=list)
     each: list[Path] | None = None  # instead of conns: any number, each matching one
@@ -110,6 +112,8 @@ class Expect:
     required: str | None = None
     calls: list[CallExpectation] = field(default_factory=list)
     extra: Callable[[list[Observed], dict[str, Any]], list[Check]] | None = None
+    findings: tuple[str, ...] = ()
+    no_findings: tuple[str, ...] = ()
 
 
 @dataclass

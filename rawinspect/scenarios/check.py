@@ -96,6 +96,28 @@ def _zeek_checks(expect: Expect, anns: list[Annotation]) -> list[Check]:
     return out
 
 
+def _finding_checks(expect: Expect, anns: list[Annotation],
+                    calls: list[Call] | None) -> list[Check]:
+    """The findings the lesson must produce, and those it must not; one that needs the
+    calls is not checked without them."""
+    from ..views.findings import RULES, diagnose
+    found = diagnose(anns, calls)
+    rules = {f.rule for f in found}
+    out = []
+    for name in expect.findings:
+        if name not in rules and calls is None and RULES[name].needs_calls:
+            out.append(Check(None, f"finding {name}: not checked (needs the calls)"))
+            continue
+        where = sorted({f.conn for f in found if f.rule == name and f.conn is not None})
+        out.append(Check(name in rules, f"finding {name}: " + (
+            f"found (conn {', '.join(map(str, where))})" if where else "found"
+            if name in rules else "NOT found")))
+    for name in expect.no_findings:
+        out.append(Check(name not in rules, f"no finding {name}: " + (
+            "none, as expected" if name not in rules else "found, but must not be")))
+    return out
+
+
 def verify(expect: Expect, anns: list[Annotation], report: dict[str, Any],
            calls: list[Call] | None = None) -> Verdict:
     """Check the connections' state sequences, the programs' outcomes, the recorded calls
@@ -149,6 +171,8 @@ def verify(expect: Expect, anns: list[Annotation], report: dict[str, Any],
                                         "recorded)"))
         else:
             v.checks.extend(want.check(calls, anns))
+    if expect.findings or expect.no_findings:
+        v.checks.extend(_finding_checks(expect, anns, calls))
     if expect.extra is not None:
         v.checks.extend(expect.extra(observed, report))
     v.deviating.sort()
