@@ -61,7 +61,9 @@ WRITE_AFTER_CLOSE = Path("write after the peer closed",
 SCENARIOS = [Scenario(
     "write-after-close", "writing to a peer that closed: RST, then EPIPE (SIGPIPE "
     "ignored) or death by SIGPIPE (default action)", __doc__, run,
-    Expect(conns=[[WRITE_AFTER_CLOSE], [WRITE_AFTER_CLOSE]],
+    Expect(findings=('write-after-peer-close',),
+           no_findings=('rst-on-close', 'close-wait-leak', 'half-close-misuse'),
+           conns=[[WRITE_AFTER_CLOSE], [WRITE_AFTER_CLOSE]],
            zeek=[("RSTR", "ShAfDr"), ("RSTR", "ShAfDr")],
            outcomes={"SIGPIPE ignored: first write": "ok",
                      "SIGPIPE ignored: second write": "EPIPE",
