@@ -20,7 +20,9 @@ def run(ctx: Context) -> None:
 SCENARIOS = [Scenario(
     "refused", "connect() to a port with no listener: SYN answered by RST+ACK, "
     "ECONNREFUSED", __doc__, run,
-    Expect(conns=[[Path("refused", states("CLOSED SYN_SENT CLOSED"), states("CLOSED"))]],
+    Expect(findings=('connection-refused',),
+           no_findings=('listen-overflow', 'self-connect'),
+           conns=[[Path("refused", states("CLOSED SYN_SENT CLOSED"), states("CLOSED"))]],
            zeek=[("REJ", "Sr")],
            outcomes={"connect()": "ECONNREFUSED"},
            calls=[StateCause("client", "SYN_SENT", ("connect",)),
