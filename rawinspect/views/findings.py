@@ -444,8 +444,8 @@ def slow_reader(f: ConnFacts, run: Run) -> Iterator[Finding]:
 def keep_alive(f: ConnFacts, run: Run) -> Iterator[Finding]:
     """Keep-alive probes on an idle connection: with SO_KEEPALIVE the kernel probes a
     peer that has been silent for tcp_keepalive_time (2 h by default). Nothing is wrong:
-    the connection is idle. To notice a dead peer sooner, tune TCP_KEEPIDLE/INTVL/CNT
-    or send application heartbeats."""
+    the connection is idle. Fix, to notice a dead peer sooner: tune
+    TCP_KEEPIDLE/INTVL/CNT, or send application heartbeats."""
     ka = f.flag("keep_alive")
     if not ka.count:
         return
