@@ -25,9 +25,20 @@ if ! command -v cc >/dev/null; then
         echo "note: no C compiler (cc); install gcc and libc6-dev for the C program test" >&2
     fi
 fi
+# The HTML report's tests open it in Debian's chromium, headless (never downloaded at run time).
+if ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends chromium) >/dev/null 2>&1 \
+            || echo "note: could not install chromium: the HTML report's browser tests will not run" >&2
+    else
+        echo "note: no chromium; install Debian's chromium for the HTML report's browser tests" >&2
+    fi
+fi
 # The digest of everything the build is made from: an install whose stamp matches it, and
 # that is a real install (not an editable one), is current, and is not built again.
-stamp="$(cat setup.py pyproject.toml $(find rawinspect -name '*.py' | LC_ALL=C sort) \
+stamp="$(cat setup.py pyproject.toml $(find rawinspect -name '*.py' -o -path '*/html_assets/*' \
+         | LC_ALL=C sort) \
          | sha256sum | cut -d' ' -f1) pure=${RAWINSPECT_PURE:-}"
 installed() {
     [ -f .venv/rawinspect.stamp ] && [ "$(cat .venv/rawinspect.stamp)" = "$stamp" ] &&

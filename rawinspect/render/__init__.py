@@ -97,6 +97,11 @@ def _svg(out: TextIO, opts: RenderOptions) -> Renderer:
     return SvgRenderer(opts.output or "rawinspect.svg")
 
 
+def _html(out: TextIO, opts: RenderOptions) -> Renderer:
+    from .html import HtmlRenderer
+    return HtmlRenderer(opts.output or "rawinspect.html")
+
+
 def _conns_table(summaries: list[ConnSummary]) -> str:
     from .summaries import table
     return table(summaries)
@@ -118,6 +123,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("ladder", "a ladder diagram", _ladder),
     Format("mermaid", "a Mermaid sequence diagram per connection", _mermaid),
     Format("svg", "a picture per connection (-o FILE.svg)", _svg, stream="file"),
+    Format("html", "one self-contained page: connections, ladders, bytes (-o FILE.html)",
+           _html, stream="file"),
     Format("zeek", "connection summaries as Zeek's conn.log (implies --conns)",
            conns=_conns_zeek),
 )}
