@@ -146,8 +146,10 @@ def plan_capture(args: argparse.Namespace) -> Plan:
     if scenario is None:
         return Plan(None, command, [], args.filter or "tcp", args.write, args.pid)
     ports = free_ports(scenario.host, scenario.ports)
-    return Plan(scenario, command, ports, args.filter or capture_filter(ports),
-                args.write or f"{scenario.name}.pcap")
+    write = args.write or f"{scenario.name}.pcap"
+    if args.format == "html" and not args.output:  # the report beside its pcap
+        args.output = os.path.join(os.path.dirname(write), f"{scenario.name}.html")
+    return Plan(scenario, command, ports, args.filter or capture_filter(ports), write)
 
 
 def _check_pid(args: argparse.Namespace, command: list[str], scenario: Scenario | None
