@@ -35,7 +35,8 @@ def run(ctx: Context) -> None:
     t.join(5)
 
 
-EXPECT = Expect(no_findings=('close-wait-leak', 'rst-on-close', 'write-after-peer-close', 'time-wait-on-server'),
+EXPECT = Expect(no_findings=('close-wait-leak', 'rst-on-close', 'write-after-peer-close',
+                             'time-wait-on-server'),
                 conns=[[CLIENT_CLOSES]], zeek=[("SF", REQUEST_REPLY + "Ff")],
                 calls=[StateCause("client", "SYN_SENT", ("connect",)),
                        Calls("accept|accept4", ">=0", side="server"),
