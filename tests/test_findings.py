@@ -251,3 +251,13 @@ def test_findings_only_and_jsonl_records():
     assert json.loads(conns[0])["findings"] == ["write-after-peer-close"]
     bad = rawinspect("replay", pcap, "--findings-only", "--conns")
     assert bad.returncode == 2 and "--findings-only" in bad.stderr
+
+
+def test_nagle_scenario_stalls_without_tcp_nodelay_only():
+    found = [f for f in diagnose(bundled("nagle")) if f.rule == "nagle-delayed-ack"]
+    assert [f.conn for f in found] == [1]      # conn 2 set TCP_NODELAY
+
+
+def test_close_wait_leak_scenario_spares_the_fixed_handler():
+    found = [f for f in diagnose(bundled("close-wait-leak")) if f.rule == "close-wait-leak"]
+    assert [f.conn for f in found] == [1, 2, 3]   # conn 4's server called close()
