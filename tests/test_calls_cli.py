@@ -41,14 +41,16 @@ def _calls_of(anns_jsonl: str) -> list[dict]:
 
 
 def _handshake_calls() -> list[Call]:
-    """A client's connect() and close() on the bundled handshake capture's 4-tuple."""
+    """A client's connect() and a failed write() on the bundled handshake capture's
+    4-tuple, as a capture saves them: linked to their connection and side."""
     first = json.loads(rawinspect("replay", "-T", "jsonl", "-c", "1",
                                   str(HANDSHAKE)).stdout.splitlines()[0])
     client, server, t = first["client"], first["server"], first["ts"]
     return [Call(ts=t - 0.0001, end=t + 0.0001, pid=7, comm="client", name="connect", fd=3,
-                 args=server, ret=0, local=client, peer=server),
+                 args=server, ret=0, local=client, peer=server, conn=1, side="client"),
             Call(ts=t + 0.5, end=t + 0.5, pid=7, comm="client", name="write", fd=3,
-                 args="5 bytes", ret=-1, errno="EPIPE", local=client, peer=server)]
+                 args="5 bytes", ret=-1, errno="EPIPE", local=client, peer=server, conn=1,
+                 side="client")]
 
 
 def test_replay_shows_calls_saved_in_a_pcapng_custom_block(tmp_path):

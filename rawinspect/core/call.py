@@ -73,6 +73,7 @@ class Call:
             return [self]
         entered = Call.from_dict(self.as_dict())
         entered.phase, entered.sk = ENTERED, self.sk
+        entered.ret, entered.errno = None, ""   # not known while it waits
         self.phase = RETURNED
         return [entered, self]
 

@@ -27,7 +27,8 @@ def comment(a: Annotation) -> str:
             f"{states(a.server_before, a.server_path)}")
     if a.analysis:
         text += f" [{', '.join(a.analysis)}]"
-    return f"{text}; {a.note}" if a.note else text
+    text = f"{text}; {a.note}" if a.note else text
+    return f"{text} · {a.cause}" if a.cause else text
 
 
 def _block(btype: int, body: bytes) -> bytes:

@@ -125,7 +125,7 @@ class CallLinker:
         waiting: dict[tuple[int, int], list[Call]] = {}
         for item in items:
             if isinstance(item, Call):
-                if item.peer and item.conn is None and not (self.saved and item.side):
+                if item.peer and item.conn is None and not self.saved:
                     waiting.setdefault(_pair(item.local, item.peer), []).append(item)
             elif item.seg.flags & SYN and waiting:
                 seg = item.seg
@@ -185,7 +185,7 @@ class CallLinker:
             pending = self._pending.setdefault(_pair(c.local, c.peer), [])
             pending.append(c)
             del pending[:-4]
-        linked = self.saved and bool(c.side)  # linked when captured: keep conn, side, cause
+        linked = self.saved  # linked when captured: keep conn, side and cause as shown then
         if linked:
             conn = self.conns.get(c.conn) if c.conn is not None else None
         else:
