@@ -20,7 +20,7 @@ from .calls import RECVS, SENDS
 SIDES = ("client", "server")
 FIRST = 8              # first frames kept per flag
 KEPT_IO = 64           # reads and writes kept per side for the message boundaries
-DELAYED_ACK = 0.030    # an ACK at least this late was delayed (Linux: 40 ms minimum)
+DELAYED_ACK = (0.030, 0.250)  # a delayed ACK's delay: Linux 40 ms at least, 200 ms at most
 RIGHT_AFTER = 0.005    # data this soon after the ACK was waiting for it
 UNACKED = 256          # unacknowledged sends remembered per direction (retransmission cost)
 
@@ -90,6 +90,8 @@ class ConnFacts:
     rsts: list[tuple[int, float, str, str]] = field(default_factory=list)  # frame, ts, side, event
     flags: dict[str, Flag] = field(default_factory=dict)
     syns: int = 0                      # SYNs the client sent, first one included
+    syn_frames: list[int] = field(default_factory=list)   # the SYNs sent again
+    client_acked: bool = False         # the client sent an ACK (not an RST) after the SYN+ACK
     synack: int = 0                    # frame of the first SYN+ACK
     synack_again: list[int] = field(default_factory=list)  # resent while the client was ESTABLISHED
     acks_dropped: list[int] = field(default_factory=list)  # the client's, the accept queue full
@@ -155,6 +157,8 @@ class FactsCollector:
         flags, frame, ts = seg.flags, seg.frame, seg.ts
         if flags & SYN:
             self._syn(f, a, s)
+        if a.from_client and f.synack and flags & ACK and not flags & (SYN | RST):
+            f.client_acked = True
         if flags & RST:
             if len(f.rsts) < FIRST:
                 f.rsts.append((frame, ts, _side_of(a)[0], a.event))
@@ -187,11 +191,13 @@ class FactsCollector:
         if a.seg.flags & ACK:
             if not f.synack:
                 f.synack = a.seg.frame
-            elif (not a.from_client and a.client_before == "ESTABLISHED"
+            elif (not a.from_client and a.client_before == "ESTABLISHED" and f.client_acked
                   and f.listened and len(f.synack_again) < FIRST):
                 f.synack_again.append(a.seg.frame)
         elif a.from_client:
             f.syns += 1
+            if f.syns > 1 and len(f.syn_frames) < FIRST:
+                f.syn_frames.append(a.seg.frame)
 
     def _cost(self, s: Side, a: Annotation, retrans: bool) -> None:
         """Remember when each send left; a retransmission costs the time since then."""
@@ -221,8 +227,8 @@ class FactsCollector:
         if small is not None and not a.seg.payload and not a.seg.flags & (SYN | FIN) \
                 and ack >= small[2]:
             delay = a.seg.ts - small[1]
-            p.delayed_ack = (small[0], a.seg.frame, a.seg.ts, delay) if delay >= DELAYED_ACK \
-                else None
+            p.delayed_ack = ((small[0], a.seg.frame, a.seg.ts, delay)
+                             if DELAYED_ACK[0] <= delay <= DELAYED_ACK[1] else None)
             p.last_small = None
 
     def _nagle(self, s: Side, a: Annotation) -> None:

@@ -283,17 +283,17 @@ def listen_overflow(f: ConnFacts, run: Run) -> Iterator[Finding]:
     while the client already believes it is connected (a full accept queue), or no
     request kept at all (SYN cookies). The client waits seconds for each retry. Fix: a
     larger listen() backlog (and net.core.somaxconn), and accept() faster."""
-    syn = f.flag("retransmission")
     resent_syn = f.syns > 1
-    dropped = f.acks_dropped or f.synack_again
+    # one ACK left in SYN_RCVD may be capture order; a second, or the SYN+ACK again, is not
+    dropped = len(f.acks_dropped) > 1 or f.synack_again
     if not resent_syn and not dropped:
         return
     parts, frames = [], []
     if resent_syn:
         answer = (f"answered at frame {f.synack}" if f.synack else "never answered")
         parts.append(f"the client sent its SYN {f.syns} times ({answer})")
-        frames.extend(syn.frames[:2])
-    if f.acks_dropped:
+        frames.extend(f.syn_frames[:2])
+    if dropped and f.acks_dropped:
         parts.append(f"the server dropped the client's ACK/data at frames "
                      f"{', '.join(map(str, f.acks_dropped[:4]))}: its accept queue was full")
         frames.extend(f.acks_dropped[:2])
@@ -301,9 +301,9 @@ def listen_overflow(f: ConnFacts, run: Run) -> Iterator[Finding]:
         parts.append(f"it sent its SYN+ACK again at frame {f.synack_again[0]} to a client "
                      "already ESTABLISHED")
         frames.append(f.synack_again[0])
-    elif f.acks_dropped:
+    elif dropped:
         parts.append("it never sent its SYN+ACK again: it kept no request (SYN cookies)")
-    if f.synack == 0 and not f.acks_dropped:
+    if f.synack == 0 and not dropped:
         parts.append("a full listen queue, a host down or a firewall (the wire cannot tell)")
     yield Finding("listen-overflow", WARNING, f.conn, tuple(sorted(set(frames))), (),
                   "; ".join(parts) + ".",
@@ -435,8 +435,11 @@ def slow_reader(f: ConnFacts, run: Run) -> Iterator[Finding]:
             f"{'s' if full.count > 1 else ''} (from frame {full.frames[0]})")
     if probe.count:
         what += f", {probe.count} persist probes"
+    update = f.flag("window_update")
+    end = update.last if update.count and update.last > flag.first else f.last_ts
     yield Finding("slow-reader", WARNING, f.conn, tuple(flag.frames[:3] + probe.frames[:1]), (),
-                  what + f"; the sender was held back over {flag.last - flag.first:.1f} s.",
+                  what + f"; the sender was held back {end - flag.first:.3f} s from the first "
+                  "stall to the last window update.",
                   "Read faster: recv() more per call and do not block between reads.",
                   "TCP's flow control stops the sender when the receiver's buffer is full.")
 
