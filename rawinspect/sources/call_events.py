@@ -154,6 +154,10 @@ class CallAssembler:
         self._sent: dict[int, str] = {}                   # pid → signal sent, not delivered
         self._done: deque[tuple[Call, _Sock | None]] = deque()
 
+    def _clock(self, trace_ts: float) -> float:
+        """A trace time on the packets' clock, to the microsecond as the trace gives it."""
+        return round(trace_ts - self.offset, 6)
+
     def known_socket(self, tgid: int, fd: int, family: int, local: str, peer: str) -> None:
         """A socket the process had before tracing began (``capture --pid``)."""
         sock = self._fds.setdefault(tgid, {})[fd] = _Sock(family)
@@ -210,7 +214,7 @@ class CallAssembler:
         if target not in self._fds:
             return  # sent to a process outside the traced tree (the capture itself)
         if _num(ev.fields, "result") == IGNORED:
-            self._emit(Call(kind=SIGNAL, ts=ev.ts - self.offset, pid=target,
+            self._emit(Call(kind=SIGNAL, ts=self._clock(ev.ts), pid=target,
                             comm=str(ev.fields.get("comm", "")), name=name,
                             args="ignored by the process"), None)
         elif name != "SIGKILL":
@@ -227,7 +231,7 @@ class CallAssembler:
         action = ("default action: ignored" if handler == 0 and name in HARMLESS else
                   "default action: the process dies" if handler == 0 else
                   "ignored" if handler == 1 else "caught by a handler")
-        self._emit(Call(kind=SIGNAL, ts=ev.ts - self.offset, pid=ev.tid, tgid=ev.tgid,
+        self._emit(Call(kind=SIGNAL, ts=self._clock(ev.ts), pid=ev.tid, tgid=ev.tgid,
                         comm=ev.comm, name=name, args=action), None)
 
     def _process_exit(self, ev: TraceEvent) -> None:
@@ -237,7 +241,7 @@ class CallAssembler:
         code = self._exit_code.pop(pid, None)
         killer = self._fatal.pop(pid, "") if code is None else ""
         self._fds.pop(pid, None)
-        self._emit(Call(kind=EXIT, ts=ev.ts - self.offset, pid=pid, comm=ev.comm,
+        self._emit(Call(kind=EXIT, ts=self._clock(ev.ts), pid=pid, comm=ev.comm,
                         name="exit", ret=code, args=killer or ("" if code is not None
                                                                else "an unknown cause")),
                    None)
@@ -256,8 +260,8 @@ class CallAssembler:
         sock, fd = self._socket(ev.tgid, op, ret)
         if sock is None:
             return
-        call = Call(phase=RETURNED if op.shown else "", ts=op.ev.ts - self.offset,
-                    end=ev.ts - self.offset, pid=ev.tid, tgid=ev.tgid, comm=ev.comm,
+        call = Call(phase=RETURNED if op.shown else "", ts=self._clock(op.ev.ts),
+                    end=self._clock(ev.ts), pid=ev.tid, tgid=ev.tgid, comm=ev.comm,
                     name=name, fd=fd, args=_args(name, op.fields),
                     ret=ret if ret >= 0 else -1, errno=_errno_name(-ret) if ret < 0 else "")
         if name in ("accept", "accept4") and ret >= 0:
@@ -309,7 +313,7 @@ class CallAssembler:
         upid = _num(op.fields, "upid")
         upid = upid - (1 << 32) if upid >= 1 << 31 else upid
         args = f"pid {upid}" + (", WNOHANG" if _num(op.fields, "options") & 1 else "")
-        self._emit(Call(ts=op.ev.ts - self.offset, end=ev.ts - self.offset, pid=ev.tid,
+        self._emit(Call(ts=self._clock(op.ev.ts), end=self._clock(ev.ts), pid=ev.tid,
                         tgid=ev.tgid, comm=ev.comm, name="wait4", args=args,
                         ret=ret if ret >= 0 else -1,
                         errno=_errno_name(-ret) if ret < 0 else ""), None)
@@ -339,7 +343,7 @@ class CallAssembler:
             if sock is None or sock.family not in INET:
                 continue
             op.shown = True
-            call = Call(phase=ENTERED, ts=ev.ts - self.offset, pid=ev.tid, tgid=ev.tgid,
+            call = Call(phase=ENTERED, ts=self._clock(ev.ts), pid=ev.tid, tgid=ev.tgid,
                         comm=ev.comm, name=op.name, fd=_num(op.fields, "fd"),
                         args=_args(op.name, op.fields))
             out.append(self._resolve(call, sock))
