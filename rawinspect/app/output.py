@@ -231,6 +231,8 @@ class Output:
         """The sockets left behind (saved ``as_dict`` records): jsonl records, or the
         lines with their lessons after the summaries."""
         self.sockets = records
+        if self.args.findings_only:
+            return
         if self.args.format == "jsonl" and self.summaries is None:
             for record in records:
                 print(json.dumps({"kind": "socket", **record}))
@@ -245,7 +247,7 @@ class Output:
     def report(self, lines: list[str]) -> None:
         """A report after the capture (message boundaries): a blank line, the heading
         line, then the lines indented; on stdout for table and ladder, else stderr."""
-        if not lines:
+        if not lines or self.args.findings_only:
             return
         out = sys.stdout if self.args.format in ("table", "ladder") else sys.stderr
         print("", file=out)
