@@ -8,6 +8,11 @@ Loopback shows each packet twice, once leaving (PACKET_OUTGOING) and once arrivi
 libpcap drops the outgoing copy in user space; we drop it in the kernel instead, with
 three BPF instructions put in front of the compiled filter, so the duplicate costs
 neither socket buffer nor a system call.
+
+Packets arrive through the kernel's memory-mapped ring (``ring``, TPACKET_V3, as libpcap
+reads them): a block of packets per wake-up, no system call per packet. Where the ring
+cannot be set up (or RAWINSPECT_NO_RING is set), one ``recvmsg`` per packet reads them
+instead, and one line on stderr says so. Both give the kernel's receive timestamps.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 
 from .decode import LT_ETHERNET, LT_RAW
 from .packet_source import Packet
+from .ring import Ring, ring_layout
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -136,19 +142,24 @@ class Sniffer:
         except PermissionError:
             raise NoPrivilegeError(privilege_hint()) from None
         self.sock = sock
+        self.ring: Ring | None = None
         try:
             attach_bpf(sock, insns)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, bufsize)
-            except PermissionError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, bufsize)
+            # Timestamps on: the kernel stamps each packet as it arrives, and the ring's
+            # tp_sec/tp_nsec are that stamp, as recvmsg's SO_TIMESTAMPNS would be.
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.ring = _open_ring(sock, iface, bufsize, snaplen)
+            if self.ring is None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, bufsize)
+                except PermissionError:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, bufsize)
             sock.bind((iface, ETH_P_ALL))
             sock.setblocking(False)
         except OSError as e:
-            sock.close()
+            self._release()
             raise SnifferError(f"-i {iface}: cannot capture: {e.strerror or e}") from None
-        self.buf = bytearray(snaplen)
+        self.buf = bytearray(snaplen if self.ring is None else 0)
         self.dropped = 0
 
     def fileno(self) -> int:
@@ -156,6 +167,8 @@ class Sniffer:
 
     def read(self, limit: int) -> list[Packet]:
         """Up to ``limit`` waiting packets as (sec, nsec, captured bytes, wire length)."""
+        if self.ring is not None:
+            return self.ring.read(limit)
         recv = self.sock.recvmsg_into
         buf, view, snaplen = self.buf, memoryview(self.buf), self.snaplen
         flags = socket.MSG_TRUNC
@@ -177,7 +190,8 @@ class Sniffer:
         return out
 
     def poll_drops(self) -> int:
-        """Packets the kernel dropped so far (PACKET_STATISTICS counters reset on read)."""
+        """Packets the kernel dropped so far (PACKET_STATISTICS counters reset on read;
+        with the ring, tpacket_stats_v3 begins with the same two counters)."""
         try:
             _packets, drops = _stats(self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
         except OSError as e:  # pragma: no cover - a closed socket
@@ -190,4 +204,24 @@ class Sniffer:
     def close(self) -> None:
         if self.sock.fileno() >= 0:
             self.poll_drops()
-            self.sock.close()
+            self._release()
+
+    def _release(self) -> None:
+        if self.ring is not None:
+            self.ring.close()
+        self.sock.close()
+
+
+def _open_ring(sock: socket.socket, iface: str, bufsize: int, snaplen: int) -> Ring | None:
+    """The socket's receive ring of ``bufsize`` bytes; None, said on stderr, where there is
+    none (RAWINSPECT_NO_RING set, or the kernel refused it)."""
+    if os.environ.get("RAWINSPECT_NO_RING"):
+        why = "RAWINSPECT_NO_RING is set"
+    else:
+        try:
+            return Ring(sock, ring_layout(bufsize), snaplen)
+        except OSError as e:
+            why = f"no packet ring: {e.strerror or e}"
+    print(f"rawinspect: -i {iface}: {why}; reading one packet per system call",
+          file=sys.stderr)
+    return None
