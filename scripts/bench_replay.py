@@ -1,195 +1,143 @@
 #!/usr/bin/env python3
-"""Replay benchmark: rawinspect against tshark on the same synthetic capture, same run.
+"""Replay benchmark: rawinspect's modes against tshark (and tcptrace) on the same capture,
+in the same run.
 
-Generates a deterministic capture (seeded; IPv4 and IPv6; thousands of interleaved
-connections; every kind of close; retransmissions and out-of-order segments), then times
-``rawinspect replay --format jsonl FILE > /dev/null`` and
-``tshark -r FILE -T fields -e frame.number -e tcp.flags -e tcp.analysis.flags > /dev/null``
-and prints packets per second for both, the ratio, and rawinspect's peak memory. Also
-times a 10-packet file (start-up cost). Not part of the test suite.
+Writes a deterministic capture of one of scripts/traffic_mix.py's mixes (``realistic``, the
+default, or ``simple``, the first benchmark's), then times each mode of
+``rawinspect replay FILE > /dev/null``: jsonl, the default table, --conns, zeek,
+--findings-only, and tracking alone (every segment filtered out by --port); and the
+references on the same file: ``tshark -T fields ... -e tcp.analysis.flags`` for the
+per-segment modes, ``tshark -q -z conv,tcp`` for the per-connection ones, and
+``tcptrace -n -l`` (a C program) where installed. For each: seconds, packets per second,
+the ratio to its tshark reference, and peak RSS (the best of ``--runs`` runs, and the
+range). Also times a 10-packet file (start-up cost). Not part of the test suite.
 
-It measures the rawinspect that this Python has installed (``python -P``: not the sources
-beside it) and says which build that is: compiled by setup.py, or pure Python.
+It measures the rawinspect that ``--python`` (default: this Python) has installed
+(``python -P``: not the sources beside it) and says which build that is: compiled by
+setup.py, or pure Python.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import random
-import resource
 import shutil
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
-S, A, F, R, P = 0x02, 0x10, 0x01, 0x04, 0x08
-CLOSES = ("client_first", "three_way", "server_first", "simultaneous", "rst_abort",
-          "refused", "half_close")
+from traffic_mix import MIXES, write_pcap
 
-
-def conversation(rng: random.Random, kind: str, exchanges: int) -> list[tuple[bool, int, int, int, int]]:
-    """Packets of one connection as (from_client, flags, seq, ack, length)."""
-    c, s = rng.getrandbits(32), rng.getrandbits(32)
-    out: list[tuple[bool, int, int, int, int]] = [(True, S, c, 0, 0)]
-    if kind == "refused":
-        return out + [(False, R | A, 0, c + 1, 0)]
-    c += 1
-    out += [(False, S | A, s, c, 0), (True, A, c, s + 1, 0)]
-    s += 1
-    for _ in range(exchanges):
-        req, resp = rng.randint(20, 400), rng.randint(100, 1400)
-        out.append((True, P | A, c, s, req))
-        c += req
-        out.append((False, P | A, s, c, resp))
-        s += resp
-        out.append((True, A, c, s, 0))
-        if rng.random() < 0.02:               # a retransmission of the response
-            out.append((False, P | A, s - resp, c, resp))
-        if rng.random() < 0.02 and len(out) > 6:  # two segments swapped: out of order
-            out[-2], out[-3] = out[-3], out[-2]
-    if kind == "client_first":
-        out += [(True, F | A, c, s, 0), (False, A, s, c + 1, 0), (False, F | A, s, c + 1, 0),
-                (True, A, c + 1, s + 1, 0)]
-    elif kind == "three_way":
-        out += [(True, F | A, c, s, 0), (False, F | A, s, c + 1, 0), (True, A, c + 1, s + 1, 0)]
-    elif kind == "server_first":
-        out += [(False, F | A, s, c, 0), (True, A, c, s + 1, 0), (True, F | A, c, s + 1, 0),
-                (False, A, s + 1, c + 1, 0)]
-    elif kind == "simultaneous":
-        out += [(True, F | A, c, s, 0), (False, F | A, s, c, 0), (True, A, c + 1, s + 1, 0),
-                (False, A, s + 1, c + 1, 0)]
-    elif kind == "rst_abort":
-        out += [(True, R | A, c, s, 0)]
-    elif kind == "half_close":
-        out += [(True, F | A, c, s, 0), (False, A, s, c + 1, 0), (False, P | A, s, c + 1, 500),
-                (True, A, c + 1, s + 500, 0), (False, F | A, s + 500, c + 1, 0),
-                (True, A, c + 1, s + 501, 0)]
-    return out
+# name, extra options, the reference it is compared with ("seg" or "conv")
+MODES = (("jsonl", ["--format", "jsonl"], "seg"),
+         ("table", [], "seg"),
+         ("conns", ["--conns"], "conv"),
+         ("zeek", ["--format", "zeek"], "conv"),
+         ("findings-only", ["--findings-only"], "conv"),
+         ("tracking only", ["--port", "1"], "seg"))
 
 
-def frame(v6: bool, caddr: bytes, saddr: bytes, cport: int, sport: int,
-          pkt: tuple[bool, int, int, int, int]) -> bytes:
-    from_client, flags, seq, ack, length = pkt
-    src, dst, sp, dp = (caddr, saddr, cport, sport) if from_client else (saddr, caddr, sport, cport)
-    opts = b"\x02\x04\x05\xb4\x01\x03\x03\x07" if flags & S else b""
-    th = struct.pack("!HHIIHHHH", sp, dp, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                     ((20 + len(opts)) // 4) << 12 | flags, 512, 0, 0) + opts + b"\0" * length
-    if v6:
-        ip = struct.pack("!IHBB16s16s", 6 << 28, len(th), 6, 64, src, dst)
-        return b"\x02" * 6 + b"\x04" * 6 + b"\x86\xdd" + ip + th
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(th), 0, 0x4000, 64, 6, 0, src, dst)
-    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + th
-
-
-def packets(n: int, seed: int, concurrent: int) -> Iterator[bytes]:
-    """n packets from interleaved connections, deterministic for a seed."""
-    rng = random.Random(seed)
-    active: list[list] = []
-    made = conn_no = 0
-    while made < n:
-        while len(active) < concurrent:
-            conn_no += 1
-            v6 = conn_no % 3 == 0
-            if v6:
-                caddr = socket.inet_pton(socket.AF_INET6, f"fd00::{conn_no % 250 + 1:x}")
-                saddr = socket.inet_pton(socket.AF_INET6, "fd00::1:1")
-            else:
-                caddr = bytes((10, 1, conn_no % 250, 1 + conn_no % 200))
-                saddr = bytes((10, 2, 0, 1))
-            kind = CLOSES[conn_no % len(CLOSES)]
-            pkts = conversation(rng, kind, rng.randint(5, 60))
-            active.append([v6, caddr, saddr, 1024 + conn_no % 60000, 80 + conn_no % 7, pkts, 0])
-        i = rng.randrange(len(active))
-        conn = active[i]
-        yield frame(conn[0], conn[1], conn[2], conn[3], conn[4], conn[5][conn[6]])
-        made += 1
-        conn[6] += 1
-        if conn[6] == len(conn[5]):
-            active[i] = active[-1]
-            active.pop()
-
-
-def write_pcap(path: Path, n: int, seed: int, concurrent: int) -> None:
-    t = 1_700_000_000.0
-    with path.open("wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        batch = []
-        for i, data in enumerate(packets(n, seed, concurrent)):
-            t += 0.00001
-            sec = int(t)
-            batch.append(struct.pack("<IIII", sec, int((t - sec) * 1e6), len(data), len(data)) + data)
-            if len(batch) >= 10000:
-                f.write(b"".join(batch))
-                batch = []
-        f.write(b"".join(batch))
-
-
-# The rawinspect this Python has installed. -P: run from the checkout, `python -m rawinspect`
-# would import the sources here (pure Python) instead of the installed, compiled package.
-RAWINSPECT = [sys.executable, "-P", "-m", "rawinspect"]
-
-
-def say_which_rawinspect() -> None:
-    """Print the version and build being measured; stop if rawinspect is not installed."""
-    version = subprocess.run(RAWINSPECT + ["--version"], capture_output=True, text=True)
-    if version.returncode:
-        raise SystemExit("rawinspect is not installed for this Python: run scripts/setup.sh "
-                         "and use .venv/bin/python")
-    print(f"measuring {version.stdout.strip()}", flush=True)
-
-
-def timed(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of a command whose output goes to /dev/null."""
+def timed(cmd: list[str]) -> tuple[float, int, float] | None:
+    """Wall seconds, peak RSS (KiB) and CPU seconds (user + system: steadier than wall
+    time on a loaded machine) of a command whose output goes to /dev/null; None if it
+    fails (an option this build does not have)."""
     t0 = time.perf_counter()
     pid = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid
     _, status, usage = os.wait4(pid, 0)
     elapsed = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) not in (0,):
-        raise SystemExit(f"{' '.join(cmd)} failed with status {status}")
-    return elapsed, usage.ru_maxrss
+    if os.waitstatus_to_exitcode(status):
+        return None
+    return elapsed, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+
+
+def which_rawinspect(python: str) -> list[str]:
+    """The command of the rawinspect ``python`` has installed; says which build it is.
+    ``-P``: not the sources of the current directory."""
+    cmd = [python, "-P", "-m", "rawinspect"]
+    version = subprocess.run(cmd + ["--version"], capture_output=True, text=True)
+    if version.returncode:
+        raise SystemExit(f"rawinspect is not installed for {python}: run scripts/setup.sh "
+                         "and use .venv/bin/python")
+    print(f"measuring {version.stdout.strip()} ({python})", flush=True)
+    return cmd
+
+
+def measure(name: str, cmd: list[str], runs: int, packets: int,
+            ref: float | None) -> float | None:
+    """Time ``cmd`` ``runs`` times; print one row; the best seconds (None if it failed)."""
+    results = [timed(cmd) for _ in range(runs)]
+    if any(r is None for r in results):
+        print(f"  {name:<16} not available in this build")
+        return None
+    secs = sorted(r[0] for r in results if r)
+    rss = max(r[1] for r in results if r) / 1024
+    cpu = min(r[2] for r in results if r)
+    best, worst = packets / secs[0], packets / secs[-1]
+    spread = f"{worst:>11,.0f}-{best:<11,.0f}" if runs > 1 else f"{best:>11,.0f}{'':12}"
+    ratio = f"{secs[0] and ref / secs[0]:6.2f}x" if ref else "      -"
+    print(f"  {name:<16} {secs[0]:7.2f} s  {spread} pkts/s  {ratio}  {rss:6.0f} MB  {packets / cpu:>11,.0f}", flush=True)
+    return secs[0]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mix", choices=tuple(MIXES), default="realistic")
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--concurrent", type=int, default=2000, help="connections open at once")
-    ap.add_argument("--keep", metavar="FILE", help="write the capture here and keep it")
+    ap.add_argument("--runs", type=int, default=1, help="runs of each command (best shown)")
+    ap.add_argument("--python", default=sys.executable,
+                    help="the Python whose installed rawinspect is measured")
+    ap.add_argument("--modes", default=",".join(m for m, _, _ in MODES),
+                    help="comma-separated modes to time")
+    ap.add_argument("--jobs", type=int, default=None, help="pass -j N to rawinspect replay")
+    ap.add_argument("--keep", metavar="FILE", help="write the capture here and keep it "
+                                                   "(reused if it exists)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="rawinspect-bench-"))
     path = Path(args.keep) if args.keep else tmp / "bench.pcap"
-    t0 = time.perf_counter()
-    write_pcap(path, args.packets, args.seed, args.concurrent)
-    print(f"capture: {path} ({args.packets} packets, {path.stat().st_size / 1e6:.0f} MB, "
-          f"written in {time.perf_counter() - t0:.1f} s)")
+    if not path.exists():
+        t0 = time.perf_counter()
+        write_pcap(path, args.mix, args.packets, args.seed)
+        print(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
+    print(f"capture: {path} ({args.mix} mix, {args.packets:,} packets, "
+          f"{path.stat().st_size / 1e6:.0f} MB)")
     small = tmp / "small.pcap"
-    write_pcap(small, 10, args.seed, 2)
-
-    say_which_rawinspect()
-    ours = RAWINSPECT + ["replay", "--format", "jsonl", "-q"]
-    secs, rss = timed(ours + [str(path)])
-    pps = args.packets / secs
-    print(f"rawinspect: {secs:.2f} s, {pps:,.0f} packets/s, peak RSS {rss / 1024:.0f} MB")
-    small_secs = min(timed(ours + [str(small)])[0] for _ in range(3))
-    print(f"rawinspect on a 10-packet file: {small_secs:.3f} s")
-    tshark = shutil.which("tshark")
-    if tshark:
-        tsecs, trss = timed([tshark, "-r", str(path), "-T", "fields", "-e", "frame.number",
-                             "-e", "tcp.flags", "-e", "tcp.analysis.flags"])
-        tpps = args.packets / tsecs
-        print(f"tshark:     {tsecs:.2f} s, {tpps:,.0f} packets/s, peak RSS {trss / 1024:.0f} MB")
-        print(f"ratio rawinspect/tshark: {pps / tpps:.2f}x packets per second")
+    write_pcap(small, args.mix, 10, args.seed)
+    ours = which_rawinspect(args.python)
+    if args.jobs is not None:
+        ours += ["replay", "-j", str(args.jobs), "-q"]
     else:
-        print("tshark not installed: no ratio (apt-get install tshark)")
-    if not args.keep:
-        shutil.rmtree(tmp)
+        ours += ["replay", "-q"]
+    print(f"  {'mode':<16} {'best':>9}  {'packets/s (range)':^23}         ratio   peak RSS  pkts/CPU-s")
+    refs: dict[str, float | None] = {"seg": None, "conv": None}
+    tshark, tcptrace = shutil.which("tshark"), shutil.which("tcptrace")
+    if tshark:
+        refs["seg"] = measure("tshark fields", [tshark, "-r", str(path), "-T", "fields",
+                                                "-e", "frame.number", "-e", "tcp.flags",
+                                                "-e", "tcp.analysis.flags"],
+                              args.runs, args.packets, None)
+        refs["conv"] = measure("tshark conv,tcp", [tshark, "-r", str(path), "-q", "-z",
+                                                   "conv,tcp"], args.runs, args.packets, None)
+    else:
+        print("  tshark not installed: no ratios (apt-get install tshark)")
+    if tcptrace:
+        measure("tcptrace -n -l", [tcptrace, "-n", "-l", str(path)], args.runs, args.packets,
+                refs["conv"])
+    wanted = args.modes.split(",")
+    for name, opts, ref in MODES:
+        if name in wanted:
+            measure(name, ours + opts + [str(path)], args.runs, args.packets, refs[ref])
+    small_secs = [t[0] for t in (timed(ours + ["--format", "jsonl", str(small)])
+                                 for _ in range(3)) if t]
+    if small_secs:
+        print(f"  a 10-packet file (start-up): {min(small_secs):.3f} s")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print("ratio: tshark's seconds / rawinspect's (above 1: rawinspect is faster); per-segment "
+          "modes against tshark fields, per-connection ones against tshark conv,tcp")
+    shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":
