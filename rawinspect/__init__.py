@@ -1,6 +1,22 @@
-"""rawinspect: annotate every TCP segment with the TCP state of both endpoints."""
+"""rawinspect: annotate every TCP segment with the TCP state of both endpoints.
+
+The Python API (see the README, "Python API")::
+
+    import rawinspect
+    capture = rawinspect.read("trace.pcap")          # or annotate(packets), or live(...)
+    for conn in capture.connections:
+        print(conn.number, conn.client.states, conn.server.states, conn.summary.conn_state)
+"""
+
+from .api import (CaptureError, CapturePermissionError, Printer, annotate, live, printer,
+                  read)
+from .results import AnnotatedSegment, Capture, Connection, Endpoint
 
 __version__ = "0.1.0"
+
+__all__ = ["AnnotatedSegment", "Capture", "CaptureError", "CapturePermissionError",
+           "Connection", "Endpoint", "Printer", "__version__", "annotate", "build", "live",
+           "printer", "read"]
 
 
 def build() -> str:
