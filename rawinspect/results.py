@@ -267,6 +267,7 @@ class Connection:
                       server: Sequence[str] | None = None) -> None:
         """AssertionError unless each side given went through exactly these states (the
         first one is its state before the first segment: CLOSED or LISTEN)."""
+        __tracebackhide__ = True
         from .assertions import states_differ
         message = states_differ(self, client, server)
         if message:
@@ -420,22 +421,26 @@ class Capture:
 
     def assert_no_reset(self) -> None:
         """AssertionError naming every RST, with the ladder of its connection."""
+        __tracebackhide__ = True
         from .assertions import resets
         _fail(resets(self))
 
     def assert_closed_cleanly(self) -> None:
         """AssertionError unless every connection ended with a FIN from both sides, no RST,
         and nobody left in CLOSE_WAIT."""
+        __tracebackhide__ = True
         from .assertions import unclean
         _fail(unclean(self))
 
     def assert_no_findings(self, *rules: str, severity: str | None = None) -> None:
         """AssertionError listing the findings (of ``rules``, or of ``severity`` and worse)."""
+        __tracebackhide__ = True
         from .assertions import unwanted_findings
         _fail(unwanted_findings(self, rules, severity))
 
     def assert_finding(self, rule: str, conn: int | None = None) -> None:
         """AssertionError unless a finding of ``rule`` (on connection ``conn``) was made."""
+        __tracebackhide__ = True
         from .assertions import missing_finding
         _fail(missing_finding(self, rule, conn))
 
@@ -446,6 +451,7 @@ class Capture:
 
 
 def _fail(message: str) -> None:
+    __tracebackhide__ = True  # pytest shows the test's line, not this one
     if message:
         raise AssertionError(message)
 
