@@ -80,15 +80,39 @@ def test_scenario_live(name, run, tmp_path):
     assert frames == list(range(1, len(frames) + 1))
 
 
-def test_loopback_packets_are_seen_once(tmp_path):
-    """Kernel-side dedupe: a handshake and close is 10 segments, no retransmission."""
-    live = rawinspect("capture", "handshake", "-w", str(tmp_path / "h.pcap"), "-T", "jsonl")
-    assert live.returncode == 0, live.stderr
-    lines = [json.loads(line) for line in live.stdout.splitlines()]
-    assert len(lines) == 10
-    assert not any(line["analysis"] for line in lines)
-    assert len({(line["direction"], line["seq"], line["ack"], line["flags"])
-                for line in lines}) == 10
+@pytest.fixture
+def listener():
+    server = socket.create_server(("127.0.0.1", 0))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def tcp_capture_ports(listener):
+    """The port rawinspect's pytest plugin (tcp_capture) captures."""
+    return [listener.getsockname()[1]]
+
+
+def test_loopback_packets_are_seen_once(listener, tcp_capture):
+    """Kernel-side dedupe, through our own pytest plugin: each segment once, none flagged."""
+    client = socket.create_connection(listener.getsockname(), timeout=5)
+    server, _ = listener.accept()
+    client.sendall(b"ping")
+    assert server.recv(4) == b"ping"
+    server.sendall(b"pong")
+    assert client.recv(4) == b"pong"
+    client.close()
+    assert server.recv(1) == b""
+    server.close()
+    segments = tcp_capture.annotations
+    assert not any(s.analysis for s in segments)
+    assert len({(s.direction, s.seq, s.ack, s.flags) for s in segments}) == len(segments) >= 8
+    tcp_capture.assert_closed_cleanly()
+    (conn,) = tcp_capture.connections
+    # The client's FIN_WAIT_2 shows only when the server's ACK comes before its FIN.
+    conn.assert_states(server=["LISTEN", "SYN_RCVD", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK",
+                               "CLOSED"])
+    assert conn.client.final == "TIME_WAIT"
 
 
 CLIENT = """
