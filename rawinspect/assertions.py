@@ -8,12 +8,14 @@ of each connection concerned, so that the failing test's report shows the exchan
 from __future__ import annotations
 
 from itertools import zip_longest
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from .core.segment import FIN, RST
 
-if TYPE_CHECKING:
-    from .results import Capture, Connection
+# A Capture and a Connection of rawinspect.results, which calls these functions (typed
+# loosely so that the two modules do not import each other).
+Capture = Any
+Connection = Any
 
 SEVERITY_ORDER = ("error", "warning", "note")
 MAX_LADDERS = 3  # connections drawn in one message; the others are named

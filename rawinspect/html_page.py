@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from .results import Capture, Connection
+# A Capture and a Connection of rawinspect.results, which calls these functions (typed
+# loosely so that the two modules do not import each other).
+Capture = Any
+Connection = Any
 
 
 def _connection(c: Connection) -> str:
