@@ -1,18 +1,29 @@
 #!/usr/bin/env python3
-"""Live capture speed: the highest drop-free rate of rawinspect and of tcpdump, same run.
+"""Live capture speed: rawinspect's two packet readers and tcpdump, same run, same load.
 
 A Python sender cannot produce more than about 30,000 segments/s here, so the load
 comes from tcpreplay: a synthetic connection (100-byte data segments one way, ACKs the
 other) injected on lo at a set packet rate. Its IP checksums are left zero, so the kernel
 drops each packet right after the capture point and answers nothing; every tool sees
-exactly the injected packets. Each tool captures alone, its output going to a pipe
-(rawinspect annotates every segment as jsonl); the tool's own closing line gives
-packets captured and dropped by the kernel. Rates step up until a tool drops packets.
-A real bulk transfer at 64 MB/s (64 KiB writes over a loopback socket) is run once per
-tool as well. For rawinspect the delay between a packet's kernel timestamp and the
-moment its annotation reaches the pipe is sampled.
+exactly the injected packets. Each tool captures alone, its output going to a pipe; the
+tool's own closing line gives packets captured and dropped by the kernel. Rates step up
+until a tool drops packets. A real bulk transfer at 64 MB/s (64 KiB writes over a loopback
+socket) is run once per tool as well.
 
-    sudo .venv/bin/python scripts/bench_capture.py [--seconds 10] [--rates 50000,...]
+The tools: ``ring`` is rawinspect reading the kernel's TPACKET_V3 ring (the default),
+``recvmsg`` is rawinspect forced to one system call per packet (RAWINSPECT_NO_RING=1),
+both annotating every segment as jsonl; ``tcpdump`` prints a line per packet (-l -tt),
+``tcpdump-w`` writes to /dev/null (no output to time). The output delay is the time
+from a packet's kernel timestamp to its line reaching the pipe's reader, measured for the
+oldest line of every read of the pipe, so its maximum covers every line. Each trial also
+gives the tool's CPU time per packet (user + system, after start-up), steadier than rates on a busy machine.
+
+Two figures per tool: the highest drop-free rate over the run, and the highest drop-free
+rate at which every line came out within 10 ms of its packet. ``--repeat`` runs the whole
+ladder again and prints ranges; the load average is printed before each rate, since the
+machine is shared.
+
+    sudo .venv/bin/python scripts/bench_capture.py [--seconds 10] [--rates 100000,...]
 
 Needs root, tcpdump and tcpreplay (apt-get install tcpdump tcpreplay). Not part of the
 test suite.
@@ -21,6 +32,7 @@ test suite.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -33,7 +45,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench_replay import RAWINSPECT, say_which_rawinspect
+from bench_replay import which_rawinspect
 
 ROOT = Path(__file__).resolve().parent.parent
 DROPS = re.compile(r"(\d+) packets dropped by kernel")
@@ -116,36 +128,89 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def tool_command(tool: str, port: int) -> list[str]:
-    if tool == "tcpdump":
-        return ["tcpdump", "-i", "lo", "-n", "-w", "/dev/null", "-B", "65536",
-                f"tcp port {port}"]
-    return RAWINSPECT + ["capture", "-f", f"tcp port {port}", "-T", "jsonl", "--color", "never"]
+RAWINSPECT = [sys.executable, "-P", "-m", "rawinspect"]  # the installed build (-P: not ./)
+TOOLS = ("ring", "recvmsg", "tcpdump", "tcpdump-w")
+READY = ("capturing on", "listening on")  # each tool's first line once its socket is open
+LINE_TS = {"ring": re.compile(rb'"ts":([0-9.]+)'), "recvmsg": re.compile(rb'"ts":([0-9.]+)'),
+           "tcpdump": re.compile(rb"^([0-9]+\.[0-9]+) ")}
+F_SETPIPE_SZ = 1031
+
+
+def tool_command(tool: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of one tool capturing ``tcp port PORT`` on lo."""
+    env = dict(os.environ)
+    env.pop("RAWINSPECT_NO_RING", None)
+    if tool.startswith("tcpdump"):
+        out = ["-w", "/dev/null"] if tool == "tcpdump-w" else ["-l", "-tt"]
+        return ["tcpdump", "-i", "lo", "-n", *out, "-B", "65536", f"tcp port {port}"], env
+    if tool == "recvmsg":
+        env["RAWINSPECT_NO_RING"] = "1"
+    return (RAWINSPECT + ["capture", "-f", f"tcp port {port}", "-T", "jsonl", "--color",
+                          "never"], env)
+
+
+class Delays:
+    """Reads a tool's output pipe; for each read, how late its oldest complete line is."""
+
+    def __init__(self, pipe: int, stamp: re.Pattern[bytes] | None) -> None:
+        self.pipe, self.stamp = pipe, stamp
+        self.delays: list[float] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        carry = b""
+        while chunk := os.read(self.pipe, 1 << 20):
+            now = time.time()
+            nl = chunk.find(b"\n")
+            if self.stamp is not None and nl >= 0:
+                m = self.stamp.search(carry + chunk[:nl])
+                if m:
+                    self.delays.append(now - float(m.group(1)))
+            carry = chunk[chunk.rfind(b"\n") + 1:] if nl >= 0 else carry + chunk
+
+    def summary(self) -> dict:
+        self.thread.join(10)
+        d = sorted(self.delays)
+        if not d:
+            return {"delay_p50_ms": None, "delay_p99_ms": None, "delay_max_ms": None}
+        return {"delay_p50_ms": 1000 * d[len(d) // 2],
+                "delay_p99_ms": 1000 * d[min(len(d) - 1, len(d) * 99 // 100)],
+                "delay_max_ms": 1000 * d[-1]}
+
+
+def start_tool(tool: str, port: int) -> tuple[subprocess.Popen, Delays]:
+    """Start a tool and wait until it says its socket is open; the process, its reader."""
+    cmd, env = tool_command(tool, port)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        fcntl.fcntl(proc.stdout.fileno(), F_SETPIPE_SZ, 1 << 20)
+    except OSError:
+        pass  # a smaller pipe: the tool may wait for the reader sooner
+    for _ in range(5):
+        line = proc.stderr.readline().decode(errors="replace")
+        if not line:
+            raise SystemExit(f"{tool} did not start: {proc.stderr.read().decode()}")
+        if any(word in line for word in READY):
+            break
+    time.sleep(0.3)
+    return proc, Delays(proc.stdout.fileno(), LINE_TS.get(tool))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def trial(tool: str, rate: float, seconds: float, size: int, pcap: Path | None = None,
           port: int = 0) -> dict:
     """One capture of one load (tcpreplay of ``pcap``, or the bulk sender)."""
     port = port or free_port()
-    proc = subprocess.Popen(tool_command(tool, port), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    ready = proc.stderr.readline()  # both tools announce themselves once listening
-    if not ready:
-        raise SystemExit(f"{tool} did not start: {proc.stderr.read()}")
-    time.sleep(0.3)
-    delays: list[float] = []
-
-    def read_output() -> None:
-        n = 0
-        for line in proc.stdout:  # type: ignore[union-attr]
-            n += 1
-            if n % 200 == 0:
-                m = re.search(r'"ts":([0-9.]+)', line)
-                if m:
-                    delays.append(time.time() - float(m.group(1)))
-
-    reader = threading.Thread(target=read_output, daemon=True)
-    reader.start()
+    proc, delays = start_tool(tool, port)
+    startup = cpu_seconds(proc.pid)  # imports, filter compilation: not per packet
     if pcap is not None:
         sent = replay_load(pcap, rate)
     else:
@@ -155,30 +220,69 @@ def trial(tool: str, rate: float, seconds: float, size: int, pcap: Path | None =
         sent = json.loads(gen.stdout)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    try:
-        err = proc.stderr.read()  # type: ignore[union-attr]
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    reader.join(10)
+    err = proc.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)  # the tool's CPU time: steadier than rates
+    proc.returncode = os.waitstatus_to_exitcode(status)
     captured = CAPTURED.search(err)
     dropped = DROPS.search(err)
-    delays.sort()
-    return {"tool": tool, "rate": rate, "seconds": sent["seconds"], "captured": int(captured.group(1)) if captured else -1,
+    n = int(captured.group(1)) if captured else -1
+    return {"tool": tool, "rate": rate, "seconds": sent["seconds"], "captured": n,
             "dropped": int(dropped.group(1)) if dropped else -1,
-            "delay_p50_ms": 1000 * delays[len(delays) // 2] if delays else None,
-            "delay_max_ms": 1000 * delays[-1] if delays else None}
+            "cpu_us": 1e6 * (usage.ru_utime + usage.ru_stime - startup) / n if n > 0 else 0.0,
+            **delays.summary()}
 
 
 def show(r: dict) -> None:
     pps = r["captured"] / r["seconds"] if r["seconds"] else 0
     lat = ""
     if r["delay_p50_ms"] is not None:
-        lat = f", output delay p50 {r['delay_p50_ms']:.1f} ms max {r['delay_max_ms']:.1f} ms"
+        lat = (f", output delay p50 {r['delay_p50_ms']:.1f} p99 {r['delay_p99_ms']:.1f} "
+               f"max {r['delay_max_ms']:.1f} ms")
     print(f"  {r['tool']:10} offered {r['rate']:>9,.0f}/s: {r['captured']:>9,} packets "
-          f"({pps:,.0f}/s), {r['dropped']:,} dropped{lat}", flush=True)
+          f"({pps:,.0f}/s), {r['dropped']:,} dropped, CPU {r['cpu_us']:.1f} µs/packet{lat}",
+          flush=True)
+
+
+def load() -> str:
+    return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def ladder(tools: list[str], rates: list[float], seconds: float, port: int,
+           bulk: bool) -> dict[str, tuple[float, float]]:
+    """Step the rates up for every tool (each rate's capture file made once); per tool,
+    (highest drop-free rate, highest drop-free rate with every line out within 10 ms)."""
+    best = {t: (0.0, 0.0) for t in tools}
+    going = list(tools)
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"rawinspect-bench-{os.getpid()}.pcap"
+    for rate in rates:
+        if not going:
+            break
+        print(f"{rate:,.0f} packets/s offered ({load()}):", flush=True)
+        synthetic_pcap(tmp, int(rate * seconds), port)
+        try:
+            for tool in list(going):
+                r = trial(tool, rate, seconds, 100, tmp, port)
+                show(r)
+                if r["dropped"] != 0 or r["captured"] < int(rate * seconds):
+                    going.remove(tool)
+                    continue
+                pps = r["captured"] / r["seconds"]
+                timely = r["delay_max_ms"] is not None and r["delay_max_ms"] <= 10
+                best[tool] = (pps, pps if timely else best[tool][1])
+        finally:
+            tmp.unlink()
+    if bulk:
+        bulk_mb = 64 * 16 * 65536 / 1e6
+        print(f"bulk transfer, {bulk_mb:.0f} MB/s in 64 KiB writes for {seconds:g} s "
+              f"({load()}):", flush=True)
+        for tool in tools:
+            show(trial(tool, 64 * 16, seconds, 65536))
+    return best
+
+
+def span(values: list[float]) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:,.0f}" if lo == hi else f"{lo:,.0f}–{hi:,.0f}"
 
 
 def main() -> int:
@@ -188,44 +292,33 @@ def main() -> int:
         return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--rates", default="25000,50000,75000,100000,150000,200000,300000",
+    p.add_argument("--rates", default="50000,100000,150000,175000,200000,250000",
                    help="packets per second to try, ascending")
-    p.add_argument("--tools", default="rawinspect,tcpdump",
-                   help="which tools to measure (default both)")
+    p.add_argument("--tools", default=",".join(TOOLS), help=f"from {', '.join(TOOLS)}")
+    p.add_argument("--repeat", type=int, default=1, help="runs of the whole ladder")
+    p.add_argument("--no-bulk", action="store_true", help="skip the bulk transfer")
     args = p.parse_args()
     if os.geteuid() != 0 or not shutil.which("tcpdump") or not shutil.which("tcpreplay"):
         print("needs root, tcpdump and tcpreplay (apt-get install tcpdump tcpreplay)",
               file=sys.stderr)
         return 77
-    say_which_rawinspect()
-    best: dict[str, float] = {}
-    realtime = 0.0  # rawinspect: highest rate with every sampled annotation out within 10 ms
-    port = free_port()
-    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"rawinspect-bench-{os.getpid()}.pcap"
-    tools = [t for t in ("rawinspect", "tcpdump") if t in args.tools.split(",")]
+    tools = [t for t in TOOLS if t in args.tools.split(",")]
+    if not tools:
+        p.error(f"--tools: choose from {', '.join(TOOLS)}")
+    which_rawinspect(sys.executable)
+    print(f"{os.cpu_count()} CPUs, {load()}", flush=True)
+    rates = [float(r) for r in args.rates.split(",")]
+    runs = []
+    for n in range(args.repeat):
+        if args.repeat > 1:
+            print(f"run {n + 1} of {args.repeat}", flush=True)
+        runs.append(ladder(tools, rates, args.seconds, free_port(), not args.no_bulk))
+    print(f"\nover {args.repeat} run(s) of {args.seconds:g} s per rate, rates tried "
+          f"{args.rates} ({load()} now):")
+    print(f"  {'tool':10} {'highest drop-free rate':>24} {'…with every line within 10 ms':>32}")
     for tool in tools:
-        print(f"{tool}:", flush=True)
-        for rate in map(float, args.rates.split(",")):
-            synthetic_pcap(tmp, int(rate * args.seconds), port)
-            r = trial(tool, rate, args.seconds, 100, tmp, port)
-            tmp.unlink()
-            show(r)
-            if r["dropped"] != 0 or r["captured"] < int(rate * args.seconds):
-                break
-            best[tool] = r["captured"] / r["seconds"]
-            if r["delay_max_ms"] is not None and r["delay_max_ms"] <= 10:
-                realtime = best[tool]
-        bulk = trial(tool, 64 * 16, args.seconds, 65536)   # 64 MB/s in 64 KiB writes
-        bulk_mb = 64 * 16 * 65536 / 1e6
-        print(f"  bulk {bulk_mb:.0f} MB/s for {args.seconds:g} s: {bulk['captured']:,} "
-              f"packets, {bulk['dropped']:,} dropped", flush=True)
-    for tool in tools:
-        print(f"highest drop-free rate, {tool}: {best.get(tool, 0):,.0f} packets/s "
-              "(of the rates tried)")
-    print(f"highest rate with every sampled annotation printed within 10 ms, rawinspect: "
-          f"{realtime:,.0f} packets/s")
-    if best.get("tcpdump"):
-        print(f"ratio rawinspect/tcpdump: {best.get('rawinspect', 0) / best['tcpdump']:.2f}")
+        timely = "n/a (no output)" if tool == "tcpdump-w" else span([r[tool][1] for r in runs])
+        print(f"  {tool:10} {span([r[tool][0] for r in runs]):>24} {timely:>32}")
     return 0
 
 
