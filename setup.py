@@ -18,8 +18,9 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# The modules every replayed packet goes through: reading, decoding, tracking, analysis, and
-# the two per-segment formats people use most (jsonl, the default table).
+# The modules every replayed packet goes through: reading, decoding, tracking, analysis,
+# the two per-segment formats people use most (jsonl, the default table), and the views
+# behind the connection summaries (--conns, zeek), fed every segment too.
 HOT_MODULES = [
     "rawinspect/sources/capfile.py",
     "rawinspect/sources/decode.py",
@@ -38,6 +39,9 @@ HOT_MODULES = [
     "rawinspect/app/pipeline.py",
     "rawinspect/render/jsonl.py",
     "rawinspect/render/table.py",
+    "rawinspect/views/steps.py",
+    "rawinspect/views/zeek.py",
+    "rawinspect/views/summary.py",
 ]
 
 
