@@ -26,8 +26,10 @@ TPACKET_V3 = 2
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 
-RETIRE_MS = 1          # a block that is not full is handed over this long after it opened
-BLOCK_SIZE = 1 << 17   # holds a 64 KiB packet (loopback's MTU, a GRO aggregate) and more
+RETIRE_MS = 2          # a block that is not full is handed over this long after it opened
+# The smallest whole number of pages that holds the block's header and one packet of
+# 65,550 bytes (loopback's 64 KiB MTU plus its Ethernet header; GRO's largest aggregate).
+BLOCK_SIZE = 17 * 4096
 MIN_BLOCKS = 4
 
 # struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1's block_status,
@@ -66,10 +68,11 @@ class RingLayout:
 def ring_layout(bufsize: int, retire_ms: int = RETIRE_MS) -> RingLayout:
     """``bufsize`` bytes of blocks (at least MIN_BLOCKS).
 
-    Blocks of BLOCK_SIZE rather than of the snap length: under a steady rate most blocks
-    retire by the timeout, part full, so many small blocks hold more time's worth of
-    packets than a few large ones. A packet larger than a block (over about 130,000 bytes,
-    BIG TCP only) is cut to what fits; its wire length is kept.
+    Blocks of BLOCK_SIZE rather than of the snap length: below about 150,000 packets/s
+    most blocks retire by the timeout, part full, so the ring holds ``count`` times
+    RETIRE_MS of packets at most, and many small blocks hold more time than a few large
+    ones. A packet larger than a block (BIG TCP only) is cut to what fits; its wire
+    length is kept.
     """
     return RingLayout(BLOCK_SIZE, max(MIN_BLOCKS, -(-bufsize // BLOCK_SIZE)), retire_ms)
 
