@@ -16,7 +16,8 @@ both annotating every segment as jsonl; ``tcpdump`` prints a line per packet (-l
 ``tcpdump-w`` writes to /dev/null (no output to time). The output delay is the time
 from a packet's kernel timestamp to its line reaching the pipe's reader, measured for the
 oldest line of every read of the pipe, so its maximum covers every line. Each trial also
-gives the tool's CPU time per packet (user + system, after start-up), steadier than rates on a busy machine.
+gives the tool's CPU time per packet (user + system, after start-up), steadier than rates
+on a busy machine.
 
 Two figures per tool: the highest drop-free rate over the run, and the highest drop-free
 rate at which every line came out within 10 ms of its packet. ``--repeat`` runs the whole
