@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from traffic_mix import MIXES, write_pcap
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from traffic_mix import MIXES, write_pcap as write_mix  # noqa: E402  (beside this script)
 
 # name, extra options, the reference it is compared with ("seg" or "conv")
 MODES = (("jsonl", ["--format", "jsonl"], "seg"),
@@ -37,6 +38,11 @@ MODES = (("jsonl", ["--format", "jsonl"], "seg"),
          ("zeek", ["--format", "zeek"], "conv"),
          ("findings-only", ["--findings-only"], "conv"),
          ("tracking only", ["--port", "1"], "seg"))
+
+
+def write_pcap(path: Path, packets: int, seed: int, concurrent: int) -> None:
+    """The simple mix with ``concurrent`` connections open at once (tests/test_build.py)."""
+    write_mix(path, "simple", packets, seed, concurrent)
 
 
 def timed(cmd: list[str]) -> tuple[float, int, float] | None:
@@ -100,12 +106,12 @@ def main() -> None:
     path = Path(args.keep) if args.keep else tmp / "bench.pcap"
     if not path.exists():
         t0 = time.perf_counter()
-        write_pcap(path, args.mix, args.packets, args.seed)
+        write_mix(path, args.mix, args.packets, args.seed)
         print(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
     print(f"capture: {path} ({args.mix} mix, {args.packets:,} packets, "
           f"{path.stat().st_size / 1e6:.0f} MB)")
     small = tmp / "small.pcap"
-    write_pcap(small, args.mix, 10, args.seed)
+    write_mix(small, args.mix, 10, args.seed)
     ours = which_rawinspect(args.python)
     if args.jobs is not None:
         ours += ["replay", "-j", str(args.jobs), "-q"]

@@ -325,12 +325,13 @@ def realistic(n: int, seed: int) -> Iterator[tuple[float, bytes]]:
             heapq.heapreplace(heap, (max(nxt[0], t), key, nxt, it, addr))
 
 
-def frame(addr: tuple[bool, bytes, bytes, int, int], pkt: Pkt) -> bytes:
-    """An Ethernet frame of one packet."""
+def frame(addr: tuple[bool, bytes, bytes, int, int], pkt: Pkt, window: int = 0) -> bytes:
+    """An Ethernet frame of one packet (``window``: that field always, else Linux's
+    64240 on a SYN, 502 after)."""
     v6, caddr, saddr, cport, sport = addr
     _, from_client, flags, seq, ack, length, opts = pkt
     src, dst, sp, dp = (caddr, saddr, cport, sport) if from_client else (saddr, caddr, sport, cport)
-    window = 502 if not flags & S else 64240
+    window = window or (64240 if flags & S else 502)
     th = struct.pack("!HHIIHHHH", sp, dp, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
                      ((20 + len(opts)) // 4) << 12 | flags, window, 0, 0) + opts + bytes(length)
     if v6:
@@ -413,7 +414,7 @@ def simple(n: int, seed: int, concurrent: int = 2000) -> Iterator[tuple[float, b
         from_client, flags, seq, ack, length = conn[1][conn[2]]
         t += 0.00001
         yield t, frame(conn[0], (t, from_client, flags, seq, ack, length,
-                                 _SIMPLE_SYN_OPTS if flags & S else b""))
+                                 _SIMPLE_SYN_OPTS if flags & S else b""), 512)
         made += 1
         conn[2] += 1
         if conn[2] == len(conn[1]):
@@ -424,16 +425,16 @@ def simple(n: int, seed: int, concurrent: int = 2000) -> Iterator[tuple[float, b
 MIXES = {"realistic": realistic, "simple": simple}
 
 
-def write_pcap(path: Path, mix: str, n: int, seed: int) -> None:
-    """A pcap (microseconds, Ethernet) of ``n`` packets of ``mix``."""
+def write_pcap(path: Path, mix: str, n: int, seed: int, concurrent: int = 2000) -> None:
+    """A pcap (microseconds, Ethernet) of ``n`` packets of ``mix`` (``concurrent``: the
+    simple mix's connections open at once)."""
+    packets = simple(n, seed, concurrent) if mix == "simple" else MIXES[mix](n, seed)
     with path.open("wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         batch = []
-        for t, data in MIXES[mix](n, seed):
+        for t, data in packets:
             sec = int(t)
-            usec = int(round((t - sec) * 1e6))
-            if usec == 1_000_000:
-                sec, usec = sec + 1, 0
+            usec = int((t - sec) * 1e6)
             batch.append(struct.pack("<IIII", sec, usec, len(data), len(data)) + data)
             if len(batch) >= 10000:
                 f.write(b"".join(batch))
