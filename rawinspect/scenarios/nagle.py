@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 import time
 
+from .call_checks import Calls
 from .base import CLIENT_CLOSES, Context, Expect, Scenario, in_thread, recv_all
 from .byte_stream import recv_exact
 
@@ -59,4 +60,6 @@ SCENARIOS = [Scenario(
     "the peer's delayed ACK, 40 ms a request; TCP_NODELAY removes the stall", __doc__, run,
     Expect(findings=("nagle-delayed-ack",),
            no_findings=("retransmission-timeout", "close-wait-leak", "rst-on-close"),
-           conns=[[CLIENT_CLOSES], [CLIENT_CLOSES]]))]
+           conns=[[CLIENT_CLOSES], [CLIENT_CLOSES]],
+           calls=[Calls("setsockopt", args="TCP_NODELAY", side="client"),
+                  Calls("sendto|send|write", "=4", side="client", times=4 * REQUESTS)]))]
