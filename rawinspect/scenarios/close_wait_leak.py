@@ -15,6 +15,7 @@ from __future__ import annotations
 import socket
 import time
 
+from .call_checks import Calls, Silence, StateCause
 from .base import CLIENT_CLOSES, Context, Expect, Scenario, in_thread, recv_all
 
 LEAKED = 3
@@ -55,4 +56,8 @@ SCENARIOS = [Scenario(
     "client, until the process exits", __doc__, run,
     Expect(findings=("close-wait-leak", "fin-wait-2-hang"),
            no_findings=("rst-on-close", "write-after-peer-close", "time-wait-on-server"),
-           conns=[[CLIENT_CLOSES]] * (LEAKED + 1)))]
+           conns=[[CLIENT_CLOSES]] * (LEAKED + 1),
+           calls=[Calls("recvfrom|recv|read", "=0", side="server", times=LEAKED + 1,
+                        cause="FIN"),
+                  Silence("server", HANG * 0.9),
+                  StateCause("server", "LAST_ACK", ("close",))]))]
