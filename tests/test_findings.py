@@ -213,8 +213,11 @@ def test_connect_retried_on_the_same_local_port():
 def test_zombies_are_children_never_reaped():
     first = call("socket", 1.0, conn=None, pid=100, ret=3)
     child = call("exit", 2.0, conn=None, kind=EXIT, pid=101, ret=0)
+    child.ppid = 100
     found = [f for f in diagnose([], [first, child]) if f.rule == "zombies"]
     assert len(found) == 1 and found[0].conn is None and "pid 101" in found[0].what
+    started = call("exit", 3.0, conn=None, kind=EXIT, pid=100, ret=0)  # no traced parent
+    assert "zombies" not in rules(diagnose([], [first, started]))
     reaped = call("wait4", 2.1, conn=None, pid=100, ret=101, args="WNOHANG")
     assert "zombies" not in rules(diagnose([], [first, child, reaped]))
     assert "zombies" not in rules(diagnose([]))   # no calls: not checked

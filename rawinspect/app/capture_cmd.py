@@ -257,6 +257,8 @@ class _Session:
         if plan.write:
             writer = PcapWriter(plan.write, source.linktype, args.snaplen)
             stack.callback(_close_quietly, writer)
+        self.output.describe(f"capture {plan.describe()}", plan.write, args.interface,
+                             plan.expression)
         tracker = make_tracker(args.msl, args.hold)
         sink = self.output.sink
         if call_trace is not None:
@@ -273,13 +275,18 @@ class _Session:
         scenario = plan.scenario
         limits = Limits(args.count, args.duration or (scenario.timeout if scenario else None),
                         args.linger)
+        later = self.output.writes_file  # a report file is drawn last: it shows the verdict
         try:
             reason = capture_loop(source, writer, tracker, sink, self.stats, limits, stop,
                                   self.child, self._each_round, clock)
             if self.recording is not None:
                 self.recording.finish()
+        except BaseException:
+            later = False
+            raise
         finally:
-            self.output.close()
+            if not later:
+                self.output.close()
         code = self.output.print_summaries(end=clock())
         self._report_left_behind(writer)
         trace = self.trace
@@ -291,10 +298,12 @@ class _Session:
                 write_annotated(plan.write, plan.write, self.comments,
                                 [*self.calls, *({"kind": SOCKET, **r} for r in self.left_behind)])
         self.output.closing_line()
+        programs = self._programs_code(reason)
+        if later:
+            self.output.close()
         if stop.signum:
             return 128 + stop.signum
-        return (self._programs_code(reason) or code
-                or (EXIT_RUNTIME if disagree and args.strict else EXIT_OK))
+        return programs or code or (EXIT_RUNTIME if disagree and args.strict else EXIT_OK)
 
     def _each_round(self) -> None:
         """After each round of packets: the kernel's state changes and the calls."""
@@ -363,7 +372,7 @@ class _Session:
     def _programs_code(self, reason: str) -> int:
         """The scenario's verdict, or the command's exit status if it ended on its own."""
         if self.scenario_run is not None:
-            return _judge(self.scenario_run, self.seen, self.args,
+            return _judge(self.scenario_run, self.seen, self.args, self.output,
                           self.calls if self.recording else None, self.left_behind)
         if self.child is not None and reason == "program ended":
             return self.child.wait()
@@ -426,7 +435,8 @@ def _start_command(command: list[str], as_root: bool,
 
 
 def _judge(run: ScenarioRun, seen: list[Annotation], args: argparse.Namespace,
-           calls: list[Call] | None, left_behind: list[dict[str, Any]]) -> int:
+           output: Output, calls: list[Call] | None, left_behind: list[dict[str, Any]]
+           ) -> int:
     """Print the programs' report and the verdict (the calls' expectations too, or, with
     ``calls`` None, that they were not checked); exit 1 unless every expectation held."""
     from ..scenarios.check import verify
@@ -439,6 +449,7 @@ def _judge(run: ScenarioRun, seen: list[Annotation], args: argparse.Namespace,
         print(f"  programs: {line}", file=out)
     for line in verdict.lines():
         print(f"  {line}", file=out)
+    output.verdict(verdict.lines(), verdict.ok)
     if args.report:
         save_report(args.report, scenario.name, report, verdict, calls, left_behind)
     return EXIT_OK if verdict.ok else EXIT_RUNTIME

@@ -77,6 +77,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         comments.update((a.seg.frame, comment(a)) for a in anns)
     stats = Stats()
     output = Output(args, stats, live=False, tap=note if args.annotate else None)
+    output.describe(f"replay {args.file}", args.file)
     try:
         if args.write:
             check_writable(args.write)

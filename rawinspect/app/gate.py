@@ -1,13 +1,16 @@
 """Starting a program held at a gate until its calls are traced.
 
-The program is started through ``/bin/sh``, which waits on a pipe before it ``exec``s
-the real command (same process, same pid): the capture registers the pid with the call
-trace first, then opens the gate, so the trace misses none of the program's calls.
+The program is started through a few lines of Python (``-S``: no site, quick) that
+wait on a pipe before they ``exec`` the real command (same process, same pid): the
+capture registers the pid with the call trace first, then opens the gate, so the trace
+misses none of the program's calls. (A shell would do, but dash cannot read a
+descriptor above 9, and under pytest the pipe's often is.)
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Callable
 
 
@@ -18,10 +21,11 @@ class Gate:
         self.read_fd, self.write_fd = os.pipe()
 
     def wrap(self, argv: list[str]) -> list[str]:
-        """``argv`` run by a shell that first waits for the gate to open."""
+        """``argv`` run once the gate opens (by the same process)."""
         fd = self.read_fd
-        return ["/bin/sh", "-c", f'read -r _ <&{fd}; exec {fd}<&-; exec "$@"',
-                "rawinspect-gate", *argv]
+        shim = (f"import os, sys; os.read({fd}, 1); os.close({fd}); "
+                "os.execvp(sys.argv[1], sys.argv[1:])")
+        return [sys.executable, "-S", "-c", shim, *argv]
 
     @property
     def pass_fds(self) -> tuple[int, ...]:

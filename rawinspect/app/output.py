@@ -170,8 +170,30 @@ class Output:
                 and (host is None or any(e.rsplit(":", 1)[0].strip("[]") == host for e in ends))
                 and (args.port is None or any(e.endswith(f":{args.port}") for e in ends)))
 
+    @property
+    def writes_file(self) -> bool:
+        """The format draws a file (-o) rather than printing to stdout."""
+        return FORMATS[self.args.format].stream == "file" and self.summaries is None
+
+    def describe(self, what: str, capture: str | None, interface: str = "",
+                 bpf: str = "") -> None:
+        """What was captured, for the formats that say so (the HTML report's header);
+        ``capture`` is the file the segments' bytes can be read back from."""
+        info = getattr(self.renderer, "info", None)
+        if info is not None:  # a renderer that tells what was captured (the report)
+            info.what, info.capture, info.interface, info.filter = what, capture, interface, bpf
+
+    def verdict(self, lines: list[str], ok: bool) -> None:
+        """A scenario's verdict, for the formats that show it (the HTML report)."""
+        info = getattr(self.renderer, "info", None)
+        if info is not None:  # a renderer that tells what was captured (the report)
+            info.verdict, info.ok = lines, ok
+
     def close(self) -> None:
         """End the per-segment output (pictures and diagrams are drawn now)."""
+        info = getattr(self.renderer, "info", None)
+        if info is not None:  # a renderer that tells what was captured (the report)
+            info.packets, info.dropped = self.stats.packets, self.stats.dropped
         self.renderer.close()
         sys.stdout.flush()
 

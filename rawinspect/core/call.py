@@ -12,8 +12,8 @@ from typing import Any
 CALL, SIGNAL, EXIT = "call", "signal", "exit"
 ENTERED, RETURNED = "entered", "returned"
 WAIT_SHOWN = 0.001  # a call that waits this long shows as two rows: entered, returned
-_FIELDS = ("kind", "phase", "ts", "end", "pid", "tgid", "comm", "name", "fd", "args", "ret",
-           "errno", "local", "peer", "conn", "side", "cause")
+_FIELDS = ("kind", "phase", "ts", "end", "pid", "tgid", "ppid", "comm", "name", "fd", "args",
+           "ret", "errno", "local", "peer", "conn", "side", "cause")
 
 
 class Call:
@@ -23,7 +23,8 @@ class Call:
     peer's FIN) is shown twice, like strace's unfinished and resumed lines: ``phase``
     "entered" at ``ts`` and "returned" at ``end``; "" for a call shown once.
     ``kind`` is "call", "signal" (``name`` is the signal, ``args`` its action) or "exit"
-    (``ret`` the exit status, or ``args`` the signal that killed the process).
+    (``ret`` the exit status, or ``args`` the signal that killed the process; ``ppid``
+    its parent when the parent is traced too, None for the process the capture started).
     ``local``/``peer`` are the socket's addresses ("127.0.0.1:5000") once known; ``sk``
     is the kernel's socket identity while tracing (not saved). ``conn``, ``side`` and
     ``cause`` are filled in by the calls view: the connection, "client" or "server", and
@@ -32,17 +33,19 @@ class Call:
 
     __slots__ = _FIELDS + ("sk",)
 
-    def __init__(self, *, kind: str = CALL, phase: str = "", ts: float, end: float | None = None, pid: int,
-                 tgid: int = 0, comm: str = "", name: str, fd: int | None = None,
-                 args: str = "", ret: int | None = None, errno: str = "",
-                 local: str = "", peer: str = "", conn: int | None = None, side: str = "",
-                 cause: str = "", sk: int = 0) -> None:
+    def __init__(self, *, kind: str = CALL, phase: str = "", ts: float,
+                 end: float | None = None, pid: int, tgid: int = 0, ppid: int | None = None,
+                 comm: str = "", name: str, fd: int | None = None, args: str = "",
+                 ret: int | None = None, errno: str = "", local: str = "", peer: str = "",
+                 conn: int | None = None, side: str = "", cause: str = "",
+                 sk: int = 0) -> None:
         self.kind = kind
         self.phase = phase
         self.ts = ts
         self.end = end
         self.pid = pid
         self.tgid = tgid or pid
+        self.ppid = ppid
         self.comm = comm
         self.name = name
         self.fd = fd

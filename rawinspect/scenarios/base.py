@@ -22,6 +22,8 @@ from ..core.annotation import Annotation
 from ..core.call import Call
 from ..views.steps import Step
 
+Socket = socket.socket   # the Context's method socket() hides the module in its body
+
 
 def states(text: str) -> tuple[str, ...]:
     """ "CLOSED SYN_SENT ESTABLISHED" → a tuple of state names; "FIN_WAIT_2?" is optional."""
@@ -166,12 +168,12 @@ class Context:
         self.outcome(key, "ok")
         return result
 
-    def socket(self) -> socket.socket:
+    def socket(self) -> Socket:
         """A TCP socket of the scenario's address family."""
         return socket.socket(self.family, socket.SOCK_STREAM)
 
     def listener(self, backlog: int = 8, reuse: bool = True, port: int | None = None
-                 ) -> socket.socket:
+                 ) -> Socket:
         """socket(), optional SO_REUSEADDR, bind(), listen()."""
         s = self.socket()
         if reuse:
@@ -180,7 +182,7 @@ class Context:
         s.listen(backlog)
         return s
 
-    def connect(self, port: int | None = None) -> socket.socket:
+    def connect(self, port: int | None = None) -> Socket:
         """A connected client socket."""
         s = self.socket()
         s.connect((self.host, self.port if port is None else port))

@@ -152,6 +152,7 @@ class CallAssembler:
         self._exit_code: dict[int, int] = {}
         self._fatal: dict[int, str] = {}
         self._sent: dict[int, str] = {}                   # pid → signal sent, not delivered
+        self._parent: dict[int, int] = {}                 # pid → its traced parent's
         self._done: deque[tuple[Call, _Sock | None]] = deque()
 
     def _clock(self, trace_ts: float) -> float:
@@ -173,8 +174,9 @@ class CallAssembler:
         elif name == "inet_sock_set_state":
             self._state(ev)
         elif name == "sched_process_fork":
-            parent = self._fds.get(ev.tgid, {})
-            self._fds[_num(ev.fields, "child_pid")] = dict(parent)
+            child = _num(ev.fields, "child_pid")
+            self._fds[child] = dict(self._fds.get(ev.tgid, {}))
+            self._parent[child] = ev.tgid
         elif name == "signal_generate":
             self._generated(ev)
         elif name == "signal_deliver":
@@ -241,7 +243,8 @@ class CallAssembler:
         code = self._exit_code.pop(pid, None)
         killer = self._fatal.pop(pid, "") if code is None else ""
         self._fds.pop(pid, None)
-        self._emit(Call(kind=EXIT, ts=self._clock(ev.ts), pid=pid, comm=ev.comm,
+        self._emit(Call(kind=EXIT, ts=self._clock(ev.ts), pid=pid,
+                        ppid=self._parent.pop(pid, None), comm=ev.comm,
                         name="exit", ret=code, args=killer or ("" if code is not None
                                                                else "an unknown cause")),
                    None)

@@ -524,10 +524,8 @@ def zombies(run: Run) -> Iterator[Finding]:
     with wait()/waitpid(), so each stays a zombie in the process table until the parent
     exits. Needs the calls. Fix: reap them, waitpid(-1, WNOHANG) in a loop in a SIGCHLD
     handler, or set SIGCHLD to SIG_IGN."""
-    rows = [c for c in run.loose if c.kind in (CALL, EXIT, SIGNAL)]
-    root = next((c.tgid for c in rows if c.kind == CALL), None)
     waits = [c for c in run.loose if c.name == "wait4" and c.kind == CALL]
-    exits = [c for c in rows if c.kind == EXIT and c.pid != root]
+    exits = [c for c in run.loose if c.kind == EXIT and c.ppid]  # a traced parent's child
     unreaped = [e for e in exits if not any(w.ret == e.pid and (w.end or w.ts) >= e.ts
                                             for w in waits)]
     if not unreaped:
