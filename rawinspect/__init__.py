@@ -8,9 +8,11 @@ The Python API (see the README, "Python API")::
         print(conn.number, conn.client.states, conn.server.states, conn.summary.conn_state)
 """
 
-from .api import (CaptureError, CapturePermissionError, Printer, annotate, live, printer,
-                  read)
-from .results import AnnotatedSegment, Capture, Connection, Endpoint
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import (AnnotatedSegment, Capture, CaptureError, CapturePermissionError,
+                      Connection, Endpoint, Printer, annotate, live, printer, read)
 
 __version__ = "0.1.0"
 
@@ -24,3 +26,11 @@ def build() -> str:
     from .core import tracker
 
     return "pure Python" if tracker.__file__.endswith(".py") else "compiled"
+
+
+def __getattr__(name: str) -> Any:
+    """The API's names, imported on first use: the command line does not pay for them."""
+    if name in __all__ and name not in ("__version__", "build"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'rawinspect' has no attribute {name!r}")

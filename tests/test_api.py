@@ -21,7 +21,7 @@ from scapy.utils import rdpcap
 
 import rawinspect
 from rawinspect.app import cli
-from rawinspect.scapy_io import PacketError
+from rawinspect.api.scapy_io import PacketError
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = sorted((ROOT / "captures").glob("*.pcap*"))

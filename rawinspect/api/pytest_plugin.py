@@ -28,8 +28,8 @@ from typing import Any, Generator, Iterator
 
 import pytest
 
-from .api import CapturePermissionError, live
-from .app.capture_loop import DEFAULT_LINGER
+from .entry import CapturePermissionError, live
+from ..app.capture_loop import DEFAULT_LINGER
 from .results import Capture
 
 _CAPTURE = pytest.StashKey[Capture]()

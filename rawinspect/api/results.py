@@ -14,19 +14,19 @@ import os
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, Union
 
-from .app.pipeline import Stats
-from .core.annotation import Annotation
-from .core.call import Call
-from .core.options import options_json
-from .core.segment import FLAG_LETTERS, RST, endpoint
-from .core.tracker import DEFAULT_MSL
-from .render import RenderOptions, make_renderer
+from ..app.pipeline import Stats
+from ..core.annotation import Annotation
+from ..core.call import Call
+from ..core.options import options_json
+from ..core.segment import FLAG_LETTERS, RST, endpoint
+from ..core.tracker import DEFAULT_MSL
+from ..render import RenderOptions, make_renderer
 from .saving import Packets
-from .views.steps import EndpointSteps, Step
-from .views.summary import ConnSummary, Summaries
+from ..views.steps import EndpointSteps, Step
+from ..views.summary import ConnSummary, Summaries
 
 if TYPE_CHECKING:
-    from .views.findings import Finding
+    from ..views.findings import Finding
 
 Event = Union[Annotation, Call]
 HTML_CONNECTIONS = 20  # pictures shown inline in a notebook; the rest are counted
@@ -260,7 +260,7 @@ class Connection:
 
     def svg(self) -> str:
         """The connection's SVG ladder, one document."""
-        from .render.svg import picture
+        from ..render.svg import picture
         return picture(self.events)
 
     def assert_states(self, client: Sequence[str] | None = None,
@@ -364,7 +364,7 @@ class Capture:
     @cached_property
     def findings(self) -> list[Finding]:
         """What went wrong, rule by rule, with evidence and fix (``rawinspect findings``)."""
-        from .views.findings import diagnose
+        from ..views.findings import diagnose
         anns = [e for e in self.events if isinstance(e, Annotation)]
         calls = self.calls
         return diagnose(anns, calls if calls else None, self.left_behind)
@@ -375,7 +375,7 @@ class Capture:
         ``annotated`` (pcapng only; the default there) puts each TCP packet's annotation in
         its packet comment, as ``replay --annotate -w`` does.
         """
-        from .render.pcapng_comments import comment
+        from ..render.pcapng_comments import comment
         self.stop()
         if self._packets is None:
             raise ValueError("this capture kept no packets to write")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-# A Capture and a Connection of rawinspect.results, which calls these functions (typed
+# A Capture and a Connection of rawinspect.api.results, which calls these functions (typed
 # loosely so that the two modules do not import each other).
 Capture = Any
 Connection = Any

@@ -10,9 +10,9 @@ from __future__ import annotations
 from itertools import zip_longest
 from typing import Any, Iterable, Sequence
 
-from .core.segment import FIN, RST
+from ..core.segment import FIN, RST
 
-# A Capture and a Connection of rawinspect.results, which calls these functions (typed
+# A Capture and a Connection of rawinspect.api.results, which calls these functions (typed
 # loosely so that the two modules do not import each other).
 Capture = Any
 Connection = Any

@@ -1,6 +1,6 @@
 """The Python API: ``read`` a capture file, ``annotate`` packets, capture ``live``.
 
-Each gives a ``Capture`` (``rawinspect.results``), made by the very stages the command line
+Each gives a ``Capture`` (``rawinspect.api.results``), made by the very stages the command line
 runs (``app/pipeline``: decoder, tracker and Wireshark's analysis; ``app/timeline``: the
 programs' calls merged in time order; ``app/capture_loop`` and ``app/recording`` live), so
 ``rawinspect.read(path).jsonl()`` is ``rawinspect replay path -T jsonl``, byte for byte.
@@ -10,7 +10,6 @@ programs' calls merged in time order; ``app/capture_loop`` and ``app/recording``
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,22 +18,22 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence, TextIO, cast
 
-from .app.annotator import Annotator
-from .app.capture_loop import DEFAULT_LINGER, Limits, StopFlag, capture_loop
-from .app.output import Output
-from .app.pipeline import Stats, decode_records, make_tracker, read_segments, run
-from .app.timeline import replay_with_calls
-from .core.annotation import Annotation
-from .core.call import Call
-from .core.segment import Segment
-from .core.tracker import DEFAULT_HOLD, DEFAULT_MSL
-from .render import RenderOptions, make_renderer
+from ..app.annotator import Annotator
+from ..app.capture_loop import DEFAULT_LINGER, Limits, StopFlag, capture_loop
+from ..app.output import Output
+from ..app.pipeline import Stats, decode_records, make_tracker, read_segments, run
+from ..app.timeline import replay_with_calls
+from ..core.annotation import Annotation
+from ..core.call import Call
+from ..core.segment import Segment
+from ..core.tracker import DEFAULT_HOLD, DEFAULT_MSL
+from ..render import RenderOptions, make_renderer
 from .results import Capture, Event
 from .saving import Packets
 from .scapy_io import RawPacket, loopback_copy, raw_packets, to_raw
-from .sources.calls_file import read_saved
-from .sources.capfile import CaptureFileError, Record
-from .sources.decode import Decoder
+from ..sources.calls_file import read_saved
+from ..sources.capfile import CaptureFileError, Record
+from ..sources.decode import Decoder
 
 __all__ = ["CaptureError", "CapturePermissionError", "annotate", "live", "printer", "read"]
 
@@ -110,7 +109,7 @@ def annotate(packets: Iterable[Any], *, msl: float = DEFAULT_MSL,
     """Annotate packets: scapy's (``sniff()``, ``rdpcap()``, a ``PacketList``, built with
     its layers: Ethernet, loopback, raw IP, Linux cooked) or ``(timestamp, bytes,
     linktype)`` tuples. Loopback's second copy of each packet (scapy's sniffer keeps both)
-    is left out. Anything else raises ``rawinspect.scapy_io.PacketError`` (a ValueError).
+    is left out. Anything else raises ``rawinspect.api.scapy_io.PacketError`` (a ValueError).
     """
     kept = list(raw_packets(packets))
     out = _Collector(Stats())
@@ -200,8 +199,8 @@ class _BlockEnd:
 
 
 def _open_sniffer(interface: str, expression: str) -> Any:
-    from .sources.sniffer import DEFAULT_BUFFER, DEFAULT_SNAPLEN, NoPrivilegeError, Sniffer
-    from .sources.sniffer import SnifferError
+    from ..sources.sniffer import DEFAULT_BUFFER, DEFAULT_SNAPLEN, NoPrivilegeError, Sniffer
+    from ..sources.sniffer import SnifferError
     try:
         return Sniffer(interface, expression, DEFAULT_SNAPLEN, DEFAULT_BUFFER)
     except NoPrivilegeError as e:
@@ -225,7 +224,7 @@ def live(interface: str = "lo", filter: str | None = None, ports: Sequence[int] 
     there. Without root or CAP_NET_RAW this raises CapturePermissionError, whose message
     says how to get them.
     """
-    from .scenarios.runner import capture_filter
+    from ..scenarios.runner import capture_filter
     expression = filter or (capture_filter(list(ports)) if ports else "tcp")
     session = _LiveSession(_open_sniffer(interface, expression), linger, timeout, msl, hold)
     try:
@@ -240,7 +239,7 @@ class _LiveSession:
 
     def __init__(self, source: Any, linger: float, timeout: float, msl: float,
                  hold: float) -> None:
-        from .render.pcapwriter import PcapWriter
+        from ..render.pcapwriter import PcapWriter
         self.source = source
         self.linger, self.timeout, self.msl = linger, timeout, msl
         self.tmp = tempfile.TemporaryDirectory(prefix="rawinspect-live-")
@@ -265,14 +264,12 @@ class _LiveSession:
         self.thread.start()
 
     def _start_command(self, command: list[str], own_only: bool) -> subprocess.Popen[bytes]:
-        from .app.gate import Gate
-        from .app.recording import Recording, start_recording
+        from ..app.gate import Gate
+        from ..app.recording import Recording, start_recording
         self.trace = start_recording()
         gate = Gate() if self.trace is not None else None
         try:
             argv = gate.wrap(command) if gate is not None else command
-            if gate is not None and gate.read_fd > 9 and shutil.which("bash"):
-                argv[0] = shutil.which("bash") or argv[0]  # dash reads one-digit fds only
             proc = subprocess.Popen(argv, pass_fds=gate.pass_fds if gate is not None else ())
         except OSError as e:
             if gate is not None:

@@ -12,12 +12,12 @@ import os
 import tempfile
 from typing import Iterable, Iterator, Sequence
 
-from .render.pcapng_comments import write_annotated
-from .render.pcapwriter import PcapWriter
+from ..render.pcapng_comments import write_annotated
+from ..render.pcapwriter import PcapWriter
 from .scapy_io import RawPacket
-from .sources.calls_file import Record
-from .sources.capfile import open_capture
-from .sources.sniffer import DEFAULT_SNAPLEN
+from ..sources.calls_file import Record
+from ..sources.capfile import open_capture
+from ..sources.sniffer import DEFAULT_SNAPLEN
 
 
 class Packets:
