@@ -86,12 +86,24 @@ def make_tracker(msl: float, hold: float) -> Annotator:
     return Annotator(msl=msl, hold=hold)
 
 
+def _hand_on(anns: list[Annotation], sink: Sink) -> bool:
+    """``anns`` to the sink, ``BATCH`` at a time, while it wants more."""
+    if len(anns) <= BATCH:
+        return sink(anns)
+    for start in range(0, len(anns), BATCH):
+        if not sink(anns[start:start + BATCH]):
+            return False
+    return True
+
+
 def run(segments: Iterator[Segment], tracker: Annotator, sink: Sink, stats: Stats) -> None:
     """Feed segments through the tracker; hand the final annotations to ``sink``.
 
-    Annotations go to the sink in batches, until it says it has enough; a damaged file
-    still gets everything read before the damage (the caller reports the error after
-    this returns or raises).
+    Annotations go to the sink in batches of at most ``BATCH``, until it says it has
+    enough; a damaged file still gets everything read before the damage (the caller
+    reports the error after this returns or raises). A hold released at once (tens of
+    thousands of segments behind an unanswered SYN, all at the end) is handed on in
+    batches too, so that no renderer holds all of its text at once.
     """
     batch: list[Annotation] = []
     # The hot path creates no reference cycles; the cyclic collector would only cost time.
@@ -102,14 +114,14 @@ def run(segments: Iterator[Segment], tracker: Annotator, sink: Sink, stats: Stat
         for seg in segments:
             batch.extend(tracker.feed(seg))
             if len(batch) >= BATCH:
-                more = sink(batch)
+                more = _hand_on(batch, sink)
                 batch.clear()
                 if not more:
                     return
     finally:
         batch.extend(tracker.finish())
         if more and batch:
-            sink(batch)
+            _hand_on(batch, sink)
         stats.connections = tracker.connections
         if gc_was_enabled:
             gc.enable()
