@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--modes", default=",".join(m for m, _, _ in MODES),
                     help="comma-separated modes to time")
     ap.add_argument("--jobs", type=int, default=None, help="pass -j N to rawinspect replay")
+    ap.add_argument("--no-refs", action="store_true", help="time rawinspect only")
     ap.add_argument("--keep", metavar="FILE", help="write the capture here and keep it "
                                                    "(reused if it exists)")
     args = ap.parse_args()
@@ -120,6 +121,8 @@ def main() -> None:
     print(f"  {'mode':<16} {'best':>9}  {'packets/s (range)':^23}         ratio   peak RSS  pkts/CPU-s")
     refs: dict[str, float | None] = {"seg": None, "conv": None}
     tshark, tcptrace = shutil.which("tshark"), shutil.which("tcptrace")
+    if args.no_refs:
+        tshark = tcptrace = None
     if tshark:
         refs["seg"] = measure("tshark fields", [tshark, "-r", str(path), "-T", "fields",
                                                 "-e", "frame.number", "-e", "tcp.flags",
@@ -127,7 +130,7 @@ def main() -> None:
                               args.runs, args.packets, None)
         refs["conv"] = measure("tshark conv,tcp", [tshark, "-r", str(path), "-q", "-z",
                                                    "conv,tcp"], args.runs, args.packets, None)
-    else:
+    elif not args.no_refs:
         print("  tshark not installed: no ratios (apt-get install tshark)")
     if tcptrace:
         measure("tcptrace -n -l", [tcptrace, "-n", "-l", str(path)], args.runs, args.packets,
