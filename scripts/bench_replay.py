@@ -97,7 +97,6 @@ def main() -> None:
                     help="the Python whose installed rawinspect is measured")
     ap.add_argument("--modes", default=",".join(m for m, _, _ in MODES),
                     help="comma-separated modes to time")
-    ap.add_argument("--jobs", type=int, default=None, help="pass -j N to rawinspect replay")
     ap.add_argument("--no-refs", action="store_true", help="time rawinspect only")
     ap.add_argument("--keep", metavar="FILE", help="write the capture here and keep it "
                                                    "(reused if it exists)")
@@ -114,10 +113,7 @@ def main() -> None:
     small = tmp / "small.pcap"
     write_mix(small, args.mix, 10, args.seed)
     ours = which_rawinspect(args.python)
-    if args.jobs is not None:
-        ours += ["replay", "-j", str(args.jobs), "-q"]
-    else:
-        ours += ["replay", "-q"]
+    ours += ["replay", "-q"]
     print(f"  {'mode':<16} {'best':>9}  {'packets/s (range)':^23}         ratio   peak RSS  pkts/CPU-s")
     refs: dict[str, float | None] = {"seg": None, "conv": None}
     tshark, tcptrace = shutil.which("tshark"), shutil.which("tcptrace")
