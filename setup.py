@@ -19,8 +19,8 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 # The modules every replayed packet goes through: reading, decoding, tracking, analysis,
-# the two per-segment formats people use most (jsonl, the default table), and the views
-# behind the connection summaries (--conns, zeek), fed every segment too.
+# the two per-segment formats people use most (jsonl, the default table), the views behind
+# the connection summaries (--conns, zeek) and the findings' facts, fed every segment too.
 HOT_MODULES = [
     "rawinspect/sources/capfile.py",
     "rawinspect/sources/decode.py",
@@ -42,6 +42,8 @@ HOT_MODULES = [
     "rawinspect/views/steps.py",
     "rawinspect/views/zeek.py",
     "rawinspect/views/summary.py",
+    "rawinspect/views/conn_facts.py",
+    "rawinspect/views/findings.py",
 ]
 
 
