@@ -287,8 +287,6 @@ def test_without_recorded_calls_the_call_checks_are_listed_not_failed():
 
 def test_every_scenario_states_its_call_expectations():
     for name, scenario in all_scenarios().items():
-        if name in ("backlog", "self-connect"):
-            continue  # another lesson's owner adds theirs
         text = "\n".join(expectations(scenario.expect))
         assert scenario.expect.calls, name
         assert "Calls the kernel must record" in text, name

@@ -101,7 +101,9 @@ class Call:
         if self.name in ("accept", "accept4") and self.peer and not self.errno:
             text += f" from {self.peer}"
         if self.phase == RETURNED:
-            text = f"... {text} after {self.waited:.3f} s"
+            waited = self.waited
+            took = f"{waited * 1e6:.0f} µs" if waited < 0.001 else f"{waited:.3f} s"
+            text = f"... {text} after {took}"
         return text
 
     def as_dict(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .call_checks import Calls
 from .base import CLIENT_CLOSES, Check, Context, Expect, Observed, Scenario, in_thread
 
 SYNCOOKIES = "/proc/sys/net/ipv4/tcp_syncookies"
@@ -144,5 +145,9 @@ SCENARIOS = [Scenario(
     "final ACK (client ESTABLISHED, server still SYN_RCVD), with and without SYN cookies",
     __doc__, run, Expect(findings=('listen-overflow',),
                          no_findings=('connection-refused', 'close-wait-leak'),
-                         conns=[[CLIENT_CLOSES]] * (2 * CLIENTS), extra=late_servers),
+                         conns=[[CLIENT_CLOSES]] * (2 * CLIENTS), extra=late_servers,
+                         calls=[Calls("listen", args="backlog 1", side="server", times=2),
+                                Calls("connect", side="client", times=2 * CLIENTS),
+                                Calls("accept|accept4", ">=0", side="server",
+                                      times=2 * CLIENTS)]),
     ports=2, timeout=40.0)]

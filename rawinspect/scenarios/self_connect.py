@@ -19,6 +19,7 @@ it), or check after connect() that getsockname() != getpeername().
 from __future__ import annotations
 
 from .base import Context, Expect, Path, Scenario, states
+from .call_checks import Calls
 
 
 def run(ctx: Context) -> None:
@@ -40,4 +41,6 @@ SCENARIOS = [Scenario(
            no_findings=('connection-refused', 'listen-overflow'),
            conns=[[Path("connected to itself", ITSELF, ITSELF)]],
            outcomes={"connect to its own port": "ok",
-                     "getsockname() == getpeername()": "yes"}))]
+                     "getsockname() == getpeername()": "yes"},
+           calls=[Calls("bind"), Calls("connect"), Calls("sendto|send|write", ">0"),
+                  Calls("recvfrom|recv|read", ">0"), Calls("close")]))]
