@@ -101,11 +101,18 @@ def test_on_keeps_the_connections_of_a_port():
 
 def test_renderers_are_the_command_lines(capsys):
     path = ROOT / "captures" / "handshake.pcap"
-    cap = rawinspect.read(path)
-    cli.main(["replay", str(path), "-T", "ladder", "--width", "100", "--color", "never", "-q"])
+    # The renderers' part: the command line's reports after them (the sockets left behind
+    # and the message boundaries saved with the calls) are the Capture's attributes.
+    cap = rawinspect.read(path, calls=False)
+    cli.main(["replay", str(path), "-T", "ladder", "--width", "100", "--color", "never", "-q",
+              "--no-calls"])
     assert cap.ladder() == capsys.readouterr().out
-    cli.main(["replay", str(path), "--width", "120", "--color", "never", "-q"])
+    cli.main(["replay", str(path), "--width", "120", "--color", "never", "-q", "--no-calls"])
     assert cap.table() == capsys.readouterr().out
+    with_calls = rawinspect.read(path)
+    cli.main(["replay", str(path), "--width", "120", "--color", "never", "-q"])
+    assert capsys.readouterr().out.startswith(with_calls.table())
+    assert with_calls.calls and with_calls.left_behind
     (svg,) = cap.svg()
     assert "<svg" in svg and "TIME_WAIT" in svg
     assert cap.html().startswith("<!DOCTYPE html>") and svg in cap.html()

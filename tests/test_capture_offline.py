@@ -44,7 +44,8 @@ def capture(path: Path, *argv: str, per_read: int | None = None,
 
 
 def replay(capsys, path: Path, *argv: str) -> tuple[str, str]:
-    assert cli.main(["replay", str(path), *argv]) == 0
+    # The offline capture records no calls: replay leaves out those saved with the file.
+    assert cli.main(["replay", str(path), "--no-calls", *argv]) == 0
     res = capsys.readouterr()
     return res.out, res.err
 
@@ -67,8 +68,7 @@ def test_sniffer_is_a_packet_source() -> None:
 @pytest.mark.parametrize("name", BUNDLED)
 def test_capture_annotates_as_replay(capsys, name: str) -> None:
     path = CAPTURES / name
-    # The offline capture records no calls: replay leaves out those saved with the file.
-    want, want_err = replay(capsys, path, "-T", "jsonl", "--no-calls")
+    want, want_err = replay(capsys, path, "-T", "jsonl")
     code, _ = capture(path, "-T", "jsonl", per_read=3)
     got = capsys.readouterr()
     assert code == 0, got.err
