@@ -241,11 +241,15 @@ def test_findings_command_lists_every_rule():
 
 def test_findings_only_and_jsonl_records():
     pcap = str(CAPTURES / "write-after-close.pcap")
-    only = rawinspect("replay", pcap, "-q", "--findings-only", "--color", "never")
+    # From the wire alone (the capture's saved calls left out): a warning.
+    only = rawinspect("replay", pcap, "-q", "--findings-only", "--color", "never", "--no-calls")
     assert only.returncode == 0 and only.stdout.startswith("findings, conn 1:")
     assert "WARNING write-after-peer-close" in only.stdout and "P." not in only.stdout
+    # With the calls, the EPIPE they show makes it an error.
+    calls = rawinspect("replay", pcap, "-q", "--findings-only", "--color", "never")
+    assert "ERROR write-after-peer-close" in calls.stdout and "EPIPE" in calls.stdout
     records = [json.loads(x) for x in rawinspect("replay", pcap, "-q", "--findings-only",
-                                                 "-T", "jsonl").stdout.splitlines()]
+                                                 "-T", "jsonl", "--no-calls").stdout.splitlines()]
     assert [r["kind"] for r in records] == ["finding", "finding"]
     assert records[0]["frames"] == [4, 5, 6] and records[0]["conn"] == 1
     table = rawinspect("replay", pcap, "-q", "--color", "never").stdout

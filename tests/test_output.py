@@ -13,6 +13,7 @@ from rawinspect.app import cli
 from rawinspect.app.options import UsageError
 from rawinspect.app.output import Output, summary_mode
 from rawinspect.app.pipeline import Stats, make_tracker, read_segments, run
+from rawinspect.core.call import Call
 from rawinspect.core.annotation import Annotation
 from rawinspect.core.tracker import DEFAULT_HOLD, DEFAULT_MSL
 from rawinspect.render import FORMATS, Format, RenderOptions
@@ -64,6 +65,9 @@ class Count:
 
     def write(self, anns: list[Annotation]) -> None:
         self.n += len(anns)
+
+    def write_calls(self, calls: list[Call]) -> None:
+        pass
 
     def flush(self) -> None:
         pass
