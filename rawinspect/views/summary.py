@@ -48,13 +48,16 @@ class ConnSummary:
 
 
 class _Track:
-    """What one connection's summary collects beside Zeek's record."""
+    """What one connection's summary collects beside Zeek's record (its first annotation
+    is not kept: thousands of them would hold their segments to the end)."""
 
-    __slots__ = ("first", "last", "steps", "handshake", "heard", "fin_first", "closing")
+    __slots__ = ("uid", "client", "server", "steps", "handshake", "heard", "fin_first",
+                 "closing")
 
     def __init__(self, a: Annotation) -> None:
-        self.first = a
-        self.last = a
+        self.uid = uid(a)
+        self.client = a.client
+        self.server = a.server
         self.steps = EndpointSteps(a)
         self.handshake = HandshakeRtt()
         self.heard = [False, False]   # the server, the client has sent a segment
@@ -63,7 +66,6 @@ class _Track:
 
     def feed(self, a: Annotation) -> None:
         """The next annotation of the connection."""
-        self.last = a
         for change in self.steps.feed(a):
             if "FIN_WAIT_1" in change.path and self.fin_first == "-":
                 self.fin_first = change.who
@@ -120,8 +122,8 @@ class Summaries:
             closed = ("simultaneous" if t.closing == {"client", "server"} else t.fin_first)
             timing = t.timing(self.end, self.time_wait)
             out.append(ConnSummary(
-                cid, uid(t.first), z.first_ts, z.last_time - z.first_ts, t.first.client,
-                t.first.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
+                cid, t.uid, z.first_ts, z.last_time - z.first_ts, t.client,
+                t.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
                 z.conn_state(), z.history_string, z.missed_bytes, timing["client"][-1].state,
                 timing["server"][-1].state, closed, t.handshake.rtt or None, timing, list(z.history),
                 t.steps.changes, self.log.rows(cid)))
