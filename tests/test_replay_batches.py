@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from rawinspect.app.pipeline import BATCH, Stats, make_tracker, run
 from rawinspect.core.annotation import Annotation
-from rawinspect.core.segment import ACK, SYN
+from rawinspect.core.segment import ACK, SYN, Segment
 
 from tcpseq import Conv
 
 
-def _segments(data: int) -> list:
+def _segments(data: int) -> list[Segment]:
     """A SYN nobody answers, then a connection exchanging ``data`` ACKed segments."""
     lone = Conv(cport=50000)
     busy = Conv(cport=40000)
