@@ -368,6 +368,7 @@ class _Session:
         """Message boundaries and the trace's losses, after the summaries."""
         if self.recording is not None:
             self.output.report(self.recording.report_lines())
+            self.recording.warn_lost()
 
     def _programs_code(self, reason: str) -> int:
         """The scenario's verdict, or the command's exit status if it ended on its own."""

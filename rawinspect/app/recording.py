@@ -80,8 +80,11 @@ class Recording:
         self.stats.left_out = self.timeline.left_out
 
     def report_lines(self) -> list[str]:
-        """Message boundaries per connection, and the trace's losses."""
-        lines = boundary_lines(self.timeline)
+        """Message boundaries per connection."""
+        return boundary_lines(self.timeline)
+
+    def warn_lost(self) -> None:
+        """Say on stderr when the kernel's trace overflowed (calls are missing)."""
         if self.lost:
-            lines.append(f"{self.lost} trace events lost: some calls may be missing")
-        return lines
+            print(f"rawinspect: {self.lost} trace events lost: some calls are missing (the "
+                  "programs made calls faster than they could be read)", file=sys.stderr)

@@ -13,6 +13,7 @@ into Calls.
 from __future__ import annotations
 
 import bisect
+import os
 import time
 
 from ..core.call import Call
@@ -27,7 +28,10 @@ OTHER_EVENTS = ("sched/sched_process_fork", "sched/sched_process_exit",
                 "syscalls/sys_enter_exit_group")
 HOLD = 0.1           # seconds a finished call waits for its socket's addresses
 LAG = 2 * HOLD + 0.05  # the timeline shows what is at least this old: every call is in
-BUFFER_KB = 8192     # per CPU: a burst of calls between two reads must fit
+# The trace's ring, shared out among the CPUs: what the reader has not taken yet must fit
+# (it keeps reading after the program ends, so a burst is lost only if it overflows this).
+BUFFER_TOTAL_KB = 64 * 1024
+BUFFER_KB = max(4096, BUFFER_TOTAL_KB // (os.cpu_count() or 1))
 SETTLE = 0.02        # seconds: the two instances' events are merged this far behind
 STATES = {"sock/inet_sock_set_state": "protocol == 6"}
 
