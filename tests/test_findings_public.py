@@ -46,7 +46,9 @@ CLAIMS: dict[str, Callable[[list[Segment]], bool]] = {
     "keep-alive": _flagged("keep_alive", "keep_alive_ack"),
     "retransmission-timeout": _flagged("retransmission", "spurious_retransmission"),
     "connection-refused": _has_flag("R"),
-    "listen-overflow": _has_flag("S"),
+    # SYNs sent again, or the client's ACK or data the server dropped (it stays SYN_RCVD)
+    "listen-overflow": lambda frames: _has_flag("S")(frames) or all(
+        s["direction"] == "c>s" and s["server_after"] == "SYN_RCVD" for s in frames),
     "rst-on-close": _has_flag("R"),
     "close-wait-leak": _passes_through("CLOSE_WAIT"),
     "fin-wait-2-hang": _passes_through("FIN_WAIT_2"),
