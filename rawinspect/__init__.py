@@ -8,11 +8,7 @@ The Python API (see the README, "Python API")::
         print(conn.number, conn.client.states, conn.server.states, conn.summary.conn_state)
 """
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .api import (AnnotatedSegment, Capture, CaptureError, CapturePermissionError,
-                      Connection, Endpoint, Printer, annotate, live, printer, read)
+from typing import Any
 
 __version__ = "0.1.0"
 

@@ -25,7 +25,7 @@ class PacketError(ValueError):
 
 
 def _scapy_linktype(pkt: Any) -> int:
-    from scapy.config import conf
+    from scapy.config import conf  # type: ignore[import]
     linktype = conf.l2types.layer2num.get(type(pkt))
     if linktype is None:
         raise PacketError(f"scapy packet {pkt.summary()!r}: its first layer "

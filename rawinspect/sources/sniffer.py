@@ -100,8 +100,8 @@ def interface_linktype(iface: str) -> tuple[int, bool]:
 def compile_bpf(expression: str, linktype: int) -> list[tuple[int, int, int, int]]:
     """BPF instructions for a tcpdump-syntax filter, compiled by scapy through libpcap."""
     try:
-        from scapy.arch.common import compile_filter
-        from scapy.error import Scapy_Exception
+        from scapy.arch.common import compile_filter  # type: ignore[import]
+        from scapy.error import Scapy_Exception  # type: ignore[import]
     except ImportError as e:  # pragma: no cover - scapy is a dependency
         raise SnifferError(f"scapy is needed for capture filters: {e}") from None
     try:
