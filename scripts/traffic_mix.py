@@ -149,7 +149,7 @@ class _Conn:
         piggy = False
         for n in range(self.requests):
             if n:
-                self._wait(_pareto(rng, 1.2, 0.05, 60.0))
+                self._wait(_pareto(rng, 1.1, 2.0, 300.0))
             yield self._c(P | A, rng.randint(60, 900))
             self._wait(0.0002 + rng.random() * 0.002)
             size = int(_pareto(rng, 1.1, 3000, 5e7)) if rng.random() < 0.8 \
@@ -300,7 +300,7 @@ def realistic(n: int, seed: int) -> Iterator[tuple[float, bytes]]:
         if first is not None:
             heapq.heappush(heap, (first[0], no, first, it, (v6, *_addresses(no, v6))))
 
-    for _ in range(300):    # connections already open when the capture starts
+    for _ in range(2000):   # connections already open when the capture starts
         c = _Conn(random.Random(rng.getrandbits(64)), t_next + rng.random() * 2)
         c.opening = "midstream"
         no += 1
