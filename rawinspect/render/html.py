@@ -8,11 +8,11 @@ addresses, calls, notes) travels as JSON data, with ``<``, ``>`` and ``&`` escap
 holding ``<script>`` shows as text and runs nothing.
 
 The segments' bytes: a renderer is given decoded Segments, not packets, so at close the
-capture file named in ``ReportInfo.capture`` is read again and each reported frame's TCP
-header and up to ``PAYLOAD_SHOWN`` bytes of its payload are taken from it (found by the
-ports, sequence and acknowledgement numbers the Segment holds). Without a file (a live
-capture without ``-w``) the header is rebuilt from the Segment's fields, checksum and
-urgent pointer unknown, and the payload is not shown.
+capture file named in ``ReportInfo.capture`` is read again (``wire_bytes``) and each
+reported frame's TCP header and up to ``PAYLOAD_SHOWN`` bytes of its payload are taken
+from it (found by the ports, sequence and acknowledgement numbers the Segment holds).
+Without a file (a live capture without ``-w``) the header is rebuilt from the Segment's
+fields, checksum and urgent pointer unknown, and the payload is not shown.
 
 Rows and crossings come from ``layout``, as in the SVG picture; the page draws a window
 of a large connection's ladder at a time (see the script), so a file grows linearly with
@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,13 +33,13 @@ from typing import Any
 
 from ..core.annotation import Annotation
 from ..core.call import CALL, Call
-from ..core.segment import Segment
 from ..core.tracker import DEFAULT_MSL
-from ..sources.capfile import CaptureFileError, open_capture
+from ..sources.capfile import CaptureFileError
 from ..views.findings import Finding, diagnose
 from ..views.summary import ConnSummary, Summaries
 from .ladder import call_label
 from .layout import MAX_GAP, MIN_GAP, PX_PER_MS, SLANT, Event, arrivals, crossings, rows
+from .wire_bytes import read_bytes, rebuilt_header
 
 PAYLOAD_SHOWN = 256  # payload bytes kept per segment in the page
 TOP = 40.0           # y of a ladder's first row
@@ -89,39 +88,6 @@ def _asset(name: str) -> str:
 
 def _csp_hash(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
-
-
-def _tcp_key(seg: Segment) -> bytes:
-    return struct.pack("!HHII", seg.sport, seg.dport, seg.seq, seg.ack)
-
-
-def read_bytes(path: str, wanted: dict[int, Segment]) -> dict[int, bytes]:
-    """Each wanted frame's TCP header and first PAYLOAD_SHOWN payload bytes, read again
-    from the capture file; frames not found are left out."""
-    out: dict[int, bytes] = {}
-    frame = 0
-    for _linktype, _ts, buf, off, caplen, _wirelen in open_capture(path):
-        frame += 1
-        seg = wanted.get(frame)
-        if seg is None:
-            continue
-        end = off + caplen
-        pos = bytes(buf[off:end]).find(_tcp_key(seg))
-        if pos >= 0 and off + pos + 13 <= end:
-            start = off + pos
-            hl = max((buf[start + 12] >> 4) * 4, 20)
-            stop = min(end, start + hl + min(seg.payload, PAYLOAD_SHOWN))
-            out[frame] = bytes(buf[start:stop])
-        if len(out) == len(wanted):
-            break
-    return out
-
-
-def rebuilt_header(seg: Segment) -> bytes:
-    """The TCP header as far as the Segment knows it: checksum and urgent pointer zero."""
-    hl = 20 + len(seg.raw_opts)
-    return struct.pack("!HHIIHHHH", seg.sport, seg.dport, seg.seq, seg.ack,
-                       (hl // 4) << 12 | (seg.flags & 0x1FF), seg.window, 0, 0) + seg.raw_opts
 
 
 def _path(path: list[str] | None) -> str:
@@ -274,7 +240,7 @@ class HtmlRenderer:
         if not path or not self.anns:
             return {}
         try:
-            return read_bytes(path, {a.seg.frame: a.seg for a in self.anns})
+            return read_bytes(path, {a.seg.frame: a.seg for a in self.anns}, PAYLOAD_SHOWN)
         except (CaptureFileError, OSError) as e:
             print(f"rawinspect: html: segment bytes not shown: {e}", file=sys.stderr)
             return {}
