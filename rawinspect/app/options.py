@@ -78,6 +78,12 @@ def add_output_options(p: argparse.ArgumentParser,
                    help="table: each row also gives the window as the receiver reads it "
                         "(scaled) and the TCP options, as Wireshark writes them "
                         "(Win=65536 MSS=65495 SACK_PERM WS=128)")
+    p.add_argument("-X", "--hex", action="store_true",
+                   help="table: under each row, the IP and TCP headers field by field "
+                        "(the bytes on the wire, the value after ntohs/ntohl, what a "
+                        "little-endian CPU reads without them), the options' bytes and the "
+                        "payload as tcpdump -X prints it; the bytes are read again from the "
+                        "capture file (replay's, or capture's -w)")
     p.add_argument("--time", choices=TIME_MODES, default=None,
                    help="the table's Time column: seconds since the first segment "
                         "(relative, the default), local date and time (absolute, like "

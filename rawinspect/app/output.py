@@ -76,13 +76,15 @@ def settle_format(args: argparse.Namespace) -> None:
     for flag, given, formats in (("--ascii", args.ascii, ("ladder",)),
                                  ("--width", args.width, ("table", "ladder")),
                                  ("--time", args.time, ("table",)),
-                                 ("--verbose", args.verbose, ("table",))):
+                                 ("--verbose", args.verbose, ("table",)),
+                                 ("-X/--hex", args.hex, ("table",))):
         if given and fmt not in formats:
             raise UsageError(f"{flag} is for --format {' or '.join(formats)}, not {fmt}")
     if args.findings_only and (args.conns or args.explain or FORMATS[fmt].per_connection):
         raise UsageError("--findings-only prints only the findings: it cannot go with "
                          "--conns, --explain or --format zeek")
-    for flag, given in (("--time", args.time), ("--verbose", args.verbose)):
+    for flag, given in (("--time", args.time), ("--verbose", args.verbose),
+                        ("-X/--hex", args.hex)):
         if given and summary_mode(args):
             raise UsageError(f"{flag} is for the per-segment table, not the connection "
                              "summaries (--conns, --explain)")
@@ -92,7 +94,7 @@ def render_options(args: argparse.Namespace) -> RenderOptions:
     """Drawing options from the command line."""
     width = args.width or (shutil.get_terminal_size().columns if sys.stdout.isatty() else 80)
     return RenderOptions(use_color(args.color), args.ascii, width, args.output,
-                         args.time or "relative", args.verbose)
+                         args.time or "relative", args.verbose, args.hex)
 
 
 def summary_mode(args: argparse.Namespace) -> bool:
@@ -114,6 +116,8 @@ class Output:
         self.live = live
         self.tap = tap
         self.calls_tap = calls_tap
+        self.verdict_lines: list[str] = []
+        self.verdict_ok: bool | None = None
         settle_format(args)
         self.keep = make_filter(args)
         # -c: replay stops after showing N segments; a live capture stops after capturing
@@ -182,9 +186,13 @@ class Output:
         info = getattr(self.renderer, "info", None)
         if info is not None:  # a renderer that tells what was captured (the report)
             info.what, info.capture, info.interface, info.filter = what, capture, interface, bpf
+        hexview = getattr(self.renderer, "hexview", None)
+        if hexview is not None:  # the table's -X reads the bytes from the capture file
+            hexview.use(capture)
 
     def verdict(self, lines: list[str], ok: bool) -> None:
         """A scenario's verdict, for the formats that show it (the HTML report)."""
+        self.verdict_lines, self.verdict_ok = lines, ok
         info = getattr(self.renderer, "info", None)
         if info is not None:  # a renderer that tells what was captured (the report)
             info.verdict, info.ok = lines, ok

@@ -45,6 +45,7 @@ class RenderOptions:
     output: str | None = None
     time: str = "relative"
     verbose: bool = False    # the table: each row's scaled window and TCP options
+    hex: bool = False        # the table's -X: headers field by field and payload bytes
 
 
 SegmentFactory = Callable[[TextIO, RenderOptions], Renderer]
@@ -74,7 +75,11 @@ class Format:
 
 def _table(out: TextIO, opts: RenderOptions) -> Renderer:
     from .table import TableRenderer
-    return TableRenderer(out, opts.color, opts.width, opts.time, opts.verbose)
+    hexview = None
+    if opts.hex:
+        from .hexdump import HexView
+        hexview = HexView()
+    return TableRenderer(out, opts.color, opts.width, opts.time, opts.verbose, hexview)
 
 
 def _jsonl(out: TextIO, opts: RenderOptions) -> Renderer:

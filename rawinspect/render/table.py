@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import textwrap
 from datetime import datetime
-from typing import TextIO
+from typing import Callable, TextIO
 
 from ..core.annotation import Annotation
 from ..core.call import CALL, Call
@@ -44,6 +44,7 @@ Cell = tuple[str, str]  # text and its colour ("" for none)
 WARN_FLAGS = ("retransmission", "rst_out_of_window")
 WRAPPED_KEPT = 4096  # distinct explanations whose wrapped lines are remembered
 SIDES = ("client", "server")
+HexLines = Callable[[Annotation], list[str]]  # -X: the lines under a row (render/hexdump)
 
 
 def wrap_path(before: str, path: list[str] | None, width: int) -> list[str]:
@@ -91,8 +92,10 @@ class TableRenderer:
     lines up)."""
 
     def __init__(self, out: TextIO, color: bool, width: int = 80,
-                 time: str = "relative", verbose: bool = False) -> None:
+                 time: str = "relative", verbose: bool = False,
+                 hexview: HexLines | None = None) -> None:
         self.out = out
+        self.hexview = hexview
         self.verbose = verbose
         self.color = color
         self.time = time
@@ -266,11 +269,14 @@ class TableRenderer:
 
     def write(self, anns: list[Annotation]) -> None:
         lines = self._head()
+        hexview = self.hexview
         for a in anns:
             if a.conn not in self.seen:
                 self.seen.add(a.conn)
                 lines.extend(self._header_lines(a.conn, a.client, a.server))
             lines.extend(self.rows(a))
+            if hexview is not None:
+                lines.extend(hexview(a))
         if lines:
             self.out.write("\n".join(lines) + "\n")
 
