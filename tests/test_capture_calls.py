@@ -89,6 +89,8 @@ def test_scenario_calls_live_and_replayed(name, tmp_path):
     assert live.returncode == 0, live.stdout[-3000:] + live.stderr[-3000:]
     assert report["ok"] and report["calls"], report["verdict"]
     assert "packets dropped by kernel" in live.stderr
+    report_page = (tmp_path / "x.html").read_text()   # written beside the capture
+    assert report_page.startswith("<!DOCTYPE html>") and name in report_page
     assert not any("not checked (calls not recorded)" in line for line in report["verdict"])
     expected = all_scenarios()[name].expect.calls
     call_lines = [line for line in report["verdict"] if "calls:" in line]

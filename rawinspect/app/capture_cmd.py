@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import heapq
 import json
 import os
 import shutil
@@ -301,6 +302,8 @@ class _Session:
         programs = self._programs_code(reason)
         if later:
             self.output.close()
+        elif plan.scenario is not None and plan.write:
+            self._scenario_report(plan)
         if stop.signum:
             return 128 + stop.signum
         return programs or code or (EXIT_RUNTIME if disagree and args.strict else EXIT_OK)
@@ -338,6 +341,25 @@ class _Session:
         if plan.pid is not None and call_trace is not None:
             call_trace.follow_running(plan.pid)
             self.child = _Running(plan.pid)
+
+    def _scenario_report(self, plan: Plan) -> None:
+        """A scenario's HTML report beside its capture: the lesson to open in a browser."""
+        from ..render.html import HtmlRenderer, ReportInfo
+        stats, out = self.stats, self.output
+        info = ReportInfo(f"capture {plan.describe()}", plan.write, self.args.interface,
+                          plan.expression, stats.packets, stats.dropped, out.verdict_lines,
+                          out.verdict_ok)
+        report = HtmlRenderer(os.path.splitext(plan.write or "")[0] + ".html", info,
+                              self.args.msl)
+        rows: list[Annotation | Call] = list(heapq.merge(
+            self.seen, self.calls, key=lambda x: x.seg.ts if isinstance(x, Annotation)
+            else x.at))
+        for row in rows:
+            if isinstance(row, Annotation):
+                report.write([row])
+            else:
+                report.write_calls([row])
+        report.close()
 
     def _ports(self) -> list[int]:
         """The captured ports: the scenario's, else the traced programs' own sockets'."""
