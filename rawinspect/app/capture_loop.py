@@ -154,11 +154,11 @@ def capture_loop(source: PacketSource, writer: PcapWriter | None, tracker: Annot
             now = clock()
             anns = reader.drain()
             anns.extend(tracker.flush(now))
+            if writer is not None:
+                writer.flush()  # before the sink: the table's -X reads the rows' bytes back
             more = sink(anns) if anns else True
             if reader.full or not more:
                 reason = "count"
-            if writer is not None:
-                writer.flush()
             if each_round is not None:
                 each_round()
             reason = until.reason(now) or reason
