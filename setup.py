@@ -43,8 +43,9 @@ HOT_MODULES = [
     "rawinspect/views/zeek.py",
     "rawinspect/views/summary.py",
     "rawinspect/views/conn_facts.py",
-    "rawinspect/views/findings.py",
 ]
+# Not views/findings.py: its rules run once per finished connection, and their docstrings
+# are the lessons `rawinspect findings` prints (a compiled function keeps no docstring).
 
 
 class CompileHotPath(build_ext):
