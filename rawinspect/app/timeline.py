@@ -15,7 +15,7 @@ from collections import deque
 from typing import Callable, Iterator, Union
 
 from ..core.annotation import Annotation
-from ..core.call import ENTERED, Call
+from ..core.call import ENTERED, RETURNED, Call
 from ..core.segment import FIN, RST, Segment
 from ..views.calls import CallLinker
 from .annotator import Annotator
@@ -23,6 +23,8 @@ from .output import Output
 from .pipeline import Stats, run
 
 Item = Union[Annotation, Call]
+MAKES_SEGMENTS = frozenset({"connect", "close", "shutdown"})
+SENDS_EARLY = 100e-6   # seconds
 AnnSink = Callable[[list[Annotation]], bool]
 CallSink = Callable[[list[Call]], None]
 
@@ -69,7 +71,8 @@ class Timeline:
         while True:
             a_ts = anns[0].seg.ts if anns else None
             c_ts = calls[0][0] if calls else None
-            if c_ts is not None and c_ts <= upto and (a_ts is None or c_ts <= a_ts):
+            if c_ts is not None and c_ts <= upto and (a_ts is None or c_ts - _early(calls[0][2])
+                                                       <= a_ts):
                 call = calls[0][2]
                 if not call.phase and (call.end or call.ts) > upto:
                     return items  # it may yet be split by a segment that came in meanwhile
@@ -156,3 +159,11 @@ def replay_with_calls(segments: Iterator[Segment], tracker: Annotator, output: O
 def count_calls(rows: list[Call]) -> int:
     """Calls, signals and exits among timeline rows (a call that waited has two rows)."""
     return sum(1 for c in rows if c.phase != ENTERED)
+
+
+def _early(call: Call) -> float:
+    """How much earlier than its own time a call comes before segments: one that sends a
+    segment (connect, close, shutdown) by SENDS_EARLY, since the kernel may stamp that
+    segment tens of µs before the call's entry (TCP's departure time comes from a cached
+    clock), and the call must come first to be seen as its cause."""
+    return SENDS_EARLY if call.name in MAKES_SEGMENTS and call.phase != RETURNED else 0.0
