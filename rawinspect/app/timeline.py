@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Union
 
 from ..core.annotation import Annotation
 from ..core.call import ENTERED, RETURNED, Call
-from ..core.segment import FIN, RST, Segment
+from ..core.segment import ACK, FIN, RST, SYN, Segment
 from ..views.calls import CallLinker
 from .annotator import Annotator
 from .output import Output
@@ -71,8 +71,8 @@ class Timeline:
         while True:
             a_ts = anns[0].seg.ts if anns else None
             c_ts = calls[0][0] if calls else None
-            if c_ts is not None and c_ts <= upto and (a_ts is None or c_ts - _early(calls[0][2])
-                                                       <= a_ts):
+            if c_ts is not None and c_ts <= upto and (
+                    a_ts is None or c_ts - _early(calls[0][2], anns[0]) <= a_ts):
                 call = calls[0][2]
                 if not call.phase and (call.end or call.ts) > upto:
                     return items  # it may yet be split by a segment that came in meanwhile
@@ -161,9 +161,21 @@ def count_calls(rows: list[Call]) -> int:
     return sum(1 for c in rows if c.phase != ENTERED)
 
 
-def _early(call: Call) -> float:
-    """How much earlier than its own time a call comes before segments: one that sends a
-    segment (connect, close, shutdown) by SENDS_EARLY, since the kernel may stamp that
-    segment tens of µs before the call's entry (TCP's departure time comes from a cached
-    clock), and the call must come first to be seen as its cause."""
-    return SENDS_EARLY if call.name in MAKES_SEGMENTS and call.phase != RETURNED else 0.0
+def _early(call: Call, ann: Annotation) -> float:
+    """How much earlier than its own time a call comes before the next segment: by
+    SENDS_EARLY when that segment is the SYN, FIN or RST the call (connect, close,
+    shutdown) sends on its socket, since the kernel may stamp it tens of µs before the
+    call's entry (TCP's departure time comes from a cached clock), and the call must come
+    first to be seen as its cause."""
+    if call.name not in MAKES_SEGMENTS or call.phase == RETURNED or not call.peer:
+        return 0.0
+    seg = ann.seg
+    makes = SYN if call.name == "connect" else FIN | RST
+    mine = (seg.sport == _port(call.local) and seg.dport == _port(call.peer)
+            and seg.flags & makes and not (makes == SYN and seg.flags & ACK))
+    return SENDS_EARLY if mine else 0.0
+
+
+def _port(endpoint: str) -> int:
+    tail = endpoint.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
