@@ -8,6 +8,11 @@ if ! command -v tshark >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-g
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark) \
         >/dev/null 2>&1 || echo "note: tshark not installed; tests use reference.tsv only"
 fi
+if ! command -v tcpdump >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # -X's dump is compared with tcpdump -X's (under CI a missing tcpdump fails that test).
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump) \
+        >/dev/null 2>&1 || echo "note: tcpdump not installed; the -X comparison cannot run"
+fi
 bash scripts/setup.sh
 # What the tests can use here: a test whose reference set or tool is missing is skipped (-rs
 # says why), or fails under CI.
