@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-import warnings
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
