@@ -16,7 +16,9 @@ from typing import Any, Iterable, Iterator
 
 # One packet: (link type, timestamp in seconds, captured bytes, length on the wire).
 RawPacket = tuple[int, float, bytes, int]
-LOOPBACK_COPY_WINDOW = 0.001  # seconds: loopback's two copies of a packet come this close
+LOOPBACK_COPY_WINDOW = 0.05  # seconds: loopback's two copies come this close, even on a
+# loaded machine (the second is stamped when the receive side runs); TCP never sends
+# byte-identical segments this close (the IP ID and the timestamp option move on)
 ARPHRD_LOOPBACK = 772
 
 
