@@ -87,7 +87,9 @@ SIMULTANEOUS = Path("simultaneous close",
 SCENARIOS = [Scenario(
     "simultaneous-close", "both ends close() at once: FIN_WAIT_1 → CLOSING → TIME_WAIT "
     "on both sides", __doc__, run,
-    Expect(no_findings=('rst-on-close', 'close-wait-leak', 'time-wait-on-server'),
+    # Not 'time-wait-on-server': an attempt whose race is lost may have the server close
+    # first (SERVER_CLOSES is one of the expected paths), and it then holds TIME_WAIT.
+    Expect(no_findings=('rst-on-close', 'close-wait-leak'),
            each=[SIMULTANEOUS, CLIENT_CLOSES, SERVER_CLOSES], required=SIMULTANEOUS.label,
            zeek=[("SF", "ShA(Ff|fF)a?|ShA(Faf|fAF)")],
            calls=[StateCause("client", "FIN_WAIT_1|CLOSING|LAST_ACK", ("close",)),
