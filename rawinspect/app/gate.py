@@ -29,6 +29,7 @@ class Gate:
         self.path = os.path.join(self.dir, "gate")
         os.mkfifo(self.path)
         os.chmod(self.path, 0o644)   # the command may run as the user who ran sudo
+        self.released = False
 
     def wrap(self, argv: list[str]) -> list[str]:
         """``argv`` run by a shell that first waits for the gate to open."""
@@ -59,12 +60,15 @@ class Gate:
                 continue
             try:
                 os.write(fd, b"go\n")
+            except BrokenPipeError:
+                pass   # the shell read the gate already and closed it: it runs
             finally:
                 os.close(fd)
+            self.released = True
             return True
 
     def close(self) -> None:
         """Let a program still waiting go (an error on the way), remove the FIFO."""
-        if os.path.exists(self.path):
+        if not self.released and os.path.exists(self.path):
             self._release(0.0)
         shutil.rmtree(self.dir, ignore_errors=True)
