@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Union
 from ..core.annotation import Annotation
 from ..core.call import ENTERED, RETURNED, Call
 from ..core.segment import ACK, FIN, RST, SYN, Segment
-from ..views.calls import CallLinker
+from ..views.calls import CallLinker, port_of
 from .annotator import Annotator
 from .output import Output
 from .pipeline import Stats, run
@@ -171,11 +171,6 @@ def _early(call: Call, ann: Annotation) -> float:
         return 0.0
     seg = ann.seg
     makes = SYN if call.name == "connect" else FIN | RST
-    mine = (seg.sport == _port(call.local) and seg.dport == _port(call.peer)
+    mine = (seg.sport == port_of(call.local) and seg.dport == port_of(call.peer)
             and seg.flags & makes and not (makes == SYN and seg.flags & ACK))
     return SENDS_EARLY if mine else 0.0
-
-
-def _port(endpoint: str) -> int:
-    tail = endpoint.rsplit(":", 1)[-1]
-    return int(tail) if tail.isdigit() else -1

@@ -26,13 +26,14 @@ SERVER_CALLS = frozenset({"bind", "listen", "accept", "accept4"})
 ANSWERED_BY = {"EPIPE": RST, "ECONNRESET": RST, "ECONNREFUSED": RST}
 
 
-def _port(endpoint: str) -> int:
+def port_of(endpoint: str) -> int:
+    """The port of "addr:port" ("[addr]:port"); 0 when there is none ("*", "")."""
     tail = endpoint.rsplit(":", 1)[-1]
     return int(tail) if tail.isdigit() else 0
 
 
 def _pair(local: str, peer: str) -> tuple[int, int]:
-    return _port(local), _port(peer)
+    return port_of(local), port_of(peer)
 
 
 class Sizes:
@@ -178,7 +179,7 @@ class CallLinker:
 
     def _call(self, c: Call) -> None:
         if c.local and c.kind == CALL:
-            self.own_ports.add(_port(c.local))
+            self.own_ports.add(port_of(c.local))
         makes_segment = c.name == "connect" or (  # a refused or non-blocking one too
             c.name in ("close", "shutdown") and not c.failed and c.args != "SHUT_RD")
         if makes_segment and c.peer and c.phase != RETURNED:
@@ -205,7 +206,7 @@ class CallLinker:
             self._by_pair.get(_pair(c.local, c.peer)) if c.peer else None)
         if conn is not None:
             c.conn = conn.number
-            c.side = "client" if _port(c.local) == _port(conn.client) else "server"
+            c.side = "client" if port_of(c.local) == port_of(conn.client) else "server"
             c.local, c.peer = ((conn.client, conn.server) if c.side == "client"
                                else (conn.server, conn.client))
         elif c.kind == CALL:
