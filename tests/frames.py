@@ -29,6 +29,10 @@ def ipv6(l4: bytes, src: str = "::1", dst: str = "::2", nxt: int = 6, ext: bytes
                        socket.inet_pton(socket.AF_INET6, dst)) + ext + l4
 
 
+def udp(payload: bytes = b"", sport: int = 5353, dport: int = 53) -> bytes:
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+
 def eth(l3: bytes, ethertype: int = 0x0800, vlans: tuple[int, ...] = ()) -> bytes:
     head = b"\x02" * 6 + b"\x04" * 6
     for vid in vlans:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from frames import eth, ipv4, ipv6, pcap, pcapng, tcp
+from frames import eth, ipv4, ipv6, pcap, pcapng, tcp, udp
 from rawinspect.sources.capfile import CaptureFileError, open_capture
 from rawinspect.sources.decode import LINKTYPES, Decoder
 from rawinspect.core.options import options_json, options_text, parse_options, syn_options
+from rawinspect.core.datagram import Datagram
 from rawinspect.core.segment import Segment
 
 SYN_OPTS = b"\x02\x04\x05\xb4" + b"\x01\x03\x03\x07" + b"\x04\x02"  # mss, nop, wscale 7, sackOK
@@ -88,8 +89,8 @@ def test_a_cut_link_header_is_not_ip(linktype):
 
 def test_non_tcp_and_unsupported_are_reasons_not_errors(tmp_path):
     frames = [(1.0, eth(b"\x00" * 28, ethertype=0x0806)),             # ARP
-              (2.0, eth(ipv4(b"\x00" * 8, proto=17)))]                 # UDP
-    assert decode_file(write(tmp_path, pcap(frames))) == ["not IP", "not TCP"]
+              (2.0, eth(ipv4(b"\x00" * 8, proto=1)))]                  # ICMP
+    assert decode_file(write(tmp_path, pcap(frames))) == ["not IP", "not TCP or UDP"]
     (reason,) = decode_file(write(tmp_path, pcap([(1.0, b"\x00" * 40)], linktype=147), "u.pcap"))
     assert reason == "unsupported link type 147"
 
@@ -249,3 +250,22 @@ def test_options_text_is_wiresharks_compact_form(tmp_path):
 ])
 def test_options_json(raw, ack, rel_ack, text):
     assert options_json(raw, ack, rel_ack) == text
+
+
+def test_udp_is_a_datagram_with_ports_length_and_payload(tmp_path):
+    frames = [(1.0, eth(ipv4(udp(b"hello\n\x00", 40000, 9999), "127.0.0.1", "127.0.0.2",
+                             proto=17))),
+              (2.0, eth(ipv6(udp(b"x" * 100), nxt=17), ethertype=0x86DD))]
+    d4, d6 = decode_file(write(tmp_path, pcap(frames)))
+    assert isinstance(d4, Datagram) and isinstance(d6, Datagram)
+    assert (d4.frame, d4.sender, d4.receiver, d4.length) == (1, "127.0.0.1:40000",
+                                                             "127.0.0.2:9999", 7)
+    assert d4.text() == 'UDP 127.0.0.1:40000 > 127.0.0.2:9999: length 7 "hello\\x0a\\x00"'
+    assert (d6.sender, d6.length, len(d6.data)) == ("[::1]:5353", 100, 64)
+    assert d6.preview(4) == '"xxxx"…'
+
+
+def test_a_udp_header_cut_short_is_a_reason(tmp_path):
+    frame = eth(ipv4(b"\x00" * 6, proto=17, totlen=34))
+    assert decode_file(write(tmp_path, pcap([(1.0, frame)]))) == [
+        "cut short before the UDP length"]

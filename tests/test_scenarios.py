@@ -34,8 +34,10 @@ def test_every_scenario_has_a_capture_and_nothing_else_is_there():
 def test_bundled_capture_meets_the_lesson(name):
     saved = json.loads((CAPTURES / f"{name}.json").read_text())
     assert saved["ok"] and saved["scenario"] == name
-    verdict = verify(SCENARIOS[name].expect, annotations(CAPTURES / f"{name}.pcap"),
-                     saved["programs"])
+    datagrams: list = []
+    anns = Annotator().feed_all(read_segments(str(CAPTURES / f"{name}.pcap"), Stats(),
+                                              datagrams.append))
+    verdict = verify(SCENARIOS[name].expect, anns, saved["programs"], datagrams=datagrams)
     assert verdict.ok, "\n".join(verdict.lines())
     assert not verdict.deviating
 

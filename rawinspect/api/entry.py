@@ -21,18 +21,18 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO, cast
 from ..app.annotator import Annotator
 from ..app.capture_loop import DEFAULT_LINGER, Limits, StopFlag, capture_loop
 from ..app.output import Output
-from ..app.pipeline import Stats, decode_records, make_tracker, read_segments, run
+from ..app.pipeline import Datagrams, Stats, decode_records, make_tracker, run
 from ..app.timeline import replay_with_calls
 from ..core.annotation import Annotation
 from ..core.call import Call
-from ..core.segment import Segment
+from ..core.datagram import Datagram
 from ..core.tracker import DEFAULT_HOLD, DEFAULT_MSL
 from ..render import RenderOptions, make_renderer
 from .results import Capture, Event
 from .saving import Packets
 from .scapy_io import RawPacket, loopback_copy, raw_packets, to_raw
 from ..sources.calls_file import read_saved
-from ..sources.capfile import CaptureFileError, Record
+from ..sources.capfile import CaptureFileError, Record, open_capture
 from ..sources.decode import Decoder
 
 __all__ = ["CaptureError", "CapturePermissionError", "annotate", "live", "printer", "read"]
@@ -61,16 +61,21 @@ class _Collector:
     def sink_calls(self, calls: list[Call]) -> None:
         self.events.extend(calls)
 
+    def sink_datagrams(self, datagrams: list[Datagram]) -> None:
+        self.events.extend(datagrams)
 
-def _annotate(segments: Iterator[Segment], calls: list[Call], out: _Collector, msl: float,
+
+def _annotate(records: Iterator[Record], calls: list[Call], out: _Collector, msl: float,
               hold: float) -> None:
-    """Segments (and saved calls) through the replay pipeline, into ``out``."""
+    """Packets (and saved calls) through the replay pipeline, into ``out``."""
     tracker = make_tracker(msl, hold)
+    udp = Datagrams(out.sink_datagrams)
+    segments = decode_records(records, out.stats, udp.add)
     if calls:
-        # Only .sink and .sink_calls of the output are used: the collector has both.
-        replay_with_calls(segments, tracker, cast(Output, out), out.stats, calls)
+        # Only the .sink methods of the output are used: the collector has them.
+        replay_with_calls(segments, tracker, cast(Output, out), out.stats, calls, udp)
     else:
-        run(segments, tracker, out.sink, out.stats)
+        run(segments, tracker, out.sink, out.stats, udp)
 
 
 def read(path: str | os.PathLike[str], *, calls: bool = True, partial: bool = False,
@@ -84,11 +89,11 @@ def read(path: str | os.PathLike[str], *, calls: bool = True, partial: bool = Fa
     """
     path = os.fspath(path)
     out = _Collector(Stats())
-    segments = read_segments(path, out.stats)
+    records = open_capture(path)
     saved, sockets = read_saved(path) if calls else ([], [])
     error = ""
     try:
-        _annotate(segments, saved, out, msl, hold)
+        _annotate(records, saved, out, msl, hold)
     except CaptureFileError as e:
         if not partial:
             raise
@@ -113,7 +118,7 @@ def annotate(packets: Iterable[Any], *, msl: float = DEFAULT_MSL,
     """
     kept = list(raw_packets(packets))
     out = _Collector(Stats())
-    _annotate(decode_records(_records(kept), out.stats), [], out, msl, hold)
+    _annotate(_records(kept), [], out, msl, hold)
     return Capture(out.events, out.stats, msl=msl, packets=Packets(memory=kept))
 
 
@@ -137,6 +142,7 @@ class Printer:
         self.kept: list[RawPacket] = []
         self.events: list[Event] = []
         self._last: RawPacket | None = None
+        self.udp = Datagrams(self._show_datagrams)
 
     def __call__(self, packet: Any) -> None:
         """Take one packet from ``sniff()``; print what became final."""
@@ -156,15 +162,29 @@ class Printer:
                                   wirelen)
         if isinstance(seg, str):
             self.stats.skipped[seg] += 1
-            return
-        self.stats.segments += 1
-        self._show(self.tracker.feed(seg))
+        elif isinstance(seg, Datagram):
+            self.stats.datagrams += 1
+            self.udp.add(seg)
+            self._show([])
+        else:
+            self.stats.segments += 1
+            self._show(self.tracker.feed(seg))
 
     def _show(self, anns: list[Annotation]) -> None:
+        """The annotations now final, and the datagrams between and after them."""
+        self.udp.hand_on(anns, self._show_annotations, self.tracker.held_frame())
+
+    def _show_annotations(self, anns: list[Annotation]) -> bool:
         if anns:
             self.events.extend(anns)
             self.renderer.write(anns)
             self.renderer.flush()
+        return True
+
+    def _show_datagrams(self, datagrams: list[Datagram]) -> None:
+        self.events.extend(datagrams)
+        self.renderer.write_datagrams(datagrams)
+        self.renderer.flush()
 
     def close(self) -> Capture:
         """Print the segments still waiting for an answer; the whole Capture."""
@@ -284,10 +304,12 @@ class _LiveSession:
     def _loop(self) -> None:
         rec = self.recording
         try:
+            udp = Datagrams(rec.timeline.add_datagrams if rec is not None
+                            else self.out.sink_datagrams)
             capture_loop(self.source, self.writer, self.tracker,
                          rec.sink if rec is not None else self.out.sink, self.stats,
                          Limits(linger=self.linger), self.stop_flag, self.block,
-                         rec.each_round if rec is not None else None, time.time)
+                         rec.each_round if rec is not None else None, time.time, udp)
             if rec is not None:
                 rec.finish()
         except BaseException as e:  # handed to the thread that reads the results

@@ -12,15 +12,16 @@ import io
 import json
 import os
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, Union, cast
 
 from ..app.pipeline import Stats
 from ..core.annotation import Annotation
 from ..core.call import Call
+from ..core.datagram import Datagram
 from ..core.options import options_json
 from ..core.segment import FLAG_LETTERS, RST, endpoint
 from ..core.tracker import DEFAULT_MSL
-from ..render import RenderOptions, make_renderer
+from ..render import Renderer, RenderOptions, make_renderer
 from .saving import Packets
 from ..views.steps import EndpointSteps, Step
 from ..views.summary import ConnSummary, Summaries
@@ -28,7 +29,8 @@ from ..views.summary import ConnSummary, Summaries
 if TYPE_CHECKING:
     from ..views.findings import Finding
 
-Event = Union[Annotation, Call]
+ConnEvent = Union[Annotation, Call]      # what a connection has
+Event = Union[Annotation, Call, Datagram]
 HTML_CONNECTIONS = 20  # pictures shown inline in a notebook; the rest are counted
 
 
@@ -226,7 +228,7 @@ class Endpoint:
 class Connection:
     """One TCP connection: both endpoints, its segments, its calls, summary and findings."""
 
-    def __init__(self, capture: Capture, number: int, events: list[Event],
+    def __init__(self, capture: Capture, number: int, events: list[ConnEvent],
                  summary: ConnSummary) -> None:
         self.capture = capture
         self.number = number
@@ -328,17 +330,22 @@ class Capture:
         """The programs' calls, signals and exits (empty when none were recorded)."""
         return [e for e in self.events if isinstance(e, Call)]
 
+    @property
+    def datagrams(self) -> list[Datagram]:
+        """The UDP datagrams (when the filter let them in), in frame order."""
+        return [e for e in self.events if isinstance(e, Datagram)]
+
     @cached_property
     def connections(self) -> list[Connection]:
         """Every connection, in the order they started."""
-        per: dict[int, list[Event]] = {}
+        per: dict[int, list[ConnEvent]] = {}
         summaries = Summaries(2 * self.msl)
         anns = [e for e in self.events if isinstance(e, Annotation)]
         summaries.feed(anns)
         if self._end is not None:
             summaries.end = max(summaries.end, self._end)
         for e in self.events:
-            if e.conn is not None:
+            if not isinstance(e, Datagram) and e.conn is not None:
                 per.setdefault(e.conn, []).append(e)
         return [Connection(self, s.conn, per[s.conn], s) for s in summaries.results()]
 
@@ -351,13 +358,16 @@ class Capture:
                        f"{', '.join(str(c.number) for c in self.connections) or 'none'}")
 
     def on(self, port: int | None = None, host: str | None = None) -> Capture:
-        """Only the connections with an endpoint on ``port`` (and ``host``), and their calls."""
+        """Only the connections with an endpoint on ``port`` (and ``host``), their calls,
+        and the datagrams to or from there."""
         def mine(text: str) -> bool:
             h, _, p = text.rpartition(":")
             return (port is None or int(p) == port) and (host is None or h.strip("[]") == host)
         keep = {a.conn for a in self.events if isinstance(a, Annotation)
                 and (mine(a.client) or mine(a.server))}
-        events = [e for e in self.events if e.conn in keep]
+        events = [e for e in self.events
+                  if ((mine(e.sender) or mine(e.receiver)) if isinstance(e, Datagram)
+                      else e.conn in keep)]
         return Capture(events, self.stats, msl=self.msl, end=self._end, packets=self._packets,
                        left_behind=self.left_behind)
 
@@ -460,22 +470,24 @@ def _render(name: str, events: Iterable[Event], opts: RenderOptions) -> str:
     """Events through format ``name``'s renderer, as the command line writes them."""
     out = io.StringIO()
     renderer = make_renderer(name, out, opts)
-    anns: list[Annotation] = []
-    calls: list[Call] = []
+    batch: list[Event] = []
     for e in events:
-        if isinstance(e, Call):
-            if anns:
-                renderer.write(anns)
-                anns = []
-            calls.append(e)
-        else:
-            if calls:
-                renderer.write_calls(calls)
-                calls = []
-            anns.append(e)
-    if anns:
-        renderer.write(anns)
-    if calls:
-        renderer.write_calls(calls)
+        if batch and type(e) is not type(batch[0]):
+            _write(renderer, batch)
+            batch = []
+        batch.append(e)
+    if batch:
+        _write(renderer, batch)
     renderer.close()
     return out.getvalue()
+
+
+def _write(renderer: Renderer, batch: list[Event]) -> None:
+    """A batch of events of one kind to the renderer's method for that kind."""
+    first = batch[0]
+    if isinstance(first, Annotation):
+        renderer.write(cast(list[Annotation], batch))
+    elif isinstance(first, Call):
+        renderer.write_calls(cast(list[Call], batch))
+    else:
+        renderer.write_datagrams(cast(list[Datagram], batch))

@@ -48,6 +48,10 @@ class Annotator:
         """The oldest segment still waiting for its annotation (see Tracker.held_since)."""
         return self.tracker.held_since()
 
+    def held_frame(self) -> int | None:
+        """The frame of the oldest segment still waiting (see Tracker.held_frame)."""
+        return self.tracker.held_frame()
+
     def finish(self) -> list[Annotation]:
         """End of input: everything still held."""
         return self._analysed(self.tracker.finish())

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.annotation import Annotation
 from ..core.call import Call
+from ..core.datagram import Datagram
 from ..sources.calls_file import SOCKET
 from ..render.pcapng_comments import comment, write_annotated
 from ..render.pcapwriter import (CaptureWriteError, PcapWriter, check_writable,
@@ -27,7 +28,7 @@ from .gate import Gate
 from .capture_loop import DEFAULT_LINGER, Limits, Program, StopFlag, capture_loop
 from .options import EXIT_NOPRIV, EXIT_OK, EXIT_RUNTIME, UsageError, check_annotate
 from .output import Output
-from .pipeline import Stats, make_tracker
+from .pipeline import Datagrams, Stats, make_tracker
 
 if TYPE_CHECKING:
     from ..scenarios.base import Scenario
@@ -150,7 +151,8 @@ def plan_capture(args: argparse.Namespace) -> Plan:
     write = args.write or f"{scenario.name}.pcap"
     if args.format == "html" and not args.output:  # the report beside its pcap
         args.output = os.path.join(os.path.dirname(write), f"{scenario.name}.html")
-    return Plan(scenario, command, ports, args.filter or capture_filter(ports), write)
+    return Plan(scenario, command, ports, args.filter or capture_filter(ports, scenario.udp),
+                write)
 
 
 def _check_pid(args: argparse.Namespace, command: list[str], scenario: Scenario | None
@@ -226,10 +228,12 @@ class _Session:
         self.seen: list[Annotation] = []  # everything, for the verdict and the verification
         self.comments: dict[int, str] = {}
         self.calls: list[Call] = []  # every recorded call, for the verdict and --report
+        self.datagrams: list[Datagram] = []  # every UDP datagram, for the verdict
         self.left_behind: list[dict[str, Any]] = []
         wanted = plan.scenario is not None or args.verify or args.annotate
         self.output = Output(args, self.stats, live=True, tap=self._tap if wanted else None,
-                             calls_tap=self.calls.extend)
+                             calls_tap=self.calls.extend,
+                             datagrams_tap=self.datagrams.extend)
         self.trace: KernelTrace | None = None
         self.scenario_run: ScenarioRun | None = None
         self.child: Program | None = None
@@ -278,8 +282,10 @@ class _Session:
                         args.linger)
         later = self.output.writes_file  # a report file is drawn last: it shows the verdict
         try:
+            udp = Datagrams(self.recording.timeline.add_datagrams if self.recording
+                            else self.output.sink_datagrams)
             reason = capture_loop(source, writer, tracker, sink, self.stats, limits, stop,
-                                  self.child, self._each_round, clock)
+                                  self.child, self._each_round, clock, udp)
             if self.recording is not None:
                 self.recording.finish()
         except BaseException:
@@ -351,14 +357,15 @@ class _Session:
                           out.verdict_ok)
         report = HtmlRenderer(os.path.splitext(plan.write or "")[0] + ".html", info,
                               self.args.msl)
-        rows: list[Annotation | Call] = list(heapq.merge(
-            self.seen, self.calls, key=lambda x: x.seg.ts if isinstance(x, Annotation)
-            else x.at))
+        rows: list[Annotation | Call | Datagram] = list(heapq.merge(
+            self.seen, self.calls, self.datagrams, key=_row_time))
         for row in rows:
             if isinstance(row, Annotation):
                 report.write([row])
-            else:
+            elif isinstance(row, Call):
                 report.write_calls([row])
+            else:
+                report.write_datagrams([row])
         report.close()
 
     def _ports(self) -> list[int]:
@@ -396,7 +403,8 @@ class _Session:
         """The scenario's verdict, or the command's exit status if it ended on its own."""
         if self.scenario_run is not None:
             return _judge(self.scenario_run, self.seen, self.args, self.output,
-                          self.calls if self.recording else None, self.left_behind)
+                          self.calls if self.recording else None, self.left_behind,
+                          self.datagrams)
         if self.child is not None and reason == "program ended":
             return self.child.wait()
         return EXIT_OK
@@ -457,15 +465,23 @@ def _start_command(command: list[str], as_root: bool,
                             pass_fds=pass_fds)
 
 
+def _row_time(row: Annotation | Call | Datagram) -> float:
+    """When a row of the timeline happened: a segment's or datagram's capture time, a
+    call's place (``Call.at``)."""
+    if isinstance(row, Annotation):
+        return row.seg.ts
+    return row.at if isinstance(row, Call) else row.ts
+
+
 def _judge(run: ScenarioRun, seen: list[Annotation], args: argparse.Namespace,
-           output: Output, calls: list[Call] | None, left_behind: list[dict[str, Any]]
-           ) -> int:
+           output: Output, calls: list[Call] | None, left_behind: list[dict[str, Any]],
+           datagrams: list[Datagram]) -> int:
     """Print the programs' report and the verdict (the calls' expectations too, or, with
     ``calls`` None, that they were not checked); exit 1 unless every expectation held."""
     from ..scenarios.check import verify
     scenario = run.scenario
     report = run.report()
-    verdict = verify(scenario.expect, seen, report, calls)
+    verdict = verify(scenario.expect, seen, report, calls, datagrams)
     out = sys.stdout if args.format in ("table", "ladder") else sys.stderr
     print(f"\nscenario {scenario.name}: {scenario.summary}", file=out)
     for line in report.get("info", []):

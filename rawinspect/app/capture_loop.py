@@ -18,11 +18,13 @@ from types import FrameType
 from typing import Callable, Protocol
 
 from ..core.annotation import Annotation
+from ..core.datagram import Datagram
+from ..core.segment import Segment
 from .annotator import Annotator
 from ..render.pcapwriter import PcapWriter
 from ..sources.decode import Decoder
 from ..sources.packet_source import PacketSource
-from .pipeline import Sink, Stats
+from .pipeline import Datagrams, Sink, Stats
 
 POLL_MS = 10        # longest wait before pending annotations are printed
 READ_BATCH = 256    # packets read per round before rendering: bounds the output delay
@@ -92,12 +94,13 @@ class _Reader:
     """Drains the source: writes, decodes and tracks each packet; counts them."""
 
     def __init__(self, source: PacketSource, writer: PcapWriter | None, tracker: Annotator,
-                 stats: Stats, count: int | None) -> None:
+                 stats: Stats, count: int | None, udp: Datagrams | None) -> None:
         self.source = source
         self.write = writer.write if writer is not None else None
         self.tracker = tracker
         self.stats = stats
         self.count = count
+        self.udp = udp
         self.decode = Decoder().decode
         self.frame = stats.packets
         self.full = False  # the count of packets is reached
@@ -116,11 +119,15 @@ class _Reader:
                 if write is not None:
                     write(sec, nsec, data, wirelen)
                 seg = decode(frame, linktype, sec + nsec * 1e-9, data, 0, len(data), wirelen)
-                if isinstance(seg, str):
-                    skipped[seg] += 1
-                else:
+                if isinstance(seg, Segment):
                     stats.segments += 1
                     anns.extend(feed(seg))
+                elif isinstance(seg, Datagram):
+                    stats.datagrams += 1
+                    if self.udp is not None:
+                        self.udp.add(seg)
+                else:
+                    skipped[seg] += 1
                 if count is not None and frame >= count:
                     self.full = True
                     break
@@ -134,14 +141,18 @@ def capture_loop(source: PacketSource, writer: PcapWriter | None, tracker: Annot
                  sink: Sink, stats: Stats, limits: Limits, stop: StopFlag,
                  child: Program | None = None,
                  each_round: Callable[[], None] | None = None,
-                 clock: Callable[[], float] = time.time) -> str:
+                 clock: Callable[[], float] = time.time,
+                 udp: Datagrams | None = None) -> str:
     """Capture until a limit, a signal or the child's end; returns why it stopped.
 
     Everything captured is written and annotated before this returns, whatever the cause.
     ``each_round`` runs after every round (the kernel trace reader uses it); ``clock``
-    is the capture's clock, which expires the tracker's holds.
+    is the capture's clock, which expires the tracker's holds. UDP datagrams go to ``udp``
+    (only counted without it), which puts them between the annotations.
     """
-    reader = _Reader(source, writer, tracker, stats, limits.count)
+    reader = _Reader(source, writer, tracker, stats, limits.count, udp)
+    if udp is None:
+        udp = Datagrams(lambda _: None)
     poller = select.poll()
     poller.register(source.fileno(), select.POLLIN)
     until = _Until(stop, limits, clock(), child)
@@ -156,7 +167,8 @@ def capture_loop(source: PacketSource, writer: PcapWriter | None, tracker: Annot
             anns.extend(tracker.flush(now))
             if writer is not None:
                 writer.flush()  # before the sink: the table's -X reads the rows' bytes back
-            more = sink(anns) if anns else True
+            more = udp.hand_on(anns, sink, tracker.held_frame()) if anns or udp.queue \
+                else True
             if reader.full or not more:
                 reason = "count"
             if each_round is not None:
@@ -165,8 +177,8 @@ def capture_loop(source: PacketSource, writer: PcapWriter | None, tracker: Annot
     finally:
         stats.packets = reader.frame
         last = tracker.finish()
-        if last:
-            sink(last)
+        if last or udp.queue:
+            udp.hand_on(last, sink, None)
         stats.connections = tracker.connections
         stats.dropped = source.poll_drops()
         if gc_was_enabled:

@@ -20,7 +20,7 @@ from .capture_cmd import add_capture_arguments, run_capture
 from .options import (EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, UsageError, add_output_options,
                       check_annotate)
 from .output import Output
-from .pipeline import Stats, make_tracker, read_segments, run
+from .pipeline import Datagrams, Stats, make_tracker, read_segments, run
 from .timeline import boundary_lines, replay_with_calls
 
 
@@ -81,17 +81,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         if args.write:
             check_writable(args.write)
-        segments = read_segments(args.file, stats)
+        udp = Datagrams(output.sink_datagrams)
+        segments = read_segments(args.file, stats, udp.add)
         calls, sockets = ([], []) if args.no_calls else read_saved(args.file)
     except (CaptureWriteError, CaptureFileError, CallsFileError) as e:
         print(f"rawinspect: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     try:
         tracker = make_tracker(args.msl, args.hold)
-        timeline = (replay_with_calls(segments, tracker, output, stats, calls) if calls
+        timeline = (replay_with_calls(segments, tracker, output, stats, calls, udp) if calls
                     else None)
         if timeline is None:
-            run(segments, tracker, output.sink, stats)
+            run(segments, tracker, output.sink, stats, udp)
         if args.annotate:
             write_annotated(args.file, args.write, comments, [*calls, *sockets])
     except (CaptureWriteError, CaptureFileError) as e:

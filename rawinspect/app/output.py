@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from ..core.annotation import Annotation
 from ..core.call import Call
+from ..core.datagram import Datagram
 from ..render import DEFAULT_FORMAT, FORMATS, Renderer, RenderOptions, conns_formatter, make_renderer
 from ..render.findings import by_conn, findings_jsonl, findings_text
 from ..render.quiet import Quiet
@@ -30,6 +31,7 @@ from .pipeline import Stats
 Keep = Callable[[Annotation], bool]
 Tap = Callable[[list[Annotation]], None]
 CallsTap = Callable[[list[Call]], None]
+DatagramsTap = Callable[[list[Datagram]], None]
 
 
 def make_filter(args: argparse.Namespace) -> Keep | None:
@@ -106,16 +108,19 @@ class Output:
     """One run's display: takes every final annotation, shows what the options ask for.
 
     ``tap`` (the caller's: pcapng comments, the scenario's verdict) sees every
-    annotation, filtered or not, until the count is reached; ``calls_tap`` every call.
+    annotation, filtered or not, until the count is reached; ``calls_tap`` every call,
+    ``datagrams_tap`` every UDP datagram.
     """
 
     def __init__(self, args: argparse.Namespace, stats: Stats, *, live: bool,
-                 tap: Tap | None = None, calls_tap: CallsTap | None = None) -> None:
+                 tap: Tap | None = None, calls_tap: CallsTap | None = None,
+                 datagrams_tap: DatagramsTap | None = None) -> None:
         self.args = args
         self.stats = stats
         self.live = live
         self.tap = tap
         self.calls_tap = calls_tap
+        self.datagrams_tap = datagrams_tap
         self.verdict_lines: list[str] = []
         self.verdict_ok: bool | None = None
         settle_format(args)
@@ -162,6 +167,25 @@ class Output:
         self.diagnoser.feed_calls(calls)
         if calls:
             self.renderer.write_calls(calls)
+            if self.live:
+                self.renderer.flush()
+
+    def sink_datagrams(self, datagrams: list[Datagram]) -> None:
+        """Show the UDP datagrams that pass the display filter, between the segments
+        (--conn keeps none: a datagram belongs to no connection; --conns and
+        --findings-only show none)."""
+        if self.datagrams_tap is not None:
+            self.datagrams_tap(datagrams)
+        args = self.args
+        if args.conn or self.summaries is not None or args.findings_only:
+            return
+        if args.host or args.port:
+            host = str(ipaddress.ip_address(args.host.strip("[]"))) if args.host else None
+            datagrams = [d for d in datagrams
+                         if (host is None or host in (d.src, d.dst))
+                         and (args.port is None or args.port in (d.sport, d.dport))]
+        if datagrams:
+            self.renderer.write_datagrams(datagrams)
             if self.live:
                 self.renderer.flush()
 

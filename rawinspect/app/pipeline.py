@@ -1,14 +1,16 @@
-"""Replay: capture file → Segments → Tracker → sink, with the closing counts."""
+"""Replay: capture file → Segments → Tracker → sink, with the closing counts; UDP
+datagrams beside them, put back in frame order."""
 
 from __future__ import annotations
 
 import gc
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Final, Iterator
 
 from .annotator import Annotator
 from ..core.annotation import Annotation
+from ..core.datagram import Datagram
 from ..sources.capfile import Record, open_capture
 from ..sources.decode import Decoder
 from ..core.segment import Segment
@@ -16,9 +18,11 @@ from ..core.segment import Segment
 
 @dataclass
 class Stats:
-    """What a run read: packets, TCP segments, connections and skipped packets by reason."""
+    """What a run read: packets, TCP segments, UDP datagrams, connections and skipped
+    packets by reason."""
     packets: int = 0
     segments: int = 0
+    datagrams: int = 0
     connections: int = 0
     shown: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
@@ -31,6 +35,8 @@ class Stats:
         conns = f"{self.connections} connection{'s' if self.connections != 1 else ''}"
         verb = "read" if self.dropped is None else "captured"
         line = f"{self.packets} packets {verb}, {self.segments} TCP segments, {conns}"
+        if self.datagrams:
+            line += f", {self.datagrams} UDP datagram{'s' if self.datagrams != 1 else ''}"
         if self.shown != self.segments:
             line += f", {self.shown} shown"
         if self.skipped:
@@ -46,18 +52,71 @@ class Stats:
         return line
 
 
-def read_segments(path: str, stats: Stats) -> Iterator[Segment]:
-    """Decode every record of a capture file; count packets, segments and what is not TCP.
+# Takes final annotations in capture order; False once it wants no more (the count is shown).
+Sink = Callable[[list[Annotation]], bool]
+DatagramSink = Callable[[list[Datagram]], None]
+BATCH: Final = 256  # annotations handed to the sink at once
+
+
+class Datagrams:
+    """UDP datagrams waiting for their place in frame order.
+
+    A datagram never meets the tracker, but a segment before it may still be held there
+    (a SYN waiting for its answer): ``hand_on`` gives the annotations to their sink and the
+    datagrams to theirs, interleaved by frame, each datagram once every segment before it
+    is annotated.
+    """
+
+    def __init__(self, sink: DatagramSink) -> None:
+        self.sink = sink
+        self.queue: deque[Datagram] = deque()
+
+    def add(self, d: Datagram) -> None:
+        """Queue a datagram (frame order)."""
+        self.queue.append(d)
+
+    def hand_on(self, anns: list[Annotation], sink: Sink, held: int | None) -> bool:
+        """``anns`` (frame order) to ``sink``, the datagrams between them to theirs, then
+        those before frame ``held`` (the oldest segment not yet annotated; None: none)."""
+        queue = self.queue
+        more, start = True, 0
+        for i, a in enumerate(anns):
+            if queue and queue[0].frame < a.seg.frame:
+                if i > start:
+                    more = _hand_on(anns[start:i], sink)
+                    start = i
+                    if not more:
+                        return False
+                self._release(a.seg.frame)
+        if start < len(anns):
+            more = _hand_on(anns[start:], sink)
+        if more:
+            self._release(held)
+        return more
+
+    def _release(self, before: int | None) -> None:
+        queue, out = self.queue, []
+        while queue and (before is None or queue[0].frame < before):
+            out.append(queue.popleft())
+        if out:
+            self.sink(out)
+
+
+def read_segments(path: str, stats: Stats,
+                  udp: Callable[[Datagram], None] | None = None) -> Iterator[Segment]:
+    """Decode every record of a capture file; count packets, segments and datagrams, and
+    what is neither TCP nor UDP.
 
     The file is opened now (CaptureFileError before anything is shown); its records
     are read as the segments are taken.
     """
-    return decode_records(open_capture(path), stats)
+    return decode_records(open_capture(path), stats, udp)
 
 
-def decode_records(records: Iterator[Record], stats: Stats) -> Iterator[Segment]:
+def decode_records(records: Iterator[Record], stats: Stats,
+                   udp: Callable[[Datagram], None] | None = None) -> Iterator[Segment]:
     """The segments of ``records`` (a capture file's, or packets from the Python API),
-    counted as they are read.
+    counted as they are read; the datagrams go to ``udp`` (only counted without it).
 
     The counts are kept in the loop, not in a ``finally``: a generator abandoned after
     ``-c`` is not closed at once, and compiled code never runs its ``finally``.
@@ -69,16 +128,15 @@ def decode_records(records: Iterator[Record], stats: Stats) -> Iterator[Segment]
         frame += 1
         stats.packets = frame
         seg = decoder.decode(frame, linktype, ts, buf, off, caplen, wirelen)
-        if isinstance(seg, str):
+        if isinstance(seg, Segment):
+            stats.segments += 1
+            yield seg
+        elif isinstance(seg, Datagram):
+            stats.datagrams += 1
+            if udp is not None:
+                udp(seg)
+        else:
             skipped[seg] += 1
-            continue
-        stats.segments += 1
-        yield seg
-
-
-# Takes final annotations in capture order; False once it wants no more (the count is shown).
-Sink = Callable[[list[Annotation]], bool]
-BATCH: Final = 256  # annotations handed to the sink at once
 
 
 def make_tracker(msl: float, hold: float) -> Annotator:
@@ -96,8 +154,10 @@ def _hand_on(anns: list[Annotation], sink: Sink) -> bool:
     return True
 
 
-def run(segments: Iterator[Segment], tracker: Annotator, sink: Sink, stats: Stats) -> None:
-    """Feed segments through the tracker; hand the final annotations to ``sink``.
+def run(segments: Iterator[Segment], tracker: Annotator, sink: Sink, stats: Stats,
+        udp: Datagrams | None = None) -> None:
+    """Feed segments through the tracker; hand the final annotations to ``sink``, and the
+    datagrams ``udp`` queues between them.
 
     Annotations go to the sink in batches of at most ``BATCH``, until it says it has
     enough; a damaged file still gets everything read before the damage (the caller
@@ -114,13 +174,16 @@ def run(segments: Iterator[Segment], tracker: Annotator, sink: Sink, stats: Stat
         for seg in segments:
             batch.extend(tracker.feed(seg))
             if len(batch) >= BATCH:
-                more = _hand_on(batch, sink)
+                more = (_hand_on(batch, sink) if udp is None or not udp.queue
+                        else udp.hand_on(batch, sink, tracker.held_frame()))
                 batch.clear()
                 if not more:
                     return
     finally:
         batch.extend(tracker.finish())
-        if more and batch:
+        if more and udp is not None:
+            udp.hand_on(batch, sink, None)
+        elif more and batch:
             _hand_on(batch, sink)
         stats.connections = tracker.connections
         if gc_was_enabled:

@@ -45,7 +45,8 @@ class Recording:
         self.stats = stats
         self.clock = clock
         self.output = output
-        self.timeline = Timeline(output.sink, self._show_calls, own_only)
+        self.timeline = Timeline(output.sink, self._show_calls, output.sink_datagrams,
+                                 own_only)
         self.lost = 0
         stats.calls = 0
 

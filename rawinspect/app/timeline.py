@@ -5,24 +5,27 @@ Segments come from the tracker, calls from the trace (live) or the saved capture
 nothing earlier can still come, links them (``views/calls``) and hands them to the
 output in time order: a call at the time it was made, between the segments around it.
 With ``own_only`` it shows only the connections of the traced programs and counts the
-segments it leaves out.
+segments it leaves out. UDP datagrams take their place by time too (all of them: the
+capture filter chose them).
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import Callable, Iterator, Union
+from typing import Callable, Iterator, Union, cast
 
 from ..core.annotation import Annotation
 from ..core.call import ENTERED, RETURNED, Call
+from ..core.datagram import Datagram
 from ..core.segment import ACK, FIN, RST, SYN, Segment
 from ..views.calls import CallLinker, port_of
 from .annotator import Annotator
 from .output import Output
-from .pipeline import Stats, run
+from .pipeline import Datagrams, DatagramSink, Stats, run
 
-Item = Union[Annotation, Call]
+Item = Union[Annotation, Call, Datagram]
+Timed = Union[Call, Datagram]   # the rows kept by time: calls and datagrams
 MAKES_SEGMENTS = frozenset({"connect", "close", "shutdown"})
 SENDS_EARLY = 100e-6   # seconds
 AnnSink = Callable[[list[Annotation]], bool]
@@ -32,16 +35,17 @@ CallSink = Callable[[list[Call]], None]
 class Timeline:
     """Merges annotations and calls by time; ``release`` and ``finish`` emit them."""
 
-    def __init__(self, sink: AnnSink, sink_calls: CallSink, own_only: bool = False,
-                 saved: bool = False) -> None:
+    def __init__(self, sink: AnnSink, sink_calls: CallSink, sink_datagrams: DatagramSink,
+                 own_only: bool = False, saved: bool = False) -> None:
         """``saved``: the calls come from a saved capture, linked when they were captured."""
         self.sink = sink
         self.sink_calls = sink_calls
+        self.sink_datagrams = sink_datagrams
         self.own_only = own_only
         self.linker = CallLinker(saved)
         self.left_out = 0              # segments of other programs' connections
         self._anns: deque[Annotation] = deque()
-        self._calls: list[tuple[float, int, Call]] = []   # a heap by time
+        self._calls: list[tuple[float, int, Timed]] = []   # a heap by time
         self._seq = 0
         self._more = True
 
@@ -52,12 +56,18 @@ class Timeline:
         for call in calls:
             self._push(call)
 
+    def add_datagrams(self, datagrams: list[Datagram]) -> None:
+        """Queue datagrams (each before ``release`` passes its time)."""
+        for d in datagrams:
+            self._seq += 1
+            heapq.heappush(self._calls, (d.ts, self._seq, d))
+
     def release(self, upto: float) -> bool:
         """Emit everything up to ``upto`` in time order; False once the output has had
         enough (the count)."""
         items = self._take(upto)
         if items:
-            self.linker.link(items)
+            self.linker.link([i for i in items if not isinstance(i, Datagram)])
             self._emit(items)
         return self._more
 
@@ -74,6 +84,9 @@ class Timeline:
             if c_ts is not None and c_ts <= upto and (
                     a_ts is None or c_ts - _early(calls[0][2], anns[0]) <= a_ts):
                 call = calls[0][2]
+                if isinstance(call, Datagram):
+                    items.append(heapq.heappop(calls)[2])
+                    continue
                 if not call.phase and (call.end or call.ts) > upto:
                     return items  # it may yet be split by a segment that came in meanwhile
                 heapq.heappop(calls)
@@ -107,27 +120,29 @@ class Timeline:
         heapq.heappush(self._calls, (call.at, self._seq, call))
 
     def _emit(self, items: list[Item]) -> None:
-        """Consecutive annotations as one batch, consecutive calls as another."""
-        batch_a: list[Annotation] = []
-        batch_c: list[Call] = []
+        """Consecutive items of a kind as one batch to their sink."""
+        batch: list[Item] = []
         for item in items:
-            if isinstance(item, Call):
-                if batch_a:
-                    self._more = self.sink(batch_a) and self._more
-                    batch_a = []
-                batch_c.append(item)
-                continue
-            if batch_c:
-                self.sink_calls(batch_c)
-                batch_c = []
-            if self.own_only and not self.linker.is_own(item):
+            if batch and type(item) is not type(batch[0]):
+                self._hand(batch)
+                batch = []
+            if (self.own_only and isinstance(item, Annotation)
+                    and not self.linker.is_own(item)):
                 self.left_out += 1
             else:
-                batch_a.append(item)
-        if batch_a:
-            self._more = self.sink(batch_a) and self._more
-        if batch_c:
-            self.sink_calls(batch_c)
+                batch.append(item)
+        if batch:
+            self._hand(batch)
+
+    def _hand(self, batch: list[Item]) -> None:
+        """One batch (all of a kind) to its sink."""
+        first = batch[0]
+        if isinstance(first, Annotation):
+            self._more = self.sink(cast(list[Annotation], batch)) and self._more
+        elif isinstance(first, Call):
+            self.sink_calls(cast(list[Call], batch))
+        else:
+            self.sink_datagrams(cast(list[Datagram], batch))
 
 
 def boundary_lines(timeline: Timeline) -> list[str]:
@@ -140,9 +155,11 @@ def boundary_lines(timeline: Timeline) -> list[str]:
 
 
 def replay_with_calls(segments: Iterator[Segment], tracker: Annotator, output: Output,
-                      stats: Stats, calls: list[Call]) -> Timeline:
-    """Replay a capture saved with its calls: the same timeline as when it was captured."""
-    timeline = Timeline(output.sink, output.sink_calls, saved=True)
+                      stats: Stats, calls: list[Call], udp: Datagrams) -> Timeline:
+    """Replay a capture saved with its calls: the same timeline as when it was captured
+    (``udp``: the datagrams read, which join the timeline by time)."""
+    timeline = Timeline(output.sink, output.sink_calls, output.sink_datagrams, saved=True)
+    udp.sink = timeline.add_datagrams
     timeline.add([], calls)
     stats.calls = count_calls(calls)
 
@@ -151,7 +168,7 @@ def replay_with_calls(segments: Iterator[Segment], tracker: Annotator, output: O
         held = tracker.held_since()
         upto = anns[-1].seg.ts if anns else 0.0
         return timeline.release(upto if held is None else min(upto, held - 1e-6))
-    run(segments, tracker, sink, stats)
+    run(segments, tracker, sink, stats, udp)
     timeline.finish()
     return timeline
 
@@ -161,13 +178,13 @@ def count_calls(rows: list[Call]) -> int:
     return sum(1 for c in rows if c.phase != ENTERED)
 
 
-def _early(call: Call, ann: Annotation) -> float:
+def _early(call: Timed, ann: Annotation) -> float:
     """How much earlier than its own time a call comes before the next segment: by
     SENDS_EARLY when that segment is the SYN, FIN or RST the call (connect, close,
     shutdown) sends on its socket, since the kernel may stamp it tens of µs before the
     call's entry (TCP's departure time comes from a cached clock), and the call must come
     first to be seen as its cause."""
-    if call.name not in MAKES_SEGMENTS or call.phase == RETURNED or not call.peer:
+    if not isinstance(call, Call) or call.name not in MAKES_SEGMENTS or call.phase == RETURNED or not call.peer:
         return 0.0
     seg = ann.seg
     makes = SYN if call.name == "connect" else FIN | RST

@@ -87,6 +87,11 @@ class Tracker:
         pending = self._holds.pending
         return pending[0].seg.ts if pending else None
 
+    def held_frame(self) -> int | None:
+        """The frame of the oldest segment not yet annotated (None when nothing waits)."""
+        pending = self._holds.pending
+        return pending[0].seg.frame if pending else None
+
     def finish(self) -> list[Annotation]:
         """End of input: resolve everything still held and return the rest."""
         self._holds.resolve_all()

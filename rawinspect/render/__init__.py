@@ -1,4 +1,5 @@
-"""Output formats. Each renderer only formats Annotations and Calls; one module per format.
+"""Output formats. Each renderer only formats Annotations, Calls and Datagrams; one module
+per format.
 
 ``FORMATS`` is the registry: adding a format is one entry there. The command line takes
 its ``--format`` choices and help from it, and ``make_renderer`` its factories.
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Callable, Literal, Protocol, TextIO
 
 from ..core.annotation import Annotation
 from ..core.call import Call
+from ..core.datagram import Datagram
 
 if TYPE_CHECKING:
     from ..views.summary import ConnSummary
@@ -28,6 +30,9 @@ class Renderer(Protocol):
 
     def write_calls(self, calls: list[Call]) -> None:
         """The traced programs' calls, signals and exits since the last segments."""
+
+    def write_datagrams(self, datagrams: list[Datagram]) -> None:
+        """UDP datagrams, in frame order between the segments around them."""
 
     def flush(self) -> None:
         """Push everything written so far to the stream (live capture)."""

@@ -33,6 +33,7 @@ from typing import Any
 
 from ..core.annotation import Annotation
 from ..core.call import CALL, Call
+from ..core.datagram import NO_STATES, Datagram
 from ..core.tracker import DEFAULT_MSL
 from ..sources.capfile import CaptureFileError
 from ..views.findings import Finding, diagnose
@@ -191,6 +192,7 @@ class HtmlRenderer:
         self.anns: list[Annotation] = []
         self.calls: list[Call] = []
         self.process_calls: list[Call] = []
+        self.datagrams: list[Datagram] = []
         self.summaries = Summaries(2 * msl)
 
     def write(self, anns: list[Annotation]) -> None:
@@ -208,6 +210,10 @@ class HtmlRenderer:
             else:
                 self.events.setdefault(c.conn, []).append(c)
 
+    def write_datagrams(self, datagrams: list[Datagram]) -> None:
+        """Datagrams are listed in the header, in frame order."""
+        self.datagrams.extend(datagrams)
+
     def flush(self) -> None:
         """The report is written at the end."""
 
@@ -216,7 +222,8 @@ class HtmlRenderer:
         info = self.info
         found = self._bytes()
         page = _Page(info, found)
-        page.t0 = self.anns[0].seg.ts if self.anns else 0.0
+        firsts = [x.ts for x in self.datagrams[:1]] + [a.seg.ts for a in self.anns[:1]]
+        page.t0 = min(firsts, default=0.0)
         summaries = {s.conn: s for s in self.summaries.results()}
         conns = [page.connection(evs, summaries.get(n)) for n, evs in sorted(self.events.items())
                  if any(isinstance(e, Annotation) for e in evs)]
@@ -229,7 +236,10 @@ class HtmlRenderer:
                          f".{int(page.t0 % 1 * 1e6):06d} UTC" if self.anns else "",
                 "span": round(span, 6), "verdict": info.verdict, "ok": info.ok,
                 "bytes": "capture" if found else "rebuilt", "payloadShown": PAYLOAD_SHOWN,
-                "processCalls": [call_label(c) for c in self.process_calls]}
+                "processCalls": [call_label(c) for c in self.process_calls],
+                "udpLesson": NO_STATES,
+                "datagrams": [f"{d.frame}  {d.ts - page.t0:.6f}  {d.text()}"
+                              for d in self.datagrams]}
         layout = {"minGap": MIN_GAP, "maxGap": MAX_GAP, "pxPerMs": PX_PER_MS, "slant": SLANT}
         return {"meta": meta, "layout": layout, "conns": conns,
                 "findings": [_finding(f) for f in findings], "strings": page.s.table()}

@@ -1,5 +1,6 @@
-"""JSON lines: one object per TCP segment, and one per traced call, signal or exit (its
-``kind`` says which; segments have none); keys documented in the README."""
+"""JSON lines: one object per TCP segment, one per UDP datagram, and one per traced call,
+signal or exit (its ``kind`` says which; segments have none); keys documented in the
+README."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Final, TextIO
 
 from ..core.annotation import Annotation
 from ..core.call import Call
+from ..core.datagram import Datagram
 from ..core.options import options_json
 from ..core.segment import FLAG_LETTERS
 
@@ -94,6 +96,15 @@ class JsonlRenderer:
             d = c.as_dict()
             d["text"] = c.text()
             lines.append(_dumps(d) + "\n")
+        self._write("".join(lines))
+
+    def write_datagrams(self, datagrams: list[Datagram]) -> None:
+        """One object per datagram (``"kind": "datagram"``), its time as the segments'."""
+        lines = []
+        for d in datagrams:
+            rest = {k: v for k, v in d.as_dict().items() if k not in ("kind", "frame", "ts")}
+            lines.append(f'{{"kind":"datagram","frame":{d.frame},"ts":{seconds6(d.ts)},'
+                         f'{_dumps(rest, separators=(",", ":"))[1:]}\n')
         self._write("".join(lines))
 
     def flush(self) -> None:

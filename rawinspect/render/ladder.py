@@ -12,6 +12,9 @@ the client's lifeline or the server's (the client's when the side is not known);
 of a connection not drawn yet wait for its first arrow. Calls that belong to no
 connection (a failed bind(), a signal, an exit) are listed at the end, as process calls.
 
+A UDP datagram is a one-line arrow under a header of its own (``udp A ⇄ B``), with
+no states: UDP has none.
+
 A segment that crossed earlier ones on the wire (simultaneous open and close, a FIN that
 crossed data; ``layout.Crossings``) has "✕ crossed N" after its label: the stream cannot
 redraw the arrow it crossed.
@@ -24,6 +27,7 @@ from typing import TextIO
 
 from ..core.annotation import Annotation
 from ..core.call import CALL, Call
+from ..core.datagram import NO_STATES, Datagram
 from .layout import Crossings
 
 STATE_W = 11  # "ESTABLISHED"
@@ -90,6 +94,8 @@ class LadderRenderer:
         self.waiting: dict[int, list[Call]] = {}  # calls of connections not drawn yet
         self.process_calls: list[Call] = []  # calls of no connection
         self.crossings = Crossings()
+        self.udp: frozenset[str] | None = None  # the endpoints of the datagrams drawn last
+        self.udp_left: dict[frozenset[str], str] = {}  # each pair's left end: its first sender
 
     def _paint(self, text: str, code: str) -> str:
         return f"{code}{text}{RESET}" if self.color and code and text.strip() else text
@@ -143,7 +149,7 @@ class LadderRenderer:
     def _enter(self, a: Annotation) -> list[str]:
         """The header when the arrows move to ``a``'s connection, and the calls that
         waited for it."""
-        self.conn = a.conn
+        self.conn, self.udp = a.conn, None
         lines = self._header(a.conn, a.client, a.server, a.client_before, a.server_before)
         for c in self.waiting.pop(a.conn, ()):
             lines.extend(self._call(c))
@@ -180,6 +186,34 @@ class LadderRenderer:
             text = part.rjust(room) if right else part.ljust(room)
             lines.append(f"{'':4} {'':{STATE_W}} {lane} {self._paint(text, code)} {lane}")
         return lines
+
+    def _datagram(self, d: Datagram) -> list[str]:
+        """A datagram's one-line arrow, after a header when its endpoints are new."""
+        g, lane = self.g, self.lane
+        pair = frozenset((d.sender, d.receiver))
+        if len(self.udp_left) >= KEPT and pair not in self.udp_left:
+            self.udp_left.clear()
+        left = self.udp_left.setdefault(pair, d.sender)
+        lines: list[str] = []
+        if pair != self.udp:
+            self.udp, self.conn = pair, None
+            right = d.receiver if left == d.sender else d.sender
+            lines = ["", f"{self._paint('udp', BOLD)}: {left} "
+                     f"{'⇄' if g is UNICODE else '<->'} {right}",
+                     f"{'':4} {'':{STATE_W}} {g['lane']} {self._text(NO_STATES)}"]
+        text = f"UDP len {d.length} {d.preview(16)}".rstrip()
+        if len(text) > lane - 6:
+            text = text[:lane - 6 - len(g["cut"])] + g["cut"]
+        if d.sender == left:
+            arrow = (g["h"] * 2 + text).ljust(lane - 1, g["h"]) + g["right"]
+        else:
+            arrow = g["left"] + (text + g["h"] * 2).rjust(lane - 1, g["h"])
+        lines.append(f"{d.frame:>4} {'':{STATE_W}} {g['lane']}{self._text(arrow)}{g['lane']}")
+        return lines
+
+    def write_datagrams(self, datagrams: list[Datagram]) -> None:
+        """Each datagram's arrow, between the segments around it."""
+        self._out([line for d in datagrams for line in self._datagram(d)])
 
     def write(self, anns: list[Annotation]) -> None:
         lines: list[str] = []

@@ -5,6 +5,9 @@ frame number, flags, relative seq/ack and length; each state change is a note be
 endpoint, after the arrow that caused it, with the call that caused the sender's. RST
 arrows end in a cross; retransmissions and other flagged segments are dotted.
 
+UDP datagrams get a diagram per pair of endpoints, after the connections: an open
+arrow per datagram and no states (UDP has none).
+
 A traced program's call is a note on its side, in time order among the arrows (over both
 when its side is not known); a failed call's note sits in a red box. Calls of no
 connection (a failed bind(), a signal, an exit) are listed after the diagrams.
@@ -17,6 +20,7 @@ from typing import TextIO, Union
 
 from ..core.annotation import Annotation
 from ..core.call import Call
+from ..core.datagram import NO_STATES, Datagram
 from .ladder import call_label, changed, label
 
 Event = Union[Annotation, Call]
@@ -60,6 +64,23 @@ class MermaidRenderer:
         self.out = out
         self.conns: dict[int, list[Event]] = defaultdict(list)
         self.process_calls: list[Call] = []
+        self.udp: dict[frozenset[str], list[Datagram]] = {}
+
+    def write_datagrams(self, datagrams: list[Datagram]) -> None:
+        for d in datagrams:
+            self.udp.setdefault(frozenset((d.sender, d.receiver)), []).append(d)
+
+    @staticmethod
+    def udp_diagram(datagrams: list[Datagram]) -> list[str]:
+        """The lines of one pair of endpoints' datagrams: an open arrow each."""
+        a, b = datagrams[0].sender, datagrams[0].receiver
+        lines = ["sequenceDiagram", f"    participant A as {a}", f"    participant B as {b}",
+                 f"    Note over A,B: {_text(NO_STATES)}"]
+        for d in datagrams:
+            src, dst = ("A", "B") if d.sender == a else ("B", "A")
+            text = f"{d.frame}: UDP length {d.length} {d.preview(16)}".rstrip()
+            lines.append(f"    {src}-){dst}: {_text(text)}")
+        return lines
 
     def write(self, anns: list[Annotation]) -> None:
         for a in anns:
@@ -99,6 +120,10 @@ class MermaidRenderer:
                 continue
             parts.append(f"conn {conn}: client {first.client}, server {first.server}\n\n"
                          "```mermaid\n" + "\n".join(self.diagram(events)) + "\n```\n")
+        for datagrams in self.udp.values():
+            d = datagrams[0]
+            parts.append(f"udp: {d.sender} ⇄ {d.receiver}\n\n```mermaid\n"
+                         + "\n".join(self.udp_diagram(datagrams)) + "\n```\n")
         if rest:
             parts.append("process calls (not on a connection drawn above):\n\n" + "".join(
                 f"- {call_label(c)}\n" for c in sorted(rest, key=lambda c: c.at)))

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from ..core.annotation import Annotation
 from ..core.call import Call
+from ..core.datagram import Datagram
 
 
 class Quiet:
-    """Takes annotations and calls, and prints nothing."""
+    """Takes annotations, calls and datagrams, and prints nothing."""
 
     def write(self, anns: list[Annotation]) -> None:
         """Nothing to print per segment."""
 
     def write_calls(self, calls: list[Call]) -> None:
         """Nothing to print per call."""
+
+    def write_datagrams(self, datagrams: list[Datagram]) -> None:
+        """Nothing to print per datagram."""
 
     def flush(self) -> None:
         """Nothing buffered."""

@@ -19,6 +19,9 @@ call's text beside it between the lifelines; failed calls in red, signals and ex
 magenta. The call that caused a state change ends its segment's explanation. Calls of no
 connection (a failed bind(), a signal or an exit not tied to a socket) are in no picture:
 they are skipped, and their number is said on stderr.
+
+UDP datagrams get pictures of their own, one per pair of endpoints (``svg_udp``):
+FILE-udpN.svg beside the connections' (FILE.svg when nothing else is drawn).
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from typing import Sequence
 
 from ..core.annotation import Annotation
 from ..core.call import CALL, Call
+from ..core.datagram import Datagram
 from .ladder import call_label, changed, label
 from .layout import MIN_GAP, Event, Row, arrivals, crossings, rows
+from .svg_udp import udp_picture
 
 MAX_SEGMENTS = 400
 MAX_PICTURES = 50
@@ -276,6 +281,7 @@ class SvgRenderer:
         self.drawn: set[int] = set()  # connections with a segment: those get a picture
         self.written: list[str] = []
         self.skipped = 0  # calls of no connection
+        self.udp: dict[frozenset[str], list[Datagram]] = {}
 
     def write(self, anns: list[Annotation]) -> None:
         for a in anns:
@@ -289,6 +295,11 @@ class SvgRenderer:
                 self.skipped += 1
             else:
                 self.conns[c.conn].append(c)
+
+    def write_datagrams(self, datagrams: list[Datagram]) -> None:
+        """Datagrams go to their pair of endpoints' picture."""
+        for d in datagrams:
+            self.udp.setdefault(frozenset((d.sender, d.receiver)), []).append(d)
 
     def flush(self) -> None:
         """Pictures are drawn at the end."""
@@ -305,6 +316,12 @@ class SvgRenderer:
             path = self.path if len(conns) == 1 else f"{stem}-conn{conn}.svg"
             with open(path, "w") as f:
                 f.write(picture(self.conns[conn]))
+            self.written.append(path)
+        pairs = list(self.udp.values())[:MAX_PICTURES]
+        for i, datagrams in enumerate(pairs, 1):
+            path = self.path if len(pairs) == 1 and not conns else f"{stem}-udp{i}.svg"
+            with open(path, "w") as f:
+                f.write(udp_picture(datagrams))
             self.written.append(path)
         if skipped:
             print(f"rawinspect: {skipped} call{'s' if skipped > 1 else ''} on no connection "

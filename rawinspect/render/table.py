@@ -15,6 +15,10 @@ when known, and ``[pid comm] text  cause`` from the column of the side that made
 (Client when not known) on into Why, wrapped; on a narrow table the row names the call in
 its side's column and the text follows below, like explanations. Failed calls are red,
 signals and exits magenta. Time 0 is the first row, a call's or a segment's.
+
+UDP datagrams are rows too: their frame and time, ``UDP`` for flags, their length, and
+``sender > receiver "payload"`` from the Client column on; no states, which the first
+one says.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Callable, TextIO
 
 from ..core.annotation import Annotation
 from ..core.call import CALL, Call
+from ..core.datagram import NO_STATES, Datagram
 from ..core.options import options_text
 from ..core.segment import ACK
 
@@ -118,6 +123,7 @@ class TableRenderer:
         self.last: dict[int, float] = {}  # conn-delta: each connection's latest time
         self.header_done = False
         self.seen: set[int] = set()
+        self.udp_seen = False
         self._wrapped: dict[tuple[str, int], list[str]] = {}
 
     def _wrap(self, text: str, width: int) -> list[str]:
@@ -182,9 +188,8 @@ class TableRenderer:
             lines.append(" " * INDENT + HEADERS[-1])
         return lines
 
-    def _time(self, a: Annotation) -> str:
-        """The Time cell in the chosen mode."""
-        ts = a.seg.ts
+    def _clock(self, ts: float) -> str:
+        """The Time cell of the relative and absolute modes ("" in the delta modes)."""
         if self.t0 is None:
             self.t0 = ts
         mode = self.time
@@ -192,7 +197,15 @@ class TableRenderer:
             return f"{ts - self.t0:.6f}"
         if mode == "absolute":
             return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f")
-        key = a.conn if mode == "conn-delta" else 0
+        return ""
+
+    def _time(self, a: Annotation) -> str:
+        """The Time cell in the chosen mode."""
+        ts = a.seg.ts
+        clock = self._clock(ts)
+        if clock:
+            return clock
+        key = a.conn if self.time == "conn-delta" else 0
         prev = self.last.get(key, ts)
         self.last[key] = ts
         return f"{ts - prev:.6f}"
@@ -201,13 +214,10 @@ class TableRenderer:
         """A call's Time cell: the deltas count from the previous segment (of its
         connection, or of any for a call without one) and are not moved by the call."""
         ts = c.at
-        if self.t0 is None:
-            self.t0 = ts
+        clock = self._clock(ts)
+        if clock:
+            return clock
         mode = self.time
-        if mode == "relative":
-            return f"{ts - self.t0:.6f}"
-        if mode == "absolute":
-            return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f")
         if mode == "conn-delta" and c.conn is not None:
             prev = self.last.get(c.conn, ts)
         elif mode == "conn-delta":
@@ -238,6 +248,27 @@ class TableRenderer:
                               [k for _, k in cells] + [color] if self.color else None)]
         lines.extend(" " * start + self._paint(line, color) for line in wrapped[1:])
         return lines
+
+    def datagram_rows(self, d: Datagram, first: bool) -> list[str]:
+        """The lines of one UDP datagram: its row, the text from the Client column on
+        (wrapped there, or below the row when the table has no Why column); the first
+        says that UDP has no states."""
+        ts = d.ts
+        clock = self._clock(ts)
+        if not clock:   # the deltas: since the previous segment, and a datagram counts
+            prev = max(self.last.values(), default=ts)
+            self.last[0] = ts
+            clock = f"{ts - prev:.6f}"
+        cells = [str(d.frame), clock, "", "", "UDP", "", "", str(d.length)]
+        text = f"{d.sender} > {d.receiver} {d.preview()}".rstrip()
+        if first:
+            text += f" · {NO_STATES}"
+        start = self.starts[len(cells)] if self.why_room else INDENT
+        wrapped = self._wrap(text, self.width - start)
+        if not self.why_room:
+            return [self._placed(cells, None)] + [" " * INDENT + w for w in wrapped]
+        lines = [self._placed(cells + [wrapped[0]], None)]
+        return lines + [" " * start + w for w in wrapped[1:]]
 
     def rows(self, a: Annotation) -> list[str]:
         """The lines of one annotation: the row, continuation lines for long state paths
@@ -292,6 +323,14 @@ class TableRenderer:
             lines.extend(self.call_rows(c))
         if lines:
             self.out.write("\n".join(lines) + "\n")
+
+    def write_datagrams(self, datagrams: list[Datagram]) -> None:
+        """A row for each UDP datagram, between the segments around it."""
+        lines = self._head()
+        for d in datagrams:
+            lines.extend(self.datagram_rows(d, not self.udp_seen))
+            self.udp_seen = True
+        self.out.write("\n".join(lines) + "\n")
 
     def flush(self) -> None:
         self.out.flush()

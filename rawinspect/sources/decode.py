@@ -1,7 +1,8 @@
-"""Bytes to Segment: link layer, IPv4/IPv6 and TCP headers, decoded with ``struct``.
+"""Bytes to Segment or Datagram: link layer, IPv4/IPv6, TCP and UDP headers, decoded
+with ``struct``.
 
-``Decoder.decode`` returns a Segment, or a short string saying why the packet was
-skipped (not IP, not TCP, unsupported link type...). Checksums are never checked:
+``Decoder.decode`` returns a Segment (TCP), a Datagram (UDP), or a short string saying why
+the packet was skipped (not IP, neither TCP nor UDP, unsupported link type...). Checksums are never checked:
 loopback captures usually carry unfilled ones.
 """
 
@@ -11,6 +12,7 @@ from typing import Callable, Final
 
 import struct
 
+from ..core.datagram import PREVIEW, Datagram
 from ..core.options import syn_options
 from ..core.segment import SYN, Segment
 
@@ -47,13 +49,18 @@ _ip6: Final[Callable[[bytes, int], tuple[int, int, bytes, bytes]]] = struct.Stru
     "!4xHBx16s16s").unpack_from
 _tcp: Final[Callable[[bytes, int], tuple[int, int, int, int, int, int]]] = struct.Struct(
     "!HHIIHH").unpack_from
+_udp_header: Final[Callable[[bytes, int], tuple[int, int, int]]] = struct.Struct(
+    "!HHH").unpack_from
 _nflog_tlv: Final[Callable[[bytes, int], tuple[int, int]]] = struct.Struct("<HH").unpack_from
 
 SKIP_NOT_IP: Final = "not IP"
-SKIP_NOT_TCP: Final = "not TCP"
+SKIP_NOT_TCP: Final = "not TCP or UDP"
 SKIP_FRAGMENT: Final = "IP fragment without TCP header"
 SKIP_TRUNCATED: Final = "cut short before the TCP flags"
 SKIP_BAD_IP: Final = "malformed IP header"
+SKIP_BAD_UDP: Final = "cut short before the UDP length"
+UDP: Final = 17
+Decoded = Segment | Datagram | str   # a segment, a datagram, or why the packet was skipped
 
 
 def unsupported(linktype: int) -> str:
@@ -62,14 +69,14 @@ def unsupported(linktype: int) -> str:
 
 
 class Decoder:
-    """Decodes packet records into Segments.
+    """Decodes packet records into Segments (TCP) and Datagrams (UDP).
 
     Addresses stay in wire form in ``Segment.flow``; the Segment prints them on demand.
     """
 
     def decode(self, frame: int, linktype: int, ts: float, buf: bytes, off: int,
-               caplen: int, wirelen: int) -> Segment | str:
-        """Decode one packet record; a Segment, or the reason it was skipped."""
+               caplen: int, wirelen: int) -> Decoded:
+        """Decode one packet record; a Segment, a Datagram, or why it was skipped."""
         end = off + caplen
         if linktype == LT_ETHERNET and caplen >= 54:
             # Fast paths: untagged Ethernet, then IPv4 without options or IPv6 without
@@ -115,14 +122,14 @@ class Decoder:
         return self._ipv6(frame, ts, buf, pos, end, wirelen - (pos - off))
 
     def _ipv4(self, frame: int, ts: float, buf: bytes, pos: int, end: int,
-              wire: int) -> Segment | str:
+              wire: int) -> Decoded:
         if pos + 20 > end:
             return SKIP_BAD_IP
         vihl, totlen, frag, proto, s, d = _ip4(buf, pos)
         ihl = (vihl & 0x0F) * 4
         if vihl >> 4 != 4 or ihl < 20:
             return SKIP_BAD_IP
-        if proto != 6:
+        if proto != 6 and proto != UDP:
             return SKIP_NOT_TCP
         issues: tuple[str, ...] = ()
         if frag & 0x3FFF:
@@ -131,10 +138,12 @@ class Decoder:
             issues = ("ip_fragment",)
         if totlen == 0:  # TSO/GRO super-segment
             totlen = wire
+        if proto == UDP:
+            return _udp(frame, ts, buf, pos + ihl, end, totlen - ihl, s + d)
         return self._tcp(frame, ts, buf, pos + ihl, end, totlen - ihl, s + d, issues)
 
     def _ipv6(self, frame: int, ts: float, buf: bytes, pos: int, end: int,
-              wire: int) -> Segment | str:
+              wire: int) -> Decoded:
         if pos + 40 > end:
             return SKIP_BAD_IP
         plen, nxt, s, d = _ip6(buf, pos)
@@ -159,6 +168,8 @@ class Decoder:
             nxt = buf[p]
             p += hlen
             plen -= hlen
+        if nxt == UDP:
+            return _udp(frame, ts, buf, p, end, plen, s + d)
         if nxt != 6:
             return SKIP_NOT_TCP
         return self._tcp(frame, ts, buf, p, end, plen, s + d, issues)
@@ -182,6 +193,18 @@ class Decoder:
         return Segment(frame, ts, "", sport, "", dport, seq, ack, flags, win,
                        max(iplen - max(hl, 20), 0), syn_options(raw) if flags & SYN else None,
                        issues, addrs + buf[pos:pos + 4], raw)
+
+
+def _udp(frame: int, ts: float, buf: bytes, pos: int, end: int, iplen: int,
+         addrs: bytes) -> Datagram | str:
+    """The UDP header at ``pos``: ports, length (the IP length when the header says 0:
+    GSO), the payload's first bytes."""
+    if end - pos < 8:
+        return SKIP_BAD_UDP
+    sport, dport, length = _udp_header(buf, pos)
+    size = (length if length >= 8 else iplen) - 8
+    data = buf[pos + 8:min(pos + 8 + min(max(size, 0), PREVIEW), end)]
+    return Datagram(frame, ts, sport, dport, max(size, 0), data, addrs + buf[pos:pos + 4])
 
 
 # Link layers: where the IP header starts. Each returns (IP version, offset) or a skip reason.

@@ -101,6 +101,7 @@ class CallLinker:
         self._by_pair: dict[tuple[int, int], _Conn] = {}
         self._pending: dict[tuple[int, int], list[Call]] = {}  # calls that may cause a change
         self._side_of_pid: dict[int, str] = {}
+        self._udp: set[tuple[int, int]] = set()   # (tgid, fd) of open UDP sockets
         self.own_ports: set[int] = set()   # local ports of the traced programs' sockets
 
     def is_own(self, a: Annotation) -> bool:
@@ -209,6 +210,8 @@ class CallLinker:
             c.side = "client" if port_of(c.local) == port_of(conn.client) else "server"
             c.local, c.peer = ((conn.client, conn.server) if c.side == "client"
                                else (conn.server, conn.client))
+        elif c.kind == CALL and self._on_udp(c):
+            c.side = ""        # UDP has no client and server: no side
         elif c.kind == CALL:
             listening = bool(c.local) and not c.peer   # a listening or bound socket
             c.side = ("server" if c.name in SERVER_CALLS or listening else
@@ -216,6 +219,23 @@ class CallLinker:
         else:
             c.side = self._side_of_pid.get(c.pid, "")
         return conn
+
+    def _on_udp(self, c: Call) -> bool:
+        """Whether the call is on a UDP socket (its socket() said SOCK_DGRAM; until its
+        close(): descriptor numbers are reused)."""
+        udp = self._udp
+        if c.name == "socket" and c.ret is not None and c.ret >= 0 and c.phase != ENTERED:
+            if "SOCK_DGRAM" in c.args:
+                udp.add((c.tgid, c.ret))
+                return True
+            udp.discard((c.tgid, c.ret))
+            return False
+        key = (c.tgid, c.fd if c.fd is not None else -1)
+        if key not in udp:
+            return False
+        if c.name == "close" and c.phase != ENTERED:
+            udp.discard(key)
+        return True
 
     def _count(self, c: Call, conn: _Conn) -> None:
         """Count the call's bytes for the message boundaries; note a shutdown."""

@@ -93,7 +93,9 @@
     add("capture filter", M.filter);
     add("time span", M.start ? `${M.start}, ${secs(M.span)}` : "");
     const counts = [M.packets !== null ? `${M.packets} packets` : "", `${M.segments} TCP segments`,
-      `${M.connections} connection${M.connections === 1 ? "" : "s"}`].filter(Boolean).join(", ");
+      `${M.connections} connection${M.connections === 1 ? "" : "s"}`,
+      M.datagrams.length ? `${M.datagrams.length} UDP datagram${M.datagrams.length === 1 ? "" : "s"}` : ""
+    ].filter(Boolean).join(", ");
     add("counts", counts);
     if (M.dropped !== null) add("dropped by kernel", M.dropped);
     add("findings", D.findings.length ? `${D.findings.length}` : "none");
@@ -104,6 +106,12 @@
       h.append(el("div", { cls: `verdict ${M.ok ? "ok" : "bad"}`, text: `scenario verdict: ${M.ok ? "as the lesson says" : "not as the lesson says"}` }));
       const ul = el("ul", { cls: "plain verdict-lines" });
       for (const line of M.verdict) ul.append(el("li", { text: line }));
+      h.append(ul);
+    }
+    if (M.datagrams.length) {
+      h.append(el("div", { cls: "udp", text: `UDP datagrams (frame, time, addresses, length, payload). ${M.udpLesson}:` }));
+      const ul = el("ul", { cls: "plain mono udp-list" });
+      for (const line of M.datagrams) ul.append(el("li", { text: line }));
       h.append(ul);
     }
     if (M.processCalls.length) {
