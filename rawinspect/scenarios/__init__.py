@@ -8,7 +8,7 @@ from .base import Scenario
 
 MODULES = ("handshake", "server_close", "simultaneous_close", "half_close", "never_close",
            "write_after_close", "abortive_close", "refused", "backlog",
-           "simultaneous_open", "self_connect", "byte_stream", "short_long", "forking_server",
+           "simultaneous_open", "self_connect", "byte_stream", "datagrams", "short_long", "forking_server",
            "nagle", "close_wait_leak")
 
 

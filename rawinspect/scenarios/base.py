@@ -105,7 +105,8 @@ class Expect:
     programs' recorded calls must show (``call_checks``), beside the segments.
     ``extra``: further checks computed from the connections and the programs' report.
     ``findings``: the findings' rules (``views/findings``) the run must produce;
-    ``no_findings``: the ones it must not.
+    ``no_findings``: the ones it must not. ``datagrams``: the sizes of the UDP datagrams
+    the run must show on the wire, in order.
     """
     conns: list[list[Path]] = field(default_factory=list)
     each: list[Path] | None = None  # instead of conns: any number, each matching one
@@ -116,6 +117,7 @@ class Expect:
     extra: Callable[[list[Observed], dict[str, Any]], list[Check]] | None = None
     findings: tuple[str, ...] = ()
     no_findings: tuple[str, ...] = ()
+    datagrams: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -129,6 +131,7 @@ class Scenario:
     host: str = "127.0.0.1"
     ports: int = 1
     timeout: float = 30.0
+    udp: bool = False   # its capture filter lets UDP on its ports in, beside TCP
 
 
 class Context:

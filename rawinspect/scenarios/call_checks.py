@@ -26,6 +26,29 @@ _COMPARE = re.compile(r"(=|>=|<=|>|<)(-?\d+)")
 _FLAG = {"RST": RST, "FIN": FIN}
 
 
+def udp_calls(calls: list[Call]) -> list[Call]:
+    """The successful calls on the programs' UDP sockets (socket(..., SOCK_DGRAM)), from
+    the socket() to the close() of each descriptor (numbers are reused), in time order."""
+    udp: set[tuple[int, int]] = set()
+    out = []
+    for c in finished(calls):
+        if c.kind != CALL:
+            continue
+        if c.name == "socket" and c.ret is not None and c.ret >= 0:
+            (udp.add if "SOCK_DGRAM" in c.args else udp.discard)((c.tgid, c.ret))
+        elif c.fd is not None and (c.tgid, c.fd) in udp:
+            if c.name == "close":
+                udp.discard((c.tgid, c.fd))
+            elif not c.errno:
+                out.append(c)
+    return out
+
+
+def sizes_text(sizes: list[int]) -> str:
+    """3+7+17."""
+    return "+".join(map(str, sizes)) or "none"
+
+
 def finished(calls: list[Call]) -> list[Call]:
     """The rows that carry a result (not "entered"), in time order."""
     return sorted((c for c in calls if c.phase != ENTERED), key=lambda c: c.at)
@@ -357,3 +380,25 @@ class Silence:
                       + (f"close() came {gap:.3f} s later" if close else "never closed")
                       + (f"; segments meanwhile: frames {passed}" if passed else
                          ", no data, FIN or RST meanwhile"))]
+
+
+@dataclass(frozen=True)
+class UdpCalls:
+    """UDP message boundaries in the calls: on the programs' UDP sockets, one successful
+    send call per message of ``sizes`` bytes, and one receive call returning each whole
+    (the datagrams on the wire are checked by ``Expect.datagrams``)."""
+    sizes: list[int]
+
+    def text(self) -> str:
+        n = len(self.sizes)
+        return (f"UDP: {n} sendto() of {sizes_text(self.sizes)} bytes, and {n} recvfrom() "
+                "returning the same, one message each")
+
+    def check(self, calls: list[Call], anns: list[Annotation]) -> list[Check]:
+        rows = [c for c in udp_calls(calls) if c.ret]
+        sent = [c.ret or 0 for c in rows if c.name in SENDS]
+        got = [c.ret or 0 for c in rows if c.name in RECVS]
+        ok = sent == self.sizes and got == self.sizes
+        return [Check(ok, f"calls: UDP: {len(sent)} send calls of {sizes_text(sent)} bytes, "
+                          f"{len(got)} receive calls of {sizes_text(got)} bytes"
+                          + ("" if ok else f" (expected {self.text()})"))]

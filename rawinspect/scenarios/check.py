@@ -9,8 +9,10 @@ from typing import Any, Iterable
 
 from ..core.annotation import Annotation
 from ..core.call import Call
+from ..core.datagram import Datagram
 from ..views.steps import EndpointSteps
 from .base import Check, Expect, Observed, Path, expansions
+from .call_checks import sizes_text
 
 
 def observe(anns: Iterable[Annotation]) -> list[Observed]:
@@ -118,10 +120,20 @@ def _finding_checks(expect: Expect, anns: list[Annotation],
     return out
 
 
+def _datagram_check(want: list[int], datagrams: list[Datagram]) -> Check:
+    """The UDP datagrams on the wire: one per message, each its whole size."""
+    got = [d.length for d in datagrams]
+    ok = got == want
+    return Check(ok, f"UDP: {len(got)} datagrams of {sizes_text(got)} bytes on the wire"
+                 + ("" if ok else f" (expected {len(want)} of {sizes_text(want)})"))
+
+
 def verify(expect: Expect, anns: list[Annotation], report: dict[str, Any],
-           calls: list[Call] | None = None) -> Verdict:
+           calls: list[Call] | None = None, datagrams: list[Datagram] | None = None
+           ) -> Verdict:
     """Check the connections' state sequences, the programs' outcomes, the recorded calls
-    (None: not recorded, their expectations are listed as not checked) and the extras."""
+    (None: not recorded, their expectations are listed as not checked), the UDP
+    datagrams and the extras."""
     v = Verdict()
     observed = observe(anns)
     if expect.each is not None:
@@ -173,6 +185,8 @@ def verify(expect: Expect, anns: list[Annotation], report: dict[str, Any],
             v.checks.extend(want.check(calls, anns))
     if expect.findings or expect.no_findings:
         v.checks.extend(_finding_checks(expect, anns, calls))
+    if expect.datagrams:
+        v.checks.append(_datagram_check(expect.datagrams, datagrams or []))
     if expect.extra is not None:
         v.checks.extend(expect.extra(observed, report))
     v.deviating.sort()

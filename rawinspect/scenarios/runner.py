@@ -29,9 +29,10 @@ def free_ports(host: str, n: int) -> list[int]:
             s.close()
 
 
-def capture_filter(ports: list[int]) -> str:
-    """BPF for the scenario's traffic: TCP to or from its ports."""
-    return "tcp and (" + " or ".join(f"port {p}" for p in ports) + ")"
+def capture_filter(ports: list[int], udp: bool = False) -> str:
+    """BPF for the scenario's traffic: TCP (and UDP) to or from its ports."""
+    return ("(tcp or udp)" if udp else "tcp") + " and (" + " or ".join(
+        f"port {p}" for p in ports) + ")"
 
 
 class ScenarioRun:
