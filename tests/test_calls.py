@@ -323,3 +323,22 @@ def test_calls_saved_with_the_packets_read_back(tmp_path, suffix):
         shown = res.stdout.splitlines()
         assert sum("Ethernet II" in line for line in shown) == 2  # both packets
         assert all("Ethernet II" in line or "Custom Block" in line for line in shown)
+
+
+def test_a_fin_long_after_close_was_sent_by_the_kernel_for_the_orphan():
+    anns, calls = conversation()
+    calls["close"] = call(anns[5].seg.ts - 0.012, "s", "close", fd=4, ret=0)
+    linked(anns, calls)
+    assert anns[5].cause == ("FIN_WAIT_1 ← close(fd 4), pid 900, server; sent by the kernel "
+                             "12 ms after it returned: the closed socket (an orphan, no "
+                             "descriptor left) sends its queued data, then the FIN")
+
+
+def test_a_fin_after_the_process_exited_without_close_comes_from_the_exit():
+    anns, calls = conversation()
+    del calls["close"]
+    calls["exit"] = Call(kind=EXIT, ts=anns[5].seg.ts - 0.001, pid=900, comm="prog",
+                         name="exit", ret=0)
+    linked(anns, calls)
+    assert anns[5].cause == ("FIN_WAIT_1 ← the kernel: process 900 exited without close(); "
+                             "exit closed its socket")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from ..core.annotation import Annotation
-from ..core.call import CALL, ENTERED, RETURNED, Call
+from ..core.call import CALL, ENTERED, EXIT, RETURNED, Call
 from ..core.segment import FIN, RST, SYN
 
 Item = Union[Annotation, Call]
@@ -24,6 +24,20 @@ RECVS = frozenset({"read", "recv", "recvfrom", "recvmsg", "readv"})
 MAKES = {SYN: ("connect",), FIN: ("close", "shutdown"), RST: ("close", "shutdown")}
 SERVER_CALLS = frozenset({"bind", "listen", "accept", "accept4"})
 ANSWERED_BY = {"EPIPE": RST, "ECONNRESET": RST, "ECONNREFUSED": RST}
+LATE = 0.001   # a FIN this long after its close() or shutdown() returned waited for data
+
+
+def _late(a: Annotation, call: Call) -> str:
+    """What a FIN that left well after its close() or shutdown() returned waited for:
+    the data still queued; after close() the kernel sent both for the orphaned socket."""
+    if not a.seg.flags & FIN or a.seg.flags & RST or call.end is None \
+            or a.seg.ts - call.end < LATE:
+        return ""
+    after = f"{(a.seg.ts - call.end) * 1000:.0f} ms after it returned"
+    if call.name == "close":
+        return (f"; sent by the kernel {after}: the closed socket (an orphan, no descriptor "
+                "left) sends its queued data, then the FIN")
+    return f"; sent {after}, once the data queued before it had left"
 
 
 def port_of(endpoint: str) -> int:
@@ -89,7 +103,8 @@ class _Conn:
     flows: dict[str, Flow] = field(default_factory=lambda: {"c>s": Flow(), "s>c": Flow()})
     last_in: dict[str, dict[int, int]] = field(default_factory=lambda: {"c": {}, "s": {}})
     traced_sides: set[str] = field(default_factory=set)
-    shut_down: set[str] = field(default_factory=set)  # sides that shut down for writing  # "c", "s": a traced program's
+    shut_down: set[str] = field(default_factory=set)  # sides that shut down for writing
+    owner: dict[str, int] = field(default_factory=dict)  # side ("c", "s") → its process
 
 class CallLinker:
     """Links calls and annotations as the timeline passes, in time order."""
@@ -102,6 +117,7 @@ class CallLinker:
         self._pending: dict[tuple[int, int], list[Call]] = {}  # calls that may cause a change
         self._side_of_pid: dict[int, str] = {}
         self._udp: set[tuple[int, int]] = set()   # (tgid, fd) of open UDP sockets
+        self._exited: set[int] = set()           # processes that have exited
         self.own_ports: set[int] = set()   # local ports of the traced programs' sockets
 
     def is_own(self, a: Annotation) -> bool:
@@ -172,10 +188,14 @@ class CallLinker:
             if call.name in wanted:
                 del pending[i]
                 side = "client" if a.from_client else "server"
-                a.cause = f"{state} ← {call.name}(fd {call.fd}), pid {call.pid}, {side}"
+                a.cause = (f"{state} ← {call.name}(fd {call.fd}), pid {call.pid}, {side}"
+                           + _late(a, call))
                 return
         side_traced = "c" if a.from_client else "s"
-        if side_traced in conn.traced_sides:
+        if conn.owner.get(side_traced) in self._exited:
+            a.cause = (f"{state} ← the kernel: process {conn.owner[side_traced]} exited "
+                       "without close(); exit closed its socket")
+        elif side_traced in conn.traced_sides:
             a.cause = f"{state} ← the kernel on its own: no call of the program just before"
 
     def _call(self, c: Call) -> None:
@@ -194,8 +214,12 @@ class CallLinker:
             conn = self._join(c)
         if c.side:
             self._side_of_pid[c.pid] = c.side
+        if c.kind == EXIT:
+            self._exited.add(c.tgid)
         if conn is not None and c.side:
             conn.traced_sides.add(c.side[0])
+            if c.kind == CALL:
+                conn.owner[c.side[0]] = c.tgid
             if c.kind == CALL and c.phase != ENTERED:
                 self._count(c, conn)
                 if not linked:
