@@ -139,9 +139,18 @@ def test_display_filters_apply_to_datagrams(mixed: Path, args: list[str],
     assert [json.loads(line)["frame"] for line in out.splitlines()] == frames
 
 
-def test_connection_summaries_count_the_datagrams_without_rows(mixed: Path) -> None:
+def test_connection_summaries_list_the_udp_flows_as_zeek_does(mixed: Path) -> None:
     out = rawinspect_cli("replay", str(mixed), "--conns")
-    assert "UDP" not in out.stdout and "3 UDP datagrams" in out.stderr
+    assert out.stdout.splitlines()[-1] == ("  127.0.0.1:5000 → 127.0.0.1:6000: 2 datagrams/13 "
+                                           "bytes, back 1/7, 0.004000 s, SF Dd")
+    assert "3 UDP datagrams" in out.stderr
+    zeek = rawinspect_cli("replay", str(mixed), "-T", "zeek").stdout.splitlines()
+    udp_row = next(line.split("\t") for line in zeek if "\tudp\t" in line)
+    assert udp_row[2:12] == [LO, "5000", LO, "6000", "udp", "-", "0.004000", "13", "7", "SF"]
+    assert (udp_row[15], udp_row[16], udp_row[18]) == ("Dd", "2", "1")
+    flows = [json.loads(line) for line in
+             rawinspect_cli("replay", str(mixed), "--conns", "-T", "jsonl").stdout.splitlines()]
+    assert flows[-1]["kind"] == "udp_flow" and flows[-1]["orig_pkts"] == 2
 
 
 def test_the_api_gives_the_datagrams_as_replay_does(mixed: Path) -> None:

@@ -29,8 +29,8 @@ Row = dict[str, str]
 Key = tuple[str, str, str, str]
 
 
-def read_log(text: str) -> list[Row]:
-    """The TCP rows of a conn.log, by its #fields header."""
+def read_log(text: str, proto: str = "tcp") -> list[Row]:
+    """The rows of one protocol of a conn.log, by its #fields header."""
     fields: list[str] = []
     rows = []
     for line in text.splitlines():
@@ -38,7 +38,7 @@ def read_log(text: str) -> list[Row]:
             fields = line.split("\t")[1:]
         elif line and not line.startswith("#"):
             row = dict(zip(fields, line.split("\t")))
-            if row.get("proto") == "tcp":
+            if row.get("proto") == proto:
                 rows.append(row)
     return rows
 
@@ -61,23 +61,23 @@ def trace(case: str) -> Path:
     return next(p for p in (BASELINES / case).iterdir() if p.name.startswith("trace."))
 
 
-def replay_zeek(path: Path) -> list[Row]:
+def replay_zeek(path: Path, proto: str = "tcp") -> list[Row]:
     """Our conn.log for ``path`` (``rawinspect replay PATH --format zeek``), in-process."""
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         rc = main(["replay", "--format", "zeek", str(path)])
     assert rc == 0, err.getvalue()
-    return read_log(out.getvalue())
+    return read_log(out.getvalue(), proto)
 
 
-def differences(case: str) -> list[str]:
-    """Every baseline TCP field we get wrong in ``case``, one line each."""
+def differences(case: str, proto: str = "tcp") -> list[str]:
+    """Every baseline field of ``proto`` we get wrong in ``case``, one line each."""
     ours: dict[Key, list[Row]] = defaultdict(list)
-    for row in sorted(replay_zeek(trace(case)), key=lambda r: float(r["ts"])):
+    for row in sorted(replay_zeek(trace(case), proto), key=lambda r: float(r["ts"])):
         ours[key(row)].append(row)
     taken: dict[Key, int] = defaultdict(int)
     out = []
-    for z in read_log((BASELINES / case / "conn.log").read_text()):
+    for z in read_log((BASELINES / case / "conn.log").read_text(), proto):
         k = key(z)
         i = taken[k]
         taken[k] += 1
@@ -111,3 +111,17 @@ def test_the_set_is_whole(baselines):
 @pytest.mark.parametrize("case", CASES or ["(no set)"])
 def test_conn_log_equals_zeeks(baselines, case):
     assert differences(case) == []
+
+
+UDP_CASES = [c for c in CASES if read_log((BASELINES / c / "conn.log").read_text(), "udp")]
+
+
+def test_the_set_has_udp_rows(baselines):
+    assert sum(len(read_log((baselines / c / "conn.log").read_text(), "udp"))
+               for c in UDP_CASES) == 26
+
+
+@pytest.mark.parametrize("case", UDP_CASES or ["(no set)"])
+def test_udp_rows_equal_zeeks(baselines, case):
+    """UDP flows too: originator, conn_state, history, packets, bytes and duration."""
+    assert differences(case, "udp") == []

@@ -172,19 +172,21 @@ class Output:
 
     def sink_datagrams(self, datagrams: list[Datagram]) -> None:
         """Show the UDP datagrams that pass the display filter, between the segments
-        (--conn keeps none: a datagram belongs to no connection; --conns and
-        --findings-only show none)."""
+        (--conn keeps none: a datagram belongs to no connection; --findings-only none),
+        or count them in their flows (--conns, zeek)."""
         if self.datagrams_tap is not None:
             self.datagrams_tap(datagrams)
         args = self.args
-        if args.conn or self.summaries is not None or args.findings_only:
+        if args.conn or args.findings_only:
             return
         if args.host or args.port:
             host = str(ipaddress.ip_address(args.host.strip("[]"))) if args.host else None
             datagrams = [d for d in datagrams
                          if (host is None or host in (d.src, d.dst))
                          and (args.port is None or args.port in (d.sport, d.dport))]
-        if datagrams:
+        if datagrams and self.summaries is not None:
+            self.summaries.feed_datagrams(datagrams)
+        elif datagrams:
             self.renderer.write_datagrams(datagrams)
             if self.live:
                 self.renderer.flush()
@@ -257,9 +259,9 @@ class Output:
         if self.args.format in ("table", "jsonl"):
             from ..render import summaries as conns_render
             write = conns_render.table if self.args.format == "table" else conns_render.jsonl
-            sys.stdout.write(write(results, by_conn(self.findings())))
+            sys.stdout.write(write(results, by_conn(self.findings()), self.summaries.udp.rows))
         else:
-            sys.stdout.write(conns_formatter(self.args.format)(results))
+            sys.stdout.write(conns_formatter(self.args.format)(results, self.summaries.udp.rows))
         return code
 
     def findings(self) -> list[Finding]:

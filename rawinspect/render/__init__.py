@@ -8,7 +8,7 @@ its ``--format`` choices and help from it, and ``make_renderer`` its factories.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Literal, Protocol, TextIO
+from typing import TYPE_CHECKING, Callable, Literal, Protocol, Sequence, TextIO
 
 from ..core.annotation import Annotation
 from ..core.call import Call
@@ -16,6 +16,7 @@ from ..core.datagram import Datagram
 
 if TYPE_CHECKING:
     from ..views.summary import ConnSummary
+    from ..views.udp_flows import UdpFlow
 
 
 class Renderer(Protocol):
@@ -54,7 +55,7 @@ class RenderOptions:
 
 
 SegmentFactory = Callable[[TextIO, RenderOptions], Renderer]
-ConnFormatter = Callable[["list[ConnSummary]"], str]
+ConnFormatter = Callable[["list[ConnSummary]", "Sequence[UdpFlow]"], str]
 
 
 @dataclass(frozen=True)
@@ -112,19 +113,19 @@ def _html(out: TextIO, opts: RenderOptions) -> Renderer:
     return HtmlRenderer(opts.output or "rawinspect.html")
 
 
-def _conns_table(summaries: list[ConnSummary]) -> str:
+def _conns_table(summaries: list[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
     from .summaries import table
-    return table(summaries)
+    return table(summaries, udp=udp)
 
 
-def _conns_jsonl(summaries: list[ConnSummary]) -> str:
+def _conns_jsonl(summaries: list[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
     from .summaries import jsonl
-    return jsonl(summaries)
+    return jsonl(summaries, udp=udp)
 
 
-def _conns_zeek(summaries: list[ConnSummary]) -> str:
+def _conns_zeek(summaries: list[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
     from .summaries import zeek
-    return zeek(summaries)
+    return zeek(summaries, udp)
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in (

@@ -7,8 +7,10 @@ import base64
 import hashlib
 import json
 import time
+from typing import Sequence
 
 from ..views.summary import ConnSummary
+from ..views.udp_flows import UdpFlow
 
 ZEEK_FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto",
                "service", "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig",
@@ -54,7 +56,8 @@ def _simple_table(headers: tuple[str, ...], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-def table(summaries: list[ConnSummary], findings: dict[int, list[str]] | None = None) -> str:
+def table(summaries: list[ConnSummary], findings: dict[int, list[str]] | None = None,
+          udp: Sequence[UdpFlow] = ()) -> str:
     """One row per connection (with its findings when given), then each endpoint's time
     in each state."""
     rows = [[s.conn, f"{s.start:.6f}", f"{s.duration:.6f}", s.client, s.server,
@@ -70,10 +73,23 @@ def table(summaries: list[ConnSummary], findings: dict[int, list[str]] | None = 
     for s in summaries:
         lines.append(f"  conn {s.conn} client: {_timing(s, 'client')}")
         lines.append(f"  conn {s.conn} server: {_timing(s, 'server')}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + udp_lines(udp)) + "\n"
 
 
-def jsonl(summaries: list[ConnSummary], findings: dict[int, list[str]] | None = None) -> str:
+def udp_lines(udp: Sequence[UdpFlow]) -> list[str]:
+    """The UDP flows after the connections: no states, what each side sent."""
+    if not udp:
+        return []
+    lines = ["", "UDP flows (no connection, no states; Zeek's conn_state and history):"]
+    for f in udp:
+        lines.append(f"  {f.orig} → {f.resp}: {f.pkts[0]} datagrams/{f.bytes[0]} bytes, "
+                     f"back {f.pkts[1]}/{f.bytes[1]}, {f.duration:.6f} s, {f.conn_state} "
+                     f"{f.history or '-'}")
+    return lines
+
+
+def jsonl(summaries: list[ConnSummary], findings: dict[int, list[str]] | None = None,
+          udp: Sequence[UdpFlow] = ()) -> str:
     """The same fields as JSON, one connection per line (Zeek's names where they exist);
     with ``findings``, their count and rule names too."""
     out = []
@@ -96,7 +112,24 @@ def jsonl(summaries: list[ConnSummary], findings: dict[int, list[str]] | None = 
             rules = findings.get(s.conn, [])
             d["findings_count"], d["findings"] = len(rules), rules
         out.append(json.dumps(d))
+    for f in udp:
+        (oh, op), (rh, rp) = split_endpoint(f.orig), split_endpoint(f.resp)
+        out.append(json.dumps({
+            "kind": "udp_flow", "ts": round(f.ts, 6), "uid": f.uid, "id.orig_h": oh,
+            "id.orig_p": int(op), "id.resp_h": rh, "id.resp_p": int(rp), "proto": "udp",
+            "duration": round(f.duration, 6), "orig_bytes": f.bytes[0],
+            "resp_bytes": f.bytes[1], "conn_state": f.conn_state, "history": f.history,
+            "orig_pkts": f.pkts[0], "resp_pkts": f.pkts[1]}))
     return "\n".join(out) + ("\n" if out else "")
+
+
+def _udp_row(f: UdpFlow) -> list[str]:
+    """A UDP flow's conn.log fields."""
+    timed = f.duration > 0
+    return [f"{f.ts:.6f}", f.uid, *split_endpoint(f.orig), *split_endpoint(f.resp), "udp",
+            "-", f"{f.duration:.6f}" if timed else "-", str(f.bytes[0]) if timed else "-",
+            str(f.bytes[1]) if timed else "-", f.conn_state, "-", "-", "0",
+            f.history or "-", str(f.pkts[0]), "-", str(f.pkts[1]), "-", "-"]
 
 
 def _row_uid(uid: str, n: int) -> str:
@@ -106,7 +139,7 @@ def _row_uid(uid: str, n: int) -> str:
     return "C" + base64.b32encode(hashlib.sha1(f"{uid}/{n}".encode()).digest()).decode()[:17]
 
 
-def zeek(summaries: list[ConnSummary]) -> str:
+def zeek(summaries: list[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
     """Zeek's conn.log in its ASCII format, with the #fields/#types header: the rows Zeek
     would write, in order of their first packet (one connection may be several)."""
     stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
@@ -126,6 +159,7 @@ def zeek(summaries: list[ConnSummary]) -> str:
                                 str(z.bytes[1]) if timed else "-", z.conn_state, "-", "-",
                                 str(z.missed_bytes), z.history or "-", str(z.pkts[0]), "-",
                                 str(z.pkts[1]), "-", "-"]))
+    rows += [(f.ts, _udp_row(f)) for f in udp]
     rows.sort(key=lambda r: r[0])
     lines += ["\t".join(row) for _, row in rows]
     lines.append(f"#close\t{stamp}")

@@ -9,9 +9,11 @@ import hashlib
 from dataclasses import dataclass, field
 
 from ..core.annotation import Annotation
+from ..core.datagram import Datagram
 from ..core.tracker import DEFAULT_MSL
 from .steps import Change, EndpointSteps, Step
 from .wireshark import HandshakeRtt
+from .udp_flows import UdpFlows
 from .zeek import ConnLog, ZeekConn, ZeekRow
 
 
@@ -102,6 +104,7 @@ class Summaries:
         self.time_wait = time_wait
         self.log = ConnLog()
         self.tracks: dict[int, _Track] = {}
+        self.udp = UdpFlows()
         self.end = 0.0
 
     def feed(self, anns: list[Annotation]) -> None:
@@ -113,6 +116,11 @@ class Summaries:
                 t = self.tracks[a.conn] = _Track(a)
             t.feed(a)
             self.end = max(self.end, a.seg.ts)
+
+    def feed_datagrams(self, datagrams: list[Datagram]) -> None:
+        """The next UDP datagrams of the run (their flows: ``udp.rows``)."""
+        self.udp.feed(datagrams)
+        self.end = max(self.end, datagrams[-1].ts)
 
     def results(self) -> list[ConnSummary]:
         """One summary per connection, in connection order; times run to the capture's end."""
