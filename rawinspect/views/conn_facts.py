@@ -11,18 +11,20 @@ first few reads and writes for the message boundaries). The findings' rules read
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from ..core.annotation import Annotation
 from ..core.call import CALL, ENTERED, Call
 from ..core.segment import ACK, FIN, RST, SYN
 from .calls import RECVS, SENDS
 
-SIDES = ("client", "server")
-FIRST = 8              # first frames kept per flag
-KEPT_IO = 64           # reads and writes kept per side for the message boundaries
-DELAYED_ACK = (0.030, 0.250)  # a delayed ACK's delay: Linux 40 ms at least, 200 ms at most
-RIGHT_AFTER = 0.005    # data this soon after the ACK was waiting for it
-UNACKED = 256          # unacknowledged sends remembered per direction (retransmission cost)
+SIDES: Final = ("client", "server")
+FIRST: Final = 8              # first frames kept per flag
+KEPT_IO: Final = 64           # reads and writes kept per side for the message boundaries
+DELAYED_MIN: Final = 0.030    # a delayed ACK's delay: Linux 40 ms at least,
+DELAYED_MAX: Final = 0.250    # 200 ms at most
+RIGHT_AFTER: Final = 0.005    # data this soon after the ACK was waiting for it
+UNACKED: Final = 256          # unacknowledged sends remembered per direction (retransmission cost)
 
 
 @dataclass
@@ -55,7 +57,12 @@ class Stall:
 
 @dataclass
 class Side:
-    """One side's facts (the side that sends, for its segments)."""
+    """One side's facts (the side that sends, for its segments).
+
+    The fields from ``sent`` on are the collector's own, plain fields rather than tuples
+    so that the compiled build keeps them unboxed: the sends not acknowledged yet (the
+    oldest in ``sent_*``, the others in ``unacked``, for the retransmissions' cost), the
+    unacknowledged small send, then the delayed ACK of it that the next data may wait for."""
     steps: list[tuple[str, float, int]]        # (state entered, when, frame)
     fin: tuple[int, float] | None = None       # its first FIN
     data_frames: int = 0
@@ -63,19 +70,61 @@ class Side:
     last_data: float = 0.0
     data_after_peer_fin: int = 0                # frame of its first data after the peer's FIN
     mss: int = 536
-    last_small: tuple[int, float, int] | None = None   # frame, ts, seq end of unacked small data
-    # the small send's frame, the delayed ACK's frame and time, its delay
-    delayed_ack: tuple[int, int, float, float] | None = None
     stalls: list[Stall] = field(default_factory=list)
-    unacked: dict[int, float] = field(default_factory=dict)  # rel seq → first sent
     rto_cost: float = 0.0
     rto_frames: list[int] = field(default_factory=list)
     options: set[str] = field(default_factory=set)     # setsockopt options of its socket
     calls: list[Call] = field(default_factory=list)
     io: int = 0                                         # reads and writes kept
+    sent: bool = False           # an unacknowledged send: its rel seq, when it first left
+    sent_seq: int = 0
+    sent_ts: float = 0.0
+    unacked: dict[int, float] = field(default_factory=dict)  # the later ones: rel seq → ts
+    small: bool = False          # a small send not acknowledged yet: its frame, time, seq end
+    small_frame: int = 0
+    small_ts: float = 0.0
+    small_end: int = 0
+    held: bool = False           # its delayed ACK: the small send's frame, the ACK's frame
+    held_frame: int = 0          # and time, the delay
+    held_ack: int = 0
+    held_ts: float = 0.0
+    held_delay: float = 0.0
 
     def state_at_end(self) -> str:
         return self.steps[-1][0]
+
+    def remember(self, seq: int, ts: float) -> None:
+        """A send that left at ``ts``, unless already remembered (or UNACKED are)."""
+        if not self.sent:
+            self.sent, self.sent_seq, self.sent_ts = True, seq, ts
+        elif seq != self.sent_seq and len(self.unacked) + 1 < UNACKED:
+            self.unacked.setdefault(seq, ts)
+
+    def first_sent(self, seq: int) -> float | None:
+        """When the unacknowledged send at ``seq`` left (None if not remembered)."""
+        if self.sent and seq == self.sent_seq:
+            return self.sent_ts
+        return self.unacked.get(seq)
+
+    def sent_again(self, seq: int, ts: float) -> None:
+        """The remembered send at ``seq`` left again at ``ts``."""
+        if self.sent and seq == self.sent_seq:
+            self.sent_ts = ts
+        else:
+            self.unacked[seq] = ts
+
+    def acked(self, ack: int) -> None:
+        """Forget the sends below ``ack``: the oldest first, up to the first one not below it."""
+        if not self.sent or self.sent_seq >= ack:
+            return
+        rest = self.unacked
+        while rest:
+            seq = next(iter(rest))
+            ts = rest.pop(seq)
+            if seq >= ack:
+                self.sent_seq, self.sent_ts = seq, ts
+                return
+        self.sent = False
 
 
 @dataclass
@@ -85,8 +134,9 @@ class ConnFacts:
     client: str
     server: str
     first_ts: float
+    client_side: Side
+    server_side: Side
     last_ts: float = 0.0
-    sides: dict[str, Side] = field(default_factory=dict)
     rsts: list[tuple[int, float, str, str]] = field(default_factory=list)  # frame, ts, side, event
     flags: dict[str, Flag] = field(default_factory=dict)
     syns: int = 0                      # SYNs the client sent, first one included
@@ -97,20 +147,32 @@ class ConnFacts:
     acks_dropped: list[int] = field(default_factory=list)  # the client's, the accept queue full
 
     @property
+    def sides(self) -> dict[str, Side]:
+        """Both sides by name, "client" and "server"."""
+        return {"client": self.client_side, "server": self.server_side}
+
+    @property
     def listened(self) -> bool:
         """The server side was a listener (not one end of a simultaneous open)."""
-        return self.sides["server"].steps[0][0] == "LISTEN"
+        return self.server_side.steps[0][0] == "LISTEN"
 
     def side(self, who: str) -> Side:
-        return self.sides[who]
+        if who == "client":
+            return self.client_side
+        if who == "server":
+            return self.server_side
+        raise KeyError(who)
 
     def flag(self, name: str) -> Flag:
         """The flag's facts (count 0 when never raised)."""
         return self.flags.get(name) or Flag()
 
 
-def _side_of(a: Annotation) -> tuple[str, str]:
-    return ("client", "server") if a.from_client else ("server", "client")
+def _enter(steps: list[tuple[str, float, int]], path: list[str], ts: float, frame: int) -> None:
+    """The states of a path that differ from the last one entered."""
+    for state in path:
+        if state != steps[-1][0]:
+            steps.append((state, ts, frame))
 
 
 class FactsCollector:
@@ -122,66 +184,86 @@ class FactsCollector:
         self.bind_options: dict[int, set[str]] = {}   # id of a loose bind → its socket's options
         self._opts: dict[tuple[int, int], set[str]] = {}   # (tgid, fd) → options set
         self._early: dict[int, list[Call]] = {}   # calls of a connection not seen yet
+        # The facts by connection number as well: the connection table counts them from 1,
+        # and a list finds them faster than a dict.
+        self._numbered: list[ConnFacts | None] = [None]
 
     def feed(self, anns: list[Annotation]) -> None:
         """The next annotations of the run, in capture order."""
+        f: ConnFacts | None = None
         for a in anns:
-            f = self.facts.get(a.conn)
-            if f is None:
-                f = self._new(a)
-            f.last_ts = a.seg.ts
-            me, peer = _side_of(a)
-            s, p = f.sides[me], f.sides[peer]
-            for who, path in (("client", a.client_path), ("server", a.server_path)):
-                if path:
-                    steps = f.sides[who].steps
-                    for state in path:
-                        if state != steps[-1][0]:
-                            steps.append((state, a.seg.ts, a.seg.frame))
-            for name in a.analysis:
-                flag = f.flags.get(name)
-                if flag is None:
-                    flag = f.flags[name] = Flag()
-                flag.add(a.seg.frame, a.seg.ts)
-            self._segment(f, a, s, p)
+            if f is None or f.conn != a.conn:
+                f = self._facts_of(a)
+            seg = a.seg
+            f.last_ts = seg.ts
+            if a.client_path:
+                _enter(f.client_side.steps, a.client_path, seg.ts, seg.frame)
+            if a.server_path:
+                _enter(f.server_side.steps, a.server_path, seg.ts, seg.frame)
+            retrans = False
+            if a.analysis:
+                for name in a.analysis:
+                    retrans = retrans or name == "retransmission"
+                    flag = f.flags.get(name)
+                    if flag is None:
+                        flag = f.flags[name] = Flag()
+                    flag.add(seg.frame, seg.ts)
+            if a.from_client:
+                self._segment(f, a, f.client_side, f.server_side, retrans)
+            else:
+                self._segment(f, a, f.server_side, f.client_side, retrans)
+
+    def _facts_of(self, a: Annotation) -> ConnFacts:
+        """The facts of the annotation's connection, new at its first segment."""
+        conn, numbered = a.conn, self._numbered
+        if 0 <= conn < len(numbered):
+            f = numbered[conn]
+            if f is not None:
+                return f
+        f = self.facts.get(conn)
+        return f if f is not None else self._new(a)
 
     def _new(self, a: Annotation) -> ConnFacts:
-        f = self.facts[a.conn] = ConnFacts(a.conn, a.client, a.server, a.seg.ts)
-        f.sides["client"] = Side([(a.client_before, a.seg.ts, a.seg.frame)])
-        f.sides["server"] = Side([(a.server_before, a.seg.ts, a.seg.frame)])
+        ts, frame, conn, numbered = a.seg.ts, a.seg.frame, a.conn, self._numbered
+        f = self.facts[conn] = ConnFacts(conn, a.client, a.server, ts,
+                                         Side([(a.client_before, ts, frame)]),
+                                         Side([(a.server_before, ts, frame)]))
+        if 0 <= conn <= len(numbered) + 1024:    # not for numbers far apart
+            numbered.extend([None] * (conn + 1 - len(numbered)))
+            numbered[conn] = f
         self.feed_calls(self._early.pop(a.conn, []))
         return f
 
-    def _segment(self, f: ConnFacts, a: Annotation, s: Side, p: Side) -> None:
+    def _segment(self, f: ConnFacts, a: Annotation, s: Side, p: Side, retrans: bool) -> None:
         seg = a.seg
-        flags, frame, ts = seg.flags, seg.frame, seg.ts
+        flags, frame, ts, payload = seg.flags, seg.frame, seg.ts, seg.payload
         if flags & SYN:
             self._syn(f, a, s)
-        if a.from_client and f.synack and flags & ACK and not flags & (SYN | RST):
+        if (not f.client_acked and a.from_client and f.synack and flags & ACK
+                and not flags & (SYN | RST)):
             f.client_acked = True
         if flags & RST:
             if len(f.rsts) < FIRST:
-                f.rsts.append((frame, ts, _side_of(a)[0], a.event))
+                f.rsts.append((frame, ts, "client" if a.from_client else "server", a.event))
             return
-        if (f.listened and a.from_client and a.client_before == "ESTABLISHED"
-                and a.server_before == "SYN_RCVD"
-                and a.server_after == "SYN_RCVD" and len(f.acks_dropped) < FIRST):
+        if (a.from_client and a.server_after == "SYN_RCVD" and a.server_before == "SYN_RCVD"
+                and a.client_before == "ESTABLISHED" and len(f.acks_dropped) < FIRST
+                and f.listened):
             f.acks_dropped.append(frame)   # the listener's full accept queue did not take it
         if flags & FIN and s.fin is None:
             s.fin = (frame, ts)
-        retrans = "retransmission" in a.analysis
-        if seg.payload:
+        if payload:
             s.last_data = ts
             if not retrans:
                 s.data_frames += 1
-                s.data_bytes += seg.payload
+                s.data_bytes += payload
             if p.fin is not None and not s.data_after_peer_fin:
                 s.data_after_peer_fin = frame
-        if seg.payload or flags & FIN:
+        if payload or flags & FIN:
             self._cost(s, a, retrans)
         if flags & ACK:
-            self._acked(s, p, a)
-        if seg.payload and not retrans:
+            self._acked(p, a)
+        if payload and not retrans:
             self._nagle(s, a)
 
     def _syn(self, f: ConnFacts, a: Annotation, s: Side) -> None:
@@ -203,43 +285,38 @@ class FactsCollector:
         """Remember when each send left; a retransmission costs the time since then."""
         key = a.rel_seq
         if not retrans:
-            if len(s.unacked) < UNACKED:
-                s.unacked.setdefault(key, a.seg.ts)
+            s.remember(key, a.seg.ts)
             return
-        first = s.unacked.get(key)
+        first = s.first_sent(key)
         if first is not None and a.seg.ts - first >= 0.2:
             s.rto_cost += a.seg.ts - first
-            s.unacked[key] = a.seg.ts
+            s.sent_again(key, a.seg.ts)
             if len(s.rto_frames) < FIRST:
                 s.rto_frames.append(a.seg.frame)
 
-    def _acked(self, s: Side, p: Side, a: Annotation) -> None:
-        """An ACK from ``s`` acknowledges ``p``'s sends; a late, bare one of a small send
-        is a delayed ACK that ``p``'s next data may have waited for (Nagle)."""
+    def _acked(self, p: Side, a: Annotation) -> None:
+        """An ACK acknowledges ``p``'s sends; a late, bare one of a small send is a
+        delayed ACK that ``p``'s next data may have waited for (Nagle)."""
         ack = a.rel_ack
-        unacked = p.unacked
-        while unacked:
-            k = next(iter(unacked))
-            if k >= ack:
-                break
-            del unacked[k]
-        small = p.last_small
-        if small is not None and not a.seg.payload and not a.seg.flags & (SYN | FIN) \
-                and ack >= small[2]:
-            delay = a.seg.ts - small[1]
-            p.delayed_ack = ((small[0], a.seg.frame, a.seg.ts, delay)
-                             if DELAYED_ACK[0] <= delay <= DELAYED_ACK[1] else None)
-            p.last_small = None
+        p.acked(ack)
+        seg = a.seg
+        if p.small and not seg.payload and not seg.flags & (SYN | FIN) and ack >= p.small_end:
+            delay = seg.ts - p.small_ts
+            p.held = DELAYED_MIN <= delay <= DELAYED_MAX
+            if p.held:
+                p.held_frame, p.held_ack = p.small_frame, seg.frame
+                p.held_ts, p.held_delay = seg.ts, delay
+            p.small = False
 
     def _nagle(self, s: Side, a: Annotation) -> None:
         """New data from ``s``: right after a delayed ACK of its small send, it waited."""
         seg = a.seg
-        held = s.delayed_ack
-        if held is not None and seg.ts - held[2] <= RIGHT_AFTER and len(s.stalls) < FIRST:
-            s.stalls.append(Stall(held[0], held[1], seg.frame, held[3], seg.ts))
-        s.delayed_ack = None
-        s.last_small = ((seg.frame, seg.ts, a.rel_seq + seg.payload) if seg.payload < s.mss
-                        else None)
+        if s.held and seg.ts - s.held_ts <= RIGHT_AFTER and len(s.stalls) < FIRST:
+            s.stalls.append(Stall(s.held_frame, s.held_ack, seg.frame, s.held_delay, seg.ts))
+        s.held = False
+        s.small = seg.payload < s.mss
+        if s.small:
+            s.small_frame, s.small_ts, s.small_end = seg.frame, seg.ts, a.rel_seq + seg.payload
 
     def feed_calls(self, calls: list[Call]) -> None:
         """The programs' calls in time order, linked to connections by the calls view."""
@@ -255,13 +332,13 @@ class FactsCollector:
             if f is None and c.conn is not None:
                 self._early.setdefault(c.conn, []).append(c)
                 continue
-            if f is None or c.side not in f.sides:
+            if f is None or c.side not in SIDES:
                 if c.kind != CALL or c.name in ("bind", "wait4") or c.failed:
                     self.loose.append(c)
                     if c.name == "bind":
                         self.bind_options[id(c)] = set(self._opts.get(key, ()))
                 continue
-            side = f.sides[c.side]
+            side = f.side(c.side)
             side.options |= self._opts.get(key, set())
             io = c.name in SENDS or c.name in RECVS
             if io and not c.failed and c.ret != 0:
