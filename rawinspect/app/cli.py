@@ -18,7 +18,8 @@ from ..sources.capfile import CaptureFileError
 from ..scenarios.describe import expectations
 from .capture_cmd import add_capture_arguments, run_capture
 from .options import (EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, UsageError, add_output_options,
-                      check_annotate)
+                      check_annotate, positive_int)
+from .jobs import jobs_wanted, replay_sharded, usable
 from .output import Output
 from .pipeline import Datagrams, Stats, make_tracker, read_segments, run
 from .timeline import boundary_lines, replay_with_calls
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "its annotation as packet comment")
     r.add_argument("--no-calls", action="store_true",
                    help="leave out the programs' calls saved with the capture")
+    r.add_argument("-j", "--jobs", type=jobs_count, default="auto", metavar="N",
+                   help="processes that share the work, each a part of the connections "
+                        "(the output is the same): jsonl, --conns, zeek and "
+                        "--findings-only of a file without saved calls or display filters "
+                        "(default: auto, the cores for a file of 32 MB or more)")
     add_output_options(r)
 
     c = sub.add_parser("capture", help="capture live (root or CAP_NET_RAW) and annotate",
@@ -89,9 +95,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_RUNTIME
     try:
         tracker = make_tracker(args.msl, args.hold)
-        timeline = (replay_with_calls(segments, tracker, output, stats, calls, udp) if calls
-                    else None)
-        if timeline is None:
+        timeline = None
+        if calls:
+            _one_job(args, "the capture has the programs' calls")
+            timeline = replay_with_calls(segments, tracker, output, stats, calls, udp)
+        elif not _in_parallel(args, output):
             run(segments, tracker, output.sink, stats, udp)
         if args.annotate:
             write_annotated(args.file, args.write, comments, [*calls, *sockets])
@@ -108,6 +116,31 @@ def cmd_replay(args: argparse.Namespace) -> int:
         output.report(boundary_lines(timeline))
     output.closing_line()
     return code
+
+
+def _in_parallel(args: argparse.Namespace, output: Output) -> bool:
+    """Replay with several jobs when asked and possible (they print the same as one)."""
+    jobs = jobs_wanted(args)
+    if jobs <= 1:
+        return False
+    why = usable(args)
+    if why:
+        _one_job(args, why)
+        return False
+    return replay_sharded(args, jobs, output)
+
+
+def _one_job(args: argparse.Namespace, why: str) -> None:
+    """Say why -j N (given, N > 1) runs as one job."""
+    if args.jobs not in ("auto", "1"):
+        print(f"rawinspect: one job: {why}", file=sys.stderr)
+
+
+def jobs_count(text: str) -> str:
+    """An argparse type: "auto" or a positive number of jobs."""
+    if text != "auto":
+        positive_int(text)
+    return text
 
 
 def cmd_capture(args: argparse.Namespace) -> int:

@@ -93,7 +93,12 @@ class _Track:
 
 def uid(a: Annotation) -> str:
     """A Zeek-style connection uid, stable for the same connection in the same capture."""
-    digest = hashlib.sha1(f"{a.seg.ts:.6f}{a.client}{a.server}{a.conn}".encode()).digest()
+    return uid_of(a.seg.ts, a.client, a.server, a.conn)
+
+
+def uid_of(ts: float, client: str, server: str, conn: int) -> str:
+    """The uid of connection ``conn`` whose first segment came at ``ts``."""
+    digest = hashlib.sha1(f"{ts:.6f}{client}{server}{conn}".encode()).digest()
     return "C" + base64.b32encode(digest).decode()[:17]
 
 
@@ -106,6 +111,7 @@ class Summaries:
         self.tracks: dict[int, _Track] = {}
         self.udp = UdpFlows()
         self.end = 0.0
+        self.merged: list[ConnSummary] | None = None   # replay --jobs: the workers' results
 
     def feed(self, anns: list[Annotation]) -> None:
         """The next annotations of the run, in capture order."""
@@ -124,6 +130,8 @@ class Summaries:
 
     def results(self) -> list[ConnSummary]:
         """One summary per connection, in connection order; times run to the capture's end."""
+        if self.merged is not None:
+            return self.merged
         out = []
         for cid, t in sorted(self.tracks.items()):
             z: ZeekConn = self.log.conns[cid]

@@ -1,0 +1,221 @@
+"""``replay --jobs N``: one capture file annotated by N processes, each a shard of its
+connections, merged into the output one process would print.
+
+Each worker reads and decodes the whole file, keeps the segments whose 4-tuple (either
+direction) hashes to its shard, so that a connection and every later connection on the
+same ports stay in one worker, and runs the ordinary pipeline on them: tracker, Wireshark's
+analysis, the output's sink. A worker writes its per-segment lines to a file of its own
+and hands back, pickled, what the end of the run needs: its connections' first frames,
+the findings' facts and the connection summaries. The parent numbers the connections in
+the order of their first frames (as one tracker would), merges the lines by frame number
+with those numbers, and prints the findings, summaries and closing line from the merged
+facts. UDP datagrams all go to the first worker.
+
+Only the outputs that merge this way run in parallel: jsonl, ``--conns``, zeek and
+``--findings-only``, without display filters, ``-c``, ``--explain``, ``-w`` or saved
+calls. Anything else, or a small file, runs as one job, which prints the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import os
+import pickle
+import sys
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from ..core.datagram import Datagram
+from ..core.segment import Segment, reverse_flow
+from ..views.findings import Diagnoser
+from ..views.summary import ConnSummary, uid_of
+from ..views.udp_flows import UdpFlow
+from .output import Output
+from .pipeline import Datagrams, Stats, make_tracker, read_segments, run
+
+AUTO_BYTES = 32 << 20     # --jobs auto: files at least this large run in parallel
+
+
+def usable(args: argparse.Namespace) -> str:
+    """Why this replay cannot run in parallel ("" when it can)."""
+    for option, given in (("--conn", args.conn), ("--host", args.host), ("--port", args.port),
+                          ("-c", args.count), ("--explain", args.explain),
+                          ("-w", args.write)):
+        if given:
+            return f"{option} is given"
+    if args.format != "jsonl" and not (args.conns or args.findings_only
+                                       or args.format == "zeek"):
+        return f"--format {args.format} is drawn in one piece"
+    return ""
+
+
+def jobs_wanted(args: argparse.Namespace) -> int:
+    """How many jobs: -j N, or for "auto" the cores for a large file and 1 for a small."""
+    if args.jobs != "auto":
+        return int(args.jobs)
+    try:
+        large = os.path.getsize(args.file) >= AUTO_BYTES
+    except OSError:
+        return 1
+    return len(os.sched_getaffinity(0)) if large else 1
+
+
+@dataclass
+class ShardResult:
+    """What a worker hands back besides its lines."""
+    first: dict[int, int] = field(default_factory=dict)     # its conn → its first frame
+    connections: int = 0
+    shown: int = 0
+    end: float = 0.0                  # the last packet's time (of the whole file)
+    stats: Stats | None = None        # the file's counts (the first worker's)
+    facts: dict[int, Any] = field(default_factory=dict)
+    summaries: list[ConnSummary] = field(default_factory=list)
+    udp: list[UdpFlow] = field(default_factory=list)
+    error: str = ""
+
+
+def _shard(segments: Iterator[Segment], shard: int, jobs: int,
+           result: ShardResult) -> Iterator[Segment]:
+    """The segments of this worker's connections; the time of every one seen."""
+    for seg in segments:
+        flow = seg.flow
+        back = reverse_flow(flow)
+        if seg.ts > result.end:
+            result.end = seg.ts
+        if zlib.crc32(flow if flow < back else back) % jobs == shard:
+            yield seg
+
+
+def _work(args: argparse.Namespace, shard: int, jobs: int, lines: str) -> ShardResult:
+    """One worker's run, its per-segment lines written to ``lines``."""
+    result = ShardResult()
+    stats = Stats()
+    with open(lines, "w", buffering=1 << 20) as out:
+        sys.stdout = out
+        output = Output(args, stats, live=False)
+        first = result.first
+
+        def sink(anns: list[Any]) -> bool:
+            for a in anns:
+                if a.conn not in first:
+                    first[a.conn] = a.seg.frame
+            return output.sink(anns)
+
+        def datagram(d: Datagram) -> None:
+            result.end = max(result.end, d.ts)
+            if shard == 0:
+                udp.add(d)
+        udp = Datagrams(output.sink_datagrams)
+        segments = _shard(read_segments(args.file, stats, datagram), shard, jobs, result)
+        run(segments, make_tracker(args.msl, args.hold), sink, stats, udp)
+        output.close()
+    result.connections, result.shown = stats.connections, stats.shown
+    result.stats = stats if shard == 0 else None
+    result.facts = output.diagnoser.collector.facts
+    if output.summaries is not None:
+        output.summaries.end = result.end
+        result.summaries = output.summaries.results()
+        result.udp = output.summaries.udp.rows
+    return result
+
+
+def _fork(args: argparse.Namespace, shard: int, jobs: int, tmp: str) -> int:
+    """Start worker ``shard``; its pid. It writes shard.lines and shard.pickle in ``tmp``."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        result = _work(args, shard, jobs, os.path.join(tmp, f"{shard}.lines"))
+    except Exception as e:  # handed to the parent, which reports it
+        result, code = ShardResult(error=f"{type(e).__name__}: {e}"), 1
+    with open(os.path.join(tmp, f"{shard}.pickle"), "wb") as f:
+        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os._exit(code)
+
+
+def replay_sharded(args: argparse.Namespace, jobs: int, output: Output) -> bool:
+    """Run the workers, then print their merged lines to stdout and set up ``output``
+    (stats, findings' facts, summaries) for the end of the run. False, with nothing
+    printed, when a worker failed (a damaged file: one job then says where)."""
+    with tempfile.TemporaryDirectory(prefix="rawinspect-jobs-") as tmp:
+        pids = [_fork(args, k, jobs, tmp) for k in range(jobs)]
+        for pid in pids:
+            os.waitpid(pid, 0)
+        results = []
+        for k in range(jobs):
+            with open(os.path.join(tmp, f"{k}.pickle"), "rb") as f:
+                results.append(pickle.load(f))
+        if any(r.error for r in results):
+            return False
+        numbers = _numbers(results)
+        _merge_lines([os.path.join(tmp, f"{k}.lines") for k in range(jobs)], numbers)
+    _set_up(output, results, numbers)
+    return True
+
+
+def _numbers(results: list[ShardResult]) -> list[dict[int, int]]:
+    """Each worker's connection numbers → the run's: in the order of their first frames."""
+    starts = sorted((frame, k, conn) for k, r in enumerate(results)
+                    for conn, frame in r.first.items())
+    numbers: list[dict[int, int]] = [{} for _ in results]
+    for n, (_, k, conn) in enumerate(starts, 1):
+        numbers[k][conn] = n
+    return numbers
+
+
+def _frame(line: str) -> int:
+    """The frame number of a jsonl line (a segment's or a datagram's)."""
+    start = line.index('"frame":') + 8
+    return int(line[start:line.index(",", start)])
+
+
+def _renumbered(lines: Iterator[str], numbers: dict[int, int]) -> Iterator[tuple[int, str]]:
+    """A worker's lines with their frame numbers, its connection numbers made the run's."""
+    for line in lines:
+        at = line.find(',"conn":', 0, 64)
+        if at >= 0:
+            end = line.index(",", at + 8)
+            line = f"{line[:at + 8]}{numbers[int(line[at + 8:end])]}{line[end:]}"
+        yield _frame(line), line
+
+
+def _merge_lines(paths: list[str], numbers: list[dict[int, int]]) -> None:
+    """Every worker's lines, merged by frame, to stdout."""
+    files = [open(p) for p in paths]
+    try:
+        write = sys.stdout.write
+        for _, line in heapq.merge(*(_renumbered(f, n) for f, n in zip(files, numbers))):
+            write(line)
+    finally:
+        for f in files:
+            f.close()
+
+
+def _set_up(output: Output, results: list[ShardResult], numbers: list[dict[int, int]]) -> None:
+    """The run's counts, findings' facts and summaries, from the workers'."""
+    stats = output.stats
+    first = results[0].stats
+    assert first is not None
+    stats.packets, stats.segments, stats.datagrams = first.packets, first.segments, first.datagrams
+    stats.skipped = first.skipped
+    stats.connections = sum(r.connections for r in results)
+    stats.shown = sum(r.shown for r in results)
+    facts = output.diagnoser.collector.facts
+    for r, number in zip(results, numbers):
+        for conn, f in r.facts.items():
+            f.conn = number[conn]
+            facts[f.conn] = f
+    if output.summaries is not None:
+        merged = []
+        for r, number in zip(results, numbers):
+            for s in r.summaries:
+                s.conn = number[s.conn]
+                s.uid = uid_of(s.start, s.client, s.server, s.conn)
+                merged.append(s)
+        merged.sort(key=lambda s: s.conn)
+        output.summaries.merged = merged
+        output.summaries.udp.rows = results[0].udp

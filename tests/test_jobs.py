@@ -1,0 +1,94 @@
+"""``replay --jobs N``: several processes, each a shard of the connections, print the same
+bytes as one: every mode that runs in parallel, on a realistic mix, the bundled captures
+and the public ones; the cases that stay one job say why."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, cannot_run
+from rawinspect.app.cli import main
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from traffic_mix import write_pcap  # noqa: E402  (a script beside the tests' data)
+
+MODES = (["-T", "jsonl"], ["--conns"], ["--conns", "-T", "jsonl"], ["-T", "zeek"],
+         ["--findings-only"], ["--findings-only", "-T", "jsonl"])
+PUBLIC = ROOT.parent / "shared" / "pcaps" / "public"
+
+
+def replay(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["replay", *args])
+    out, err = capsys.readouterr()
+    # zeek's #open and #close lines carry the time of the run
+    out = "\n".join(line for line in out.splitlines() if not line.startswith(("#open", "#close")))
+    return code, out, err
+
+
+def same_as_one_job(capsys: pytest.CaptureFixture[str], path: Path, jobs: int) -> None:
+    for mode in MODES:
+        one = replay(capsys, "-j", "1", "--no-calls", *mode, str(path))
+        many = replay(capsys, "-j", str(jobs), "--no-calls", *mode, str(path))
+        assert many == one, f"{path.name} {' '.join(mode)}"
+
+
+@pytest.fixture(scope="module")
+def mix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20,000 packets of the realistic mix: hundreds of connections, every ending."""
+    path = tmp_path_factory.mktemp("jobs") / "mix.pcap"
+    write_pcap(path, "realistic", 20_000, seed=7)
+    return path
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_the_realistic_mix_in_parallel_prints_what_one_job_prints(capsys, mix, jobs):
+    same_as_one_job(capsys, mix, jobs)
+    code, out, err = replay(capsys, "-j", str(jobs), "--conns", str(mix))
+    assert code == 0 and "one job" not in err and out.count("\n") > 300
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "captures").glob("*.pcap")))
+def test_bundled_captures_in_parallel(capsys, name):
+    same_as_one_job(capsys, ROOT / "captures" / name, 2)
+
+
+def test_public_captures_in_parallel(capsys):
+    if not PUBLIC.is_dir():
+        cannot_run(f"the public captures are not at {PUBLIC} (they live beside the project)")
+    files = sorted(p for p in PUBLIC.iterdir() if p.suffix in (".pcap", ".pcapng"))
+    assert len(files) == 31
+    for path in files:
+        same_as_one_job(capsys, path, 2)
+
+
+@pytest.mark.parametrize("args,why", [
+    (["--port", "80"], "--port is given"),
+    (["-c", "5"], "-c is given"),
+    ([], "--format table is drawn in one piece"),
+])
+def test_what_cannot_run_in_parallel_runs_as_one_job_and_says_why(capsys, mix, args, why):
+    code, out, err = replay(capsys, "-j", "2", *args, str(mix))
+    assert code == 0 and f"rawinspect: one job: {why}" in err
+    assert (code, out) == replay(capsys, "-j", "1", *args, str(mix))[:2]
+
+
+def test_saved_calls_keep_one_job(capsys):
+    code, _, err = replay(capsys, "-j", "2", "-T", "jsonl",
+                          str(ROOT / "captures" / "handshake.pcap"))
+    assert code == 0 and "one job: the capture has the programs' calls" in err
+
+
+def test_a_damaged_file_in_parallel_says_where_as_one_job_does(capsys, tmp_path, mix):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(mix.read_bytes()[:300_000] + b"\xff" * 20)
+    assert replay(capsys, "-j", "2", "-T", "jsonl", str(cut)) == \
+        replay(capsys, "-j", "1", "-T", "jsonl", str(cut))
+
+
+def test_jobs_must_be_a_positive_number_or_auto(capsys, mix):
+    with pytest.raises(SystemExit) as e:
+        main(["replay", "-j", "0", str(mix)])
+    assert e.value.code == 2 and "must be positive" in capsys.readouterr().err
