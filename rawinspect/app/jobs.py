@@ -114,7 +114,8 @@ def _work(args: argparse.Namespace, shard: int, jobs: int, lines: str) -> ShardR
         output.close()
     result.connections, result.shown = stats.connections, stats.shown
     result.stats = stats if shard == 0 else None
-    result.facts = output.diagnoser.collector.facts
+    if args.format != "zeek":   # the only output that prints no findings
+        result.facts = output.diagnoser.collector.facts
     if output.summaries is not None:
         output.summaries.end = result.end
         result.summaries = output.summaries.results()

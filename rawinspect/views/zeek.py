@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..core.annotation import Annotation
 from ..core.segment import ACK, FIN, RST, SYN
@@ -383,9 +384,10 @@ class ZeekConn:
         return close
 
 
-@dataclass(frozen=True)
-class ZeekRow:
-    """One row of Zeek's conn.log (the fields rawinspect computes)."""
+class ZeekRow(NamedTuple):
+    """One row of Zeek's conn.log (the fields rawinspect computes). A named tuple, not a
+    frozen dataclass: ``replay --jobs`` pickles it, and a compiled frozen dataclass cannot
+    be unpickled."""
     ts: float
     duration: float
     pkts: tuple[int, int]         # originator, responder
