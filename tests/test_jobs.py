@@ -92,3 +92,34 @@ def test_jobs_must_be_a_positive_number_or_auto(capsys, mix):
     with pytest.raises(SystemExit) as e:
         main(["replay", "-j", "0", str(mix)])
     assert e.value.code == 2 and "must be positive" in capsys.readouterr().err
+
+
+def test_several_files_are_each_a_capture_in_order_whatever_the_jobs(capsys, mix, tmp_path):
+    files = [str(mix), str(ROOT / "captures" / "handshake.pcap"), str(tmp_path / "none.pcap"),
+             str(ROOT / "captures" / "datagrams.pcap")]
+    one = replay(capsys, "-j", "1", "-T", "jsonl", *files)
+    assert replay(capsys, "-j", "3", "-T", "jsonl", *files) == one
+    code, out, err = one
+    assert code == 1     # the missing file; the others are read all the same
+    kinds = [line for line in out.splitlines() if line.startswith('{"kind": "file"')]
+    assert kinds == [f'{{"kind": "file", "path": "{f}"}}' for f in files]
+    closing = [line for line in err.splitlines() if "packets read" in line]
+    assert [line.split(": ")[1] for line in closing] == [files[0], files[1], files[3]]
+    assert f"rawinspect: error: {files[2]}" in err
+    # each file alone prints what it prints among the others
+    alone = replay(capsys, "-T", "jsonl", files[1])[1]
+    assert alone in out
+
+
+def test_several_files_in_text_and_zeek(capsys, mix):
+    files = [str(mix), str(ROOT / "captures" / "handshake.pcap")]
+    code, out, _ = replay(capsys, "--conns", *files)
+    assert code == 0 and out.startswith(f"==> {files[0]} <==\n")
+    assert f"\n\n==> {files[1]} <==\n" in out
+    code, out, _ = replay(capsys, "-T", "zeek", *files)
+    assert out.count("#fields\t") == 2
+
+
+def test_several_files_cannot_share_one_output_file(capsys, mix, tmp_path):
+    assert main(["replay", "-o", str(tmp_path / "x.svg"), str(mix), str(mix)]) == 2
+    assert "give one capture at a time" in capsys.readouterr().err

@@ -357,8 +357,9 @@ class _Session:
                           out.verdict_ok)
         report = HtmlRenderer(os.path.splitext(plan.write or "")[0] + ".html", info,
                               self.args.msl)
-        rows: list[Annotation | Call | Datagram] = list(heapq.merge(
-            self.seen, self.calls, self.datagrams, key=_row_time))
+        streams: list[list[Annotation | Call | Datagram]] = [
+            list(self.seen), list(self.calls), list(self.datagrams)]
+        rows = list(heapq.merge(*streams, key=_row_time))
         for row in rows:
             if isinstance(row, Annotation):
                 report.write([row])

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from .. import __version__, build
 from ..core.annotation import Annotation
+from ..render import FORMATS
 from ..render.pcapng_comments import comment, write_annotated
 from ..render.pcapwriter import CaptureWriteError, check_writable
 from ..render.states_doc import states_mermaid, states_table
@@ -19,8 +20,8 @@ from ..scenarios.describe import expectations
 from .capture_cmd import add_capture_arguments, run_capture
 from .options import (EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, UsageError, add_output_options,
                       check_annotate, positive_int)
-from .jobs import jobs_wanted, replay_sharded, usable
-from .output import Output
+from .jobs import jobs_wanted, replay_files, replay_sharded, usable
+from .output import Output, settle_format
 from .pipeline import Datagrams, Stats, make_tracker, read_segments, run
 from .timeline import boundary_lines, replay_with_calls
 
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("replay", help="annotate a pcap or pcapng file (no privileges needed)",
                        description="Annotate every TCP segment of a pcap/pcapng file.")
-    r.add_argument("file", metavar="FILE", help="pcap or pcapng capture file")
+    r.add_argument("file", metavar="FILE", nargs="+",
+                   help="pcap or pcapng capture file; several are each a capture of their "
+                        "own, one after the other (with -j N, N at a time)")
     r.add_argument("-w", "--write", metavar="FILE.pcapng",
                    help="with --annotate: write the packets again, each TCP packet with "
                         "its annotation as packet comment")
@@ -70,7 +73,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Annotate a capture file through the same output as live capture.
+    """Annotate one capture file, or several, each a capture of its own (``-j N``: N at a
+    time, their outputs in the order given); the worst exit code."""
+    files: list[str] = args.file
+    if len(files) == 1:
+        args.file = files[0]
+        return replay_one(args)
+    if args.write or FORMATS[settled(args)].stream == "file":
+        raise UsageError("-w and -o write one file: give one capture at a time")
+    jobs = len(os.sched_getaffinity(0)) if args.jobs == "auto" else int(args.jobs)
+    return replay_files(args, files, jobs, replay_one)
+
+
+def settled(args: argparse.Namespace) -> str:
+    """The format the options choose (UsageError for a bad combination)."""
+    settle_format(args)
+    return str(args.format)
+
+
+def replay_one(args: argparse.Namespace, label: str = "") -> int:
+    """Annotate a capture file through the same output as live capture; ``label`` leads
+    the closing line (the file's name when there are several).
 
     Every option is checked, and the file opened, before anything is read: a usage
     error (exit 2) or one error line (exit 1), nothing else.
@@ -83,7 +106,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     def note(anns: list[Annotation]) -> None:
         comments.update((a.seg.frame, comment(a)) for a in anns)
     stats = Stats()
-    output = Output(args, stats, live=False, tap=note if args.annotate else None)
+    output = Output(args, stats, live=False, tap=note if args.annotate else None, label=label)
     output.describe(f"replay {args.file}", args.file)
     try:
         if args.write:
@@ -92,7 +115,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         segments = read_segments(args.file, stats, udp.add)
         calls, sockets = ([], []) if args.no_calls else read_saved(args.file)
     except (CaptureWriteError, CaptureFileError, CallsFileError) as e:
-        print(f"rawinspect: error: {e}", file=sys.stderr)
+        print(f"rawinspect: error: {label}{e}" if label and args.file not in str(e)
+              else f"rawinspect: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     try:
         tracker = make_tracker(args.msl, args.hold)
@@ -156,11 +180,11 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
         for name, sc in scenarios.items():
             print(f"{name.ljust(width)}  {sc.summary}")
         return EXIT_OK
-    sc = scenarios.get(args.name)
-    if sc is None:
+    chosen = scenarios.get(args.name)
+    if chosen is None:
         raise UsageError(f"no scenario {args.name!r}; choose from: {', '.join(scenarios)}")
-    print(f"{sc.name}: {sc.summary}\n\n{sc.lesson.strip()}\n")
-    print("\n".join(expectations(sc.expect)))
+    print(f"{chosen.name}: {chosen.summary}\n\n{chosen.lesson.strip()}\n")
+    print("\n".join(expectations(chosen.expect)))
     return EXIT_OK
 
 

@@ -19,14 +19,17 @@ calls. Anything else, or a small file, runs as one job, which prints the same by
 from __future__ import annotations
 
 import argparse
+import copy
 import heapq
+import json
 import os
 import pickle
+import shutil
 import sys
 import tempfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..core.datagram import Datagram
 from ..core.segment import Segment, reverse_flow
@@ -220,3 +223,81 @@ def _set_up(output: Output, results: list[ShardResult], numbers: list[dict[int, 
         merged.sort(key=lambda s: s.conn)
         output.summaries.merged = merged
         output.summaries.udp.rows = results[0].udp
+
+
+ReplayOne = Callable[[argparse.Namespace, str], int]
+
+
+def file_header(args: argparse.Namespace, path: str, first: bool) -> str:
+    """What leads a file's output when there are several: a ``{"kind": "file"}`` record in
+    jsonl, ``==> FILE <==`` (as ``head`` and ``tail`` write it, after a blank line but for
+    the first) in the text formats, nothing in zeek (each file is a conn.log of its own)."""
+    if args.format == "zeek":
+        return ""
+    if args.format == "jsonl":
+        return json.dumps({"kind": "file", "path": path}) + "\n"
+    return f"{'' if first else chr(10)}==> {path} <==\n"
+
+
+def replay_files(args: argparse.Namespace, files: list[str], jobs: int,
+                 replay_one: ReplayOne) -> int:
+    """Each file a capture of its own, ``jobs`` at a time in worker processes; the outputs
+    in the order given, each led by its header; the worst exit code."""
+    if jobs <= 1:
+        return max(_one_file(args, path, i == 0, replay_one) for i, path in enumerate(files))
+    codes = []
+    with tempfile.TemporaryDirectory(prefix="rawinspect-files-") as tmp:
+        running: dict[int, int] = {}     # pid → file index
+        done: dict[int, int] = {}        # file index → exit code
+        started = 0
+        for i in range(len(files)):
+            while started < len(files) and len(running) < jobs:
+                running[_fork_file(args, files[started], started, tmp, replay_one)] = started
+                started += 1
+            while i not in done:
+                pid, status = os.wait()
+                if pid in running:
+                    done[running.pop(pid)] = os.waitstatus_to_exitcode(status)
+            _print_file(tmp, i)
+            codes.append(done[i])
+    return max(codes)
+
+
+def _one_file(args: argparse.Namespace, path: str, first: bool, replay_one: ReplayOne) -> int:
+    """One of several files, in this process: its header, its output."""
+    mine = copy.copy(args)
+    mine.file, mine.jobs = path, "1"
+    sys.stdout.write(file_header(mine, path, first))
+    code = replay_one(mine, f"{path}: ")
+    sys.stdout.flush()
+    return code
+
+
+def _fork_file(args: argparse.Namespace, path: str, index: int, tmp: str,
+               replay_one: ReplayOne) -> int:
+    """Replay one file in a child whose stdout and stderr go to files in ``tmp``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        with open(os.path.join(tmp, f"{index}.out"), "w") as out, \
+                open(os.path.join(tmp, f"{index}.err"), "w") as err:
+            sys.stdout, sys.stderr = out, err
+            code = _one_file(args, path, index == 0, replay_one)
+            err.flush()
+    finally:
+        os._exit(code)
+
+
+def _print_file(tmp: str, index: int) -> None:
+    """A finished child's output, then its messages."""
+    for name, stream in (("out", sys.stdout), ("err", sys.stderr)):
+        path = os.path.join(tmp, f"{index}.{name}")
+        if os.path.exists(path):
+            stream.flush()
+            with open(path) as f:
+                shutil.copyfileobj(f, stream)
+    sys.stdout.flush()

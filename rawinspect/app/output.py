@@ -114,8 +114,10 @@ class Output:
 
     def __init__(self, args: argparse.Namespace, stats: Stats, *, live: bool,
                  tap: Tap | None = None, calls_tap: CallsTap | None = None,
-                 datagrams_tap: DatagramsTap | None = None) -> None:
+                 datagrams_tap: DatagramsTap | None = None, label: str = "") -> None:
+        """``label`` leads the closing line (a file's name, when there are several)."""
         self.args = args
+        self.label = label
         self.stats = stats
         self.live = live
         self.tap = tap
@@ -316,4 +318,4 @@ class Output:
         self.print_findings()
         sys.stdout.flush()
         if not self.args.quiet:
-            print(f"rawinspect: {self.stats.summary()}", file=sys.stderr)
+            print(f"rawinspect: {self.label}{self.stats.summary()}", file=sys.stderr)
