@@ -171,3 +171,9 @@ def test_the_bundled_datagrams_capture_shows_three_whole_messages() -> None:
     order = [("d", e.length) if isinstance(e, Datagram) else ("c", e.ret)
              for e in capture.events if isinstance(e, Datagram) or e in sends]
     assert order == [("c", 3), ("d", 3), ("c", 7), ("d", 7), ("c", 17), ("d", 17)]
+
+
+def test_the_scenario_describes_its_datagrams_and_findings() -> None:
+    out = rawinspect_cli("scenarios", "datagrams").stdout
+    assert "UDP datagrams on the wire: 3, of 3+7+17 bytes, one per message" in out
+    assert "must find message-boundaries; must not find nagle" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import Expect, Path
+from .call_checks import sizes_text
 
 
 def expectations(expect: Expect) -> list[str]:
@@ -30,6 +31,13 @@ def expectations(expect: Expect) -> list[str]:
         lines.append("Calls the kernel must record the programs making (with `capture`, "
                      "as root):")
         lines += [f"  {want.text()}" for want in expect.calls]
+    if expect.datagrams:
+        lines.append(f"UDP datagrams on the wire: {len(expect.datagrams)}, of "
+                     f"{sizes_text(expect.datagrams)} bytes, one per message")
+    found = ([f"must find {', '.join(expect.findings)}"] if expect.findings else []) + (
+        [f"must not find {', '.join(expect.no_findings)}"] if expect.no_findings else [])
+    if found:
+        lines.append(f"Findings (`rawinspect findings RULE`): {'; '.join(found)}")
     if expect.extra is not None:
         doc = (expect.extra.__doc__ or "").strip().splitlines()
         lines.append("Also checked: " + (doc[0] if doc else
