@@ -21,7 +21,7 @@ from .capture_cmd import add_capture_arguments, run_capture
 from .options import (EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, UsageError, add_output_options,
                       check_annotate, positive_int)
 from .jobs import jobs_wanted, replay_files, replay_sharded, usable
-from .output import Output, settle_format
+from .output import Output, make_filter, settle_format
 from .pipeline import Datagrams, Stats, make_tracker, read_segments, run
 from .timeline import boundary_lines, replay_with_calls
 
@@ -81,6 +81,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return replay_one(args)
     if args.write or FORMATS[settled(args)].stream == "file":
         raise UsageError("-w and -o write one file: give one capture at a time")
+    make_filter(args)   # a bad --host: said once, before any file
     jobs = len(os.sched_getaffinity(0)) if args.jobs == "auto" else int(args.jobs)
     return replay_files(args, files, jobs, replay_one)
 

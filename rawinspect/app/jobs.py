@@ -25,11 +25,13 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import sys
 import tempfile
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..core.datagram import Datagram
 from ..core.segment import Segment, reverse_flow
@@ -128,17 +130,21 @@ def _work(args: argparse.Namespace, shard: int, jobs: int, lines: str) -> ShardR
 
 def _fork(args: argparse.Namespace, shard: int, jobs: int, tmp: str) -> int:
     """Start worker ``shard``; its pid. It writes shard.lines and shard.pickle in ``tmp``."""
+    sys.stdout.flush()
     pid = os.fork()
     if pid:
         return pid
-    code = 0
-    try:
-        result = _work(args, shard, jobs, os.path.join(tmp, f"{shard}.lines"))
-    except Exception as e:  # handed to the parent, which reports it
-        result, code = ShardResult(error=f"{type(e).__name__}: {e}"), 1
-    with open(os.path.join(tmp, f"{shard}.pickle"), "wb") as f:
-        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os._exit(code)
+    code = 1
+    try:  # the child never returns into the parent's code, whatever happens (Ctrl-C)
+        try:
+            result = _work(args, shard, jobs, os.path.join(tmp, f"{shard}.lines"))
+            code = 0
+        except Exception as e:  # the parent then runs one job, which says what is wrong
+            result = ShardResult(error=f"{type(e).__name__}: {e}")
+        with open(os.path.join(tmp, f"{shard}.pickle"), "wb") as f:
+            pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        os._exit(code)
 
 
 def replay_sharded(args: argparse.Namespace, jobs: int, output: Output) -> bool:
@@ -147,8 +153,9 @@ def replay_sharded(args: argparse.Namespace, jobs: int, output: Output) -> bool:
     printed, when a worker failed (a damaged file: one job then says where)."""
     with tempfile.TemporaryDirectory(prefix="rawinspect-jobs-") as tmp:
         pids = [_fork(args, k, jobs, tmp) for k in range(jobs)]
-        for pid in pids:
-            os.waitpid(pid, 0)
+        with _ending(pids):
+            for pid in pids:
+                os.waitpid(pid, 0)
         results = []
         for k in range(jobs):
             with open(os.path.join(tmp, f"{k}.pickle"), "rb") as f:
@@ -159,6 +166,22 @@ def replay_sharded(args: argparse.Namespace, jobs: int, output: Output) -> bool:
         _merge_lines([os.path.join(tmp, f"{k}.lines") for k in range(jobs)], numbers)
     _set_up(output, results, numbers)
     return True
+
+
+@contextmanager
+def _ending(pids: Iterable[int]) -> Iterator[None]:
+    """On the way out by an exception (Ctrl-C, a closed pipe), end the workers still
+    running: ours, by pid."""
+    try:
+        yield
+    except BaseException:
+        for pid in list(pids):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        raise
 
 
 def _numbers(results: list[ShardResult]) -> list[dict[int, int]]:
@@ -250,16 +273,17 @@ def replay_files(args: argparse.Namespace, files: list[str], jobs: int,
         running: dict[int, int] = {}     # pid → file index
         done: dict[int, int] = {}        # file index → exit code
         started = 0
-        for i in range(len(files)):
-            while started < len(files) and len(running) < jobs:
-                running[_fork_file(args, files[started], started, tmp, replay_one)] = started
-                started += 1
-            while i not in done:
-                pid, status = os.wait()
-                if pid in running:
-                    done[running.pop(pid)] = os.waitstatus_to_exitcode(status)
-            _print_file(tmp, i)
-            codes.append(done[i])
+        with _ending(running):
+            for i in range(len(files)):
+                while started < len(files) and len(running) < jobs:
+                    running[_fork_file(args, files[started], started, tmp, replay_one)] = started
+                    started += 1
+                while i not in done:
+                    pid, status = os.wait()
+                    if pid in running:
+                        done[running.pop(pid)] = os.waitstatus_to_exitcode(status)
+                _print_file(tmp, i)
+                codes.append(done[i])
     return max(codes)
 
 
