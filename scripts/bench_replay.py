@@ -10,7 +10,8 @@ references on the same file: ``tshark -T fields ... -e tcp.analysis.flags`` for 
 per-segment modes, ``tshark -q -z conv,tcp`` for the per-connection ones, and
 ``tcptrace -n -l`` (a C program) where installed. For each: seconds, packets per second,
 the ratio to its tshark reference, and peak RSS (the best of ``--runs`` runs, and the
-range). Also times a 10-packet file (start-up cost). Not part of the test suite.
+range). With ``--jobs N``, each mode is timed again with ``replay -j N``. Also times a
+10-packet file (start-up cost). Not part of the test suite.
 
 It measures the rawinspect that ``--python`` (default: this Python) has installed
 (``python -P``: not the sources beside it) and says which build that is: compiled by
@@ -100,6 +101,9 @@ def main() -> None:
     ap.add_argument("--no-refs", action="store_true", help="time rawinspect only")
     ap.add_argument("--keep", metavar="FILE", help="write the capture here and keep it "
                                                    "(reused if it exists)")
+    ap.add_argument("--jobs", type=int, default=1, metavar="N",
+                    help="also time each mode with replay -j N (N > 1; peak RSS is then "
+                         "the largest process's: one job's)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="rawinspect-bench-"))
@@ -135,6 +139,9 @@ def main() -> None:
     for name, opts, ref in MODES:
         if name in wanted:
             measure(name, ours + opts + [str(path)], args.runs, args.packets, refs[ref])
+            if args.jobs > 1:
+                measure(f"{name} -j {args.jobs}", ours + ["-j", str(args.jobs)] + opts
+                        + [str(path)], args.runs, args.packets, refs[ref])
     small_secs = [t[0] for t in (timed(ours + ["--format", "jsonl", str(small)])
                                  for _ in range(3)) if t]
     if small_secs:
