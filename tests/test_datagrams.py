@@ -177,3 +177,18 @@ def test_the_scenario_describes_its_datagrams_and_findings() -> None:
     out = rawinspect_cli("scenarios", "datagrams").stdout
     assert "UDP datagrams on the wire: 3, of 3+7+17 bytes, one per message" in out
     assert "must find message-boundaries; must not find nagle" in out
+
+
+def test_live_capture_puts_datagrams_where_replay_does(mixed: Path, capsys) -> None:
+    """The live path (capture loop, the tracker's holds expiring by the clock) gives the
+    datagram behind the held SYN the same place as replay does."""
+    from file_source import FileSource
+    from rawinspect.app import capture_cmd, cli
+    want = rawinspect_cli("replay", str(mixed), "-T", "jsonl").stdout
+    source = FileSource(str(mixed), 1, None)
+    args = cli.build_parser().parse_args(["capture", "--duration", "1", "-T", "jsonl"])
+    args.command_argv = []
+    assert capture_cmd.run_capture(args, lambda *_: source, source.clock) == 0
+    out = capsys.readouterr()
+    assert out.out == want
+    assert "3 TCP segments, 1 connection, 3 UDP datagrams" in out.err
