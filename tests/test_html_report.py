@@ -440,3 +440,19 @@ def test_capture_scenario_writes_its_report_beside_its_pcap(tmp_path):
     args.command_argv = []
     plan_capture(args)
     assert args.output == str(tmp_path / "handshake.html")
+
+
+def test_udp_datagrams_are_listed_in_the_browser(browser, tmp_path):
+    """The datagrams scenario's report: its three datagrams in the header, in frame order,
+    with the counts, and no state anywhere for them."""
+    out = tmp_path / "datagrams.html"
+    assert cli.main(["replay", str(CAPTURES / "datagrams.pcap"), "-o", str(out), "-q"]) == 0
+    page = Page(browser, out)
+    assert page.js("document.documentElement.dataset.ready") == "1"
+    items = page.js("[...document.querySelectorAll('.udp-list li')].map(li => li.textContent)")
+    assert [i.split()[0] for i in items] == ["1", "2", "3"]
+    for item, message in zip(items, ("one", "two two", "three three three")):
+        assert item.endswith(f'length {len(message)} "{message}"'), item
+    assert "3 UDP datagrams" in page.js("document.body.textContent")
+    assert "no states" in page.js("document.querySelector('.udp').textContent")
+    assert not page.events("Runtime.exceptionThrown")
