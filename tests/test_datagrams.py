@@ -192,3 +192,24 @@ def test_live_capture_puts_datagrams_where_replay_does(mixed: Path, capsys) -> N
     out = capsys.readouterr()
     assert out.out == want
     assert "3 TCP segments, 1 connection, 3 UDP datagrams" in out.err
+
+
+@pytest.mark.parametrize("calls_first", [True, False])
+def test_a_call_and_its_datagram_at_the_same_time_come_call_first(calls_first: bool) -> None:
+    """As for segments: at equal times the call comes first (it sent the datagram), whether
+    the calls reached the timeline before the packets (replay) or after them (live)."""
+    from rawinspect.app.timeline import Timeline
+    from rawinspect.core.call import Call
+    rows: list[object] = []
+    timeline = Timeline(lambda anns: rows.extend(anns) is None, rows.extend, rows.extend)
+    call = Call(ts=5.000001, end=5.000002, pid=7, comm="p", name="sendto", fd=4,
+                args="3 bytes", ret=3)
+    datagram = Datagram(1, 5.000001, 40000, 9, 3, b"one", bytes(12))
+    if calls_first:
+        timeline.add([], [call])
+        timeline.add_datagrams([datagram])
+    else:
+        timeline.add_datagrams([datagram])
+        timeline.add([], [call])
+    timeline.finish()
+    assert rows == [call, datagram]

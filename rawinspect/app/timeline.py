@@ -5,8 +5,9 @@ Segments come from the tracker, calls from the trace (live) or the saved capture
 nothing earlier can still come, links them (``views/calls``) and hands them to the
 output in time order: a call at the time it was made, between the segments around it.
 With ``own_only`` it shows only the connections of the traced programs and counts the
-segments it leaves out. UDP datagrams take their place by time too (all of them: the
-capture filter chose them).
+segments it leaves out. UDP datagrams are packets like the segments: they wait in the
+same queue, in frame order, and meet the calls by time as segments do (all of them are
+shown: the capture filter chose them).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .output import Output
 from .pipeline import Datagrams, DatagramSink, Stats, run
 
 Item = Union[Annotation, Call, Datagram]
-Timed = Union[Call, Datagram]   # the rows kept by time: calls and datagrams
+Packet = Union[Annotation, Datagram]   # an annotated segment or a datagram, in frame order
 MAKES_SEGMENTS = frozenset({"connect", "close", "shutdown"})
 SENDS_EARLY = 100e-6   # seconds
 AnnSink = Callable[[list[Annotation]], bool]
@@ -44,8 +45,8 @@ class Timeline:
         self.own_only = own_only
         self.linker = CallLinker(saved)
         self.left_out = 0              # segments of other programs' connections
-        self._anns: deque[Annotation] = deque()
-        self._calls: list[tuple[float, int, Timed]] = []   # a heap by time
+        self._anns: deque[Packet] = deque()
+        self._calls: list[tuple[float, int, Call]] = []   # a heap by time
         self._seq = 0
         self._more = True
 
@@ -57,10 +58,9 @@ class Timeline:
             self._push(call)
 
     def add_datagrams(self, datagrams: list[Datagram]) -> None:
-        """Queue datagrams (each before ``release`` passes its time)."""
-        for d in datagrams:
-            self._seq += 1
-            heapq.heappush(self._calls, (d.ts, self._seq, d))
+        """Queue datagrams, in frame order with the annotations (``pipeline.Datagrams``
+        hands both on that way)."""
+        self._anns.extend(datagrams)
 
     def release(self, upto: float) -> bool:
         """Emit everything up to ``upto`` in time order; False once the output has had
@@ -79,14 +79,11 @@ class Timeline:
         anns, calls = self._anns, self._calls
         items: list[Item] = []
         while True:
-            a_ts = anns[0].seg.ts if anns else None
+            a_ts = _ts(anns[0]) if anns else None
             c_ts = calls[0][0] if calls else None
             if c_ts is not None and c_ts <= upto and (
                     a_ts is None or c_ts - _early(calls[0][2], anns[0]) <= a_ts):
                 call = calls[0][2]
-                if isinstance(call, Datagram):
-                    items.append(heapq.heappop(calls)[2])
-                    continue
                 if not call.phase and (call.end or call.ts) > upto:
                     return items  # it may yet be split by a segment that came in meanwhile
                 heapq.heappop(calls)
@@ -105,6 +102,8 @@ class Timeline:
         port = int(call.local.rsplit(":", 1)[1])
         peer = int(call.peer.rsplit(":", 1)[1]) if call.peer else None
         for a in self._anns:
+            if isinstance(a, Datagram):
+                continue
             seg = a.seg
             if seg.ts > call.end:
                 break
@@ -178,13 +177,18 @@ def count_calls(rows: list[Call]) -> int:
     return sum(1 for c in rows if c.phase != ENTERED)
 
 
-def _early(call: Timed, ann: Annotation) -> float:
+def _ts(packet: Packet) -> float:
+    """When a segment or datagram was captured."""
+    return packet.ts if isinstance(packet, Datagram) else packet.seg.ts
+
+
+def _early(call: Call, ann: Packet) -> float:
     """How much earlier than its own time a call comes before the next segment: by
     SENDS_EARLY when that segment is the SYN, FIN or RST the call (connect, close,
     shutdown) sends on its socket, since the kernel may stamp it tens of µs before the
     call's entry (TCP's departure time comes from a cached clock), and the call must come
     first to be seen as its cause."""
-    if not isinstance(call, Call) or call.name not in MAKES_SEGMENTS or call.phase == RETURNED or not call.peer:
+    if isinstance(ann, Datagram) or call.name not in MAKES_SEGMENTS or call.phase == RETURNED or not call.peer:
         return 0.0
     seg = ann.seg
     makes = SYN if call.name == "connect" else FIN | RST
