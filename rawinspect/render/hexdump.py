@@ -27,14 +27,17 @@ INDENT = "      "
 Field = tuple[str, bytes, str]  # name, the bytes on the wire, the value as read (ntoh)
 
 
+# Printable ASCII as itself, every other byte as "." (tcpdump -X's right column).
+_SHOWN = bytes(b if 0x21 <= b <= 0x7E else 0x2E for b in range(256))
+
+
 def hex_lines(data: bytes, indent: str = "\t") -> list[str]:
     """``data`` as ``tcpdump -X`` prints it: ``0x0010:  7f00 0001 e2a4 …  .......GL*%.``."""
     lines = []
     for off in range(0, len(data), 16):
         chunk = data[off:off + 16]
-        groups = " ".join(chunk[i:i + 2].hex() for i in range(0, len(chunk), 2))
-        text = "".join(chr(b) if 0x21 <= b <= 0x7E else "." for b in chunk)
-        lines.append(f"{indent}0x{off:04x}:  {groups:<39}  {text}")
+        text = chunk.translate(_SHOWN).decode("ascii")
+        lines.append(f"{indent}0x{off:04x}:  {chunk.hex(' ', -2):<39}  {text}")
     return lines
 
 
@@ -45,8 +48,7 @@ def misread(wire: bytes) -> str:
 
 def field_line(name: str, wire: bytes, value: str) -> str:
     """One field: name, wire bytes in hex, value after ntoh, little-endian misread."""
-    spaced = " ".join(f"{b:02x}" for b in wire) if len(wire) <= 4 else \
-        " ".join(wire[i:i + 2].hex() for i in range(0, len(wire), 2))
+    spaced = wire.hex(" ") if len(wire) <= 4 else wire.hex(" ", -2)
     line = f"{INDENT}  {name:<17} {spaced:<12} {value:<24} {misread(wire)}"
     return line.rstrip()
 
