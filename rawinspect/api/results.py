@@ -12,7 +12,7 @@ import io
 import json
 import os
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, Union
 
 from ..app.pipeline import Stats
 from ..core.annotation import Annotation
@@ -21,7 +21,7 @@ from ..core.datagram import Datagram
 from ..core.options import options_json
 from ..core.segment import FLAG_LETTERS, RST, endpoint
 from ..core.tracker import DEFAULT_MSL
-from ..render import Renderer, RenderOptions, make_renderer
+from ..render import RenderOptions, make_renderer, write_rows
 from .saving import Packets
 from ..views.steps import EndpointSteps, Step
 from ..views.summary import ConnSummary, Summaries
@@ -470,24 +470,6 @@ def _render(name: str, events: Iterable[Event], opts: RenderOptions) -> str:
     """Events through format ``name``'s renderer, as the command line writes them."""
     out = io.StringIO()
     renderer = make_renderer(name, out, opts)
-    batch: list[Event] = []
-    for e in events:
-        if batch and type(e) is not type(batch[0]):
-            _write(renderer, batch)
-            batch = []
-        batch.append(e)
-    if batch:
-        _write(renderer, batch)
+    write_rows(renderer, events)
     renderer.close()
     return out.getvalue()
-
-
-def _write(renderer: Renderer, batch: list[Event]) -> None:
-    """A batch of events of one kind to the renderer's method for that kind."""
-    first = batch[0]
-    if isinstance(first, Annotation):
-        renderer.write(cast(list[Annotation], batch))
-    elif isinstance(first, Call):
-        renderer.write_calls(cast(list[Call], batch))
-    else:
-        renderer.write_datagrams(cast(list[Datagram], batch))

@@ -19,6 +19,7 @@ from ..core.annotation import Annotation
 from ..core.call import Call
 from ..core.datagram import Datagram
 from ..sources.calls_file import SOCKET
+from ..render import write_rows
 from ..render.pcapng_comments import comment, write_annotated
 from ..render.pcapwriter import (CaptureWriteError, PcapWriter, check_writable,
                                  give_to_invoking_user)
@@ -359,14 +360,7 @@ class _Session:
                               self.args.msl)
         streams: list[list[Annotation | Call | Datagram]] = [
             list(self.seen), list(self.calls), list(self.datagrams)]
-        rows = list(heapq.merge(*streams, key=_row_time))
-        for row in rows:
-            if isinstance(row, Annotation):
-                report.write([row])
-            elif isinstance(row, Call):
-                report.write_calls([row])
-            else:
-                report.write_datagrams([row])
+        write_rows(report, heapq.merge(*streams, key=_row_time))
         report.close()
 
     def _ports(self) -> list[int]:

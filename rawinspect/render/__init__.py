@@ -8,7 +8,8 @@ its ``--format`` choices and help from it, and ``make_renderer`` its factories.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Literal, Protocol, Sequence, TextIO
+from itertools import groupby
+from typing import TYPE_CHECKING, Callable, Iterable, Literal, Protocol, Sequence, TextIO, Union, cast
 
 from ..core.annotation import Annotation
 from ..core.call import Call
@@ -145,6 +146,21 @@ DEFAULT_FORMAT = "table"
 def formats_help() -> str:
     """The ``--format`` help: every format and what it gives."""
     return "; ".join(f"{f.name}: {f.help}" for f in FORMATS.values())
+
+
+Row = Union[Annotation, Call, Datagram]   # a row of a timeline
+
+
+def write_rows(renderer: Renderer, rows: Iterable[Row]) -> None:
+    """A timeline's rows, in their order, each run of one kind in one call of the
+    renderer's method for that kind."""
+    for kind, run in groupby(rows, key=type):
+        if kind is Annotation:
+            renderer.write(cast(list[Annotation], list(run)))
+        elif kind is Call:
+            renderer.write_calls(cast(list[Call], list(run)))
+        else:
+            renderer.write_datagrams(cast(list[Datagram], list(run)))
 
 
 def make_renderer(name: str, out: TextIO, opts: RenderOptions) -> Renderer:
