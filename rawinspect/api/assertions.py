@@ -11,13 +11,14 @@ from itertools import zip_longest
 from typing import Any, Iterable, Sequence
 
 from ..core.segment import FIN, RST
+from ..views.findings import SEVERITIES
 
 # A Capture and a Connection of rawinspect.api.results, which calls these functions (typed
 # loosely so that the two modules do not import each other).
 Capture = Any
 Connection = Any
 
-SEVERITY_ORDER = ("error", "warning", "note")
+SEVERITY_ORDER = SEVERITIES    # the worst first
 MAX_LADDERS = 3  # connections drawn in one message; the others are named
 
 

@@ -229,17 +229,19 @@ class Connection:
     """One TCP connection: both endpoints, its segments, its calls, summary and findings."""
 
     def __init__(self, capture: Capture, number: int, events: list[ConnEvent],
-                 summary: ConnSummary) -> None:
+                 summary: ConnSummary, steps: EndpointSteps) -> None:
         self.capture = capture
         self.number = number
         self.events = events  # its annotations and calls, in time order
-        anns = [e for e in events if isinstance(e, Annotation)]
-        self.segments = [AnnotatedSegment(a) for a in anns]
         self.calls = [e for e in events if isinstance(e, Call)]
         self.summary = summary  # Zeek's conn_state and history, timing, who closed first
-        steps = EndpointSteps.of(anns)
-        self.client = Endpoint("client", anns[0].client, steps.client, summary)
-        self.server = Endpoint("server", anns[0].server, steps.server, summary)
+        self.client = Endpoint("client", summary.client, steps.client, summary)
+        self.server = Endpoint("server", summary.server, steps.server, summary)
+
+    @cached_property
+    def segments(self) -> list[AnnotatedSegment]:
+        """Its annotated segments, in frame order."""
+        return [AnnotatedSegment(e) for e in self.events if isinstance(e, Annotation)]
 
     @property
     def conn_state(self) -> str:
@@ -254,7 +256,7 @@ class Connection:
     @property
     def findings(self) -> list[Finding]:
         """The capture's findings about this connection."""
-        return [f for f in self.capture.findings if f.conn == self.number]
+        return self.capture.findings_by_conn.get(self.number, [])
 
     def ladder(self, ascii: bool = True, width: int = 100, color: bool = False) -> str:
         """The connection's ladder diagram as text (``-T ladder``)."""
@@ -347,7 +349,8 @@ class Capture:
         for e in self.events:
             if not isinstance(e, Datagram) and e.conn is not None:
                 per.setdefault(e.conn, []).append(e)
-        return [Connection(self, s.conn, per[s.conn], s) for s in summaries.results()]
+        return [Connection(self, s.conn, per[s.conn], s, summaries.steps(s.conn))
+                for s in summaries.results()]
 
     def connection(self, number: int) -> Connection:
         """Connection ``number`` (KeyError names the numbers there are)."""
@@ -378,6 +381,14 @@ class Capture:
         anns = [e for e in self.events if isinstance(e, Annotation)]
         calls = self.calls
         return diagnose(anns, calls if calls else None, self.left_behind)
+
+    @cached_property
+    def findings_by_conn(self) -> dict[int | None, list[Finding]]:
+        """The findings of each connection (by number), in the order of ``findings``."""
+        out: dict[int | None, list[Finding]] = {}
+        for f in self.findings:
+            out.setdefault(f.conn, []).append(f)
+        return out
 
     def write(self, path: str | os.PathLike[str], annotated: bool | None = None) -> None:
         """Save the packets: pcap, or pcapng when ``path`` ends in .pcapng, with the calls.

@@ -128,6 +128,10 @@ class Summaries:
         self.udp.feed(datagrams)
         self.end = max(self.end, datagrams[-1].ts)
 
+    def steps(self, conn: int) -> EndpointSteps:
+        """Connection ``conn``'s endpoints' steps, as fed so far."""
+        return self.tracks[conn].steps
+
     def results(self) -> list[ConnSummary]:
         """One summary per connection, in connection order; times run to the capture's end."""
         if self.merged is not None:
