@@ -238,8 +238,10 @@ class CallAssembler:
 
     def _process_exit(self, ev: TraceEvent) -> None:
         pid = _num(ev.fields, "pid")
-        if pid != ev.tgid:
-            return  # a thread ended, not the process
+        if pid != ev.tgid:  # a thread ended, not the process: forget what its fork left
+            self._fds.pop(pid, None)
+            self._parent.pop(pid, None)
+            return
         code = self._exit_code.pop(pid, None)
         killer = self._fatal.pop(pid, "") if code is None else ""
         self._fds.pop(pid, None)
