@@ -135,6 +135,7 @@ READY = ("capturing on", "listening on")  # each tool's first line once its sock
 LINE_TS = {"ring": re.compile(rb'"ts":([0-9.]+)'), "recvmsg": re.compile(rb'"ts":([0-9.]+)'),
            "tcpdump": re.compile(rb"^([0-9]+\.[0-9]+) ")}
 F_SETPIPE_SZ = 1031
+STOP_WITHIN = 120.0  # seconds a tool has to end after SIGINT before it is killed
 
 
 def tool_command(tool: str, port: int) -> tuple[list[str], dict[str, str]]:
@@ -221,8 +222,11 @@ def trial(tool: str, rate: float, seconds: float, size: int, pcap: Path | None =
         sent = json.loads(gen.stdout)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
+    watchdog = threading.Timer(STOP_WITHIN, proc.kill)  # a tool that ignores SIGINT
+    watchdog.start()
     err = proc.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
     _, status, usage = os.wait4(proc.pid, 0)  # the tool's CPU time: steadier than rates
+    watchdog.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     captured = CAPTURED.search(err)
     dropped = DROPS.search(err)

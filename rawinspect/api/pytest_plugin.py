@@ -29,7 +29,6 @@ from typing import Any, Generator, Iterator
 import pytest
 
 from .entry import CapturePermissionError, live
-from ..app.capture_loop import DEFAULT_LINGER
 from .results import Capture
 
 _CAPTURE = pytest.StashKey[Capture]()
@@ -87,7 +86,6 @@ def tcp_capture(request: pytest.FixtureRequest, tcp_capture_ports: list[int],
     marker = request.node.get_closest_marker("tcp_capture")
     kwargs: dict[str, Any] = dict(marker.kwargs) if marker else {}
     kwargs["ports"] = kwargs.get("ports") or tcp_capture_ports
-    kwargs.setdefault("linger", DEFAULT_LINGER)
     session = live(**kwargs)
     try:
         capture = session.__enter__()

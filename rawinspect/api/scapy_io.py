@@ -11,6 +11,7 @@ does.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -37,7 +38,12 @@ def _scapy_linktype(pkt: Any) -> int:
 
 def _is_loopback(iface: object) -> bool:
     """Whether a scapy ``sniffed_on`` names a loopback interface."""
-    name = str(getattr(iface, "name", iface) or "")
+    return _loopback_name(str(getattr(iface, "name", iface) or ""))
+
+
+@lru_cache(maxsize=64)
+def _loopback_name(name: str) -> bool:
+    """Whether interface ``name`` is a loopback (its type read once from sysfs)."""
     if not name or "/" in name:
         return False
     try:
