@@ -30,8 +30,8 @@ def summarise(path: str) -> list[dict[str, Any]]:
     for c in capture.connections:
         s = c.summary
         rows.append({"file": Path(path).name, "conn": c.number, "uid": s.uid,
-                     "client": f"{c.client.address}:{c.client.port}",
-                     "server": f"{c.server.address}:{c.server.port}",
+                     "client": c.client.endpoint,
+                     "server": c.server.endpoint,
                      "conn_state": s.conn_state, "history": s.history,
                      "client_final": c.client.final, "server_final": c.server.final,
                      "duration": round(s.duration, 6),

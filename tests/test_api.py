@@ -317,3 +317,9 @@ def test_live_records_a_commands_calls(tmp_path):
     names = [c.name for c in conn.calls]
     assert "connect" in names and "close" in names
     assert any(s.cause for s in conn.segments)
+
+
+def test_ipv6_endpoints_keep_their_brackets_wherever_they_are_written():
+    c = rawinspect.read(ROOT / "captures" / "handshake6.pcap").connections[0]
+    assert (c.client.address, c.client.endpoint) == ("::1", f"[::1]:{c.client.port}")
+    assert repr(c).startswith(f"<connection 1 [::1]:{c.client.port} → [::1]:{c.server.port} ")

@@ -45,8 +45,7 @@ def ladders(conns: Iterable[Connection]) -> list[str]:
 
 
 def _where(c: Connection) -> str:
-    return (f"conn {c.number} ({c.client.address}:{c.client.port} → "
-            f"{c.server.address}:{c.server.port})")
+    return f"conn {c.number} ({c.client.endpoint} → {c.server.endpoint})"
 
 
 def states_differ(c: Connection, client: Sequence[str] | None,

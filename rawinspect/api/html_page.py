@@ -16,8 +16,8 @@ Connection = Any
 
 
 def _connection(c: Connection) -> str:
-    head = (f"conn {c.number}: client {c.client.address}:{c.client.port} "
-            f"({' → '.join(c.client.states)}), server {c.server.address}:{c.server.port} "
+    head = (f"conn {c.number}: client {c.client.endpoint} "
+            f"({' → '.join(c.client.states)}), server {c.server.endpoint} "
             f"({' → '.join(c.server.states)}); Zeek {c.conn_state} {c.history}")
     parts = [f"<h3>{escape(head)}</h3>"]
     if c.findings:

@@ -19,9 +19,10 @@ from ..core.annotation import Annotation
 from ..core.call import Call
 from ..core.datagram import Datagram
 from ..core.options import options_json
-from ..core.segment import FLAG_LETTERS, RST, endpoint
+from ..core.segment import FLAG_LETTERS, RST
 from ..core.tracker import DEFAULT_MSL
 from ..render import RenderOptions, make_renderer, write_rows
+from ..render.summaries import split_endpoint
 from .saving import Packets
 from ..views.steps import EndpointSteps, Step
 from ..views.summary import ConnSummary, Summaries
@@ -187,9 +188,9 @@ class Endpoint:
     def __init__(self, role: str, address_port: str, steps: list[Step],
                  summary: ConnSummary) -> None:
         self.role = role  # "client" or "server"
-        host, _, port = address_port.rpartition(":")
-        self.address = host.strip("[]")
-        self.port = int(port)
+        self.endpoint = address_port  # "ip:port" ("[ip]:port" for IPv6)
+        host, port = split_endpoint(address_port)
+        self.address, self.port = host, int(port)
         self.steps = steps  # each state, when and on which frame it was entered
         self._summary = summary
 
@@ -222,7 +223,7 @@ class Endpoint:
         return out
 
     def __repr__(self) -> str:
-        return f"<{self.role} {endpoint(self.address, self.port)}: {' → '.join(self.states)}>"
+        return f"<{self.role} {self.endpoint}: {' → '.join(self.states)}>"
 
 
 class Connection:
@@ -278,8 +279,8 @@ class Connection:
             raise AssertionError(message)
 
     def __repr__(self) -> str:
-        return (f"<connection {self.number} {self.client.address}:{self.client.port} → "
-                f"{self.server.address}:{self.server.port} {self.conn_state} "
+        return (f"<connection {self.number} {self.client.endpoint} → "
+                f"{self.server.endpoint} {self.conn_state} "
                 f"client {self.client.final}, server {self.server.final}>")
 
 
