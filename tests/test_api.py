@@ -319,6 +319,13 @@ def test_live_records_a_commands_calls(tmp_path):
     assert any(s.cause for s in conn.segments)
 
 
+@pytest.mark.privileged
+def test_live_with_a_missing_command_says_so_at_once():
+    with pytest.raises(rawinspect.CaptureError, match="cannot run '/no/such/program'"):
+        with rawinspect.live(command=["/no/such/program"]):
+            pass
+
+
 def test_ipv6_endpoints_keep_their_brackets_wherever_they_are_written():
     c = rawinspect.read(ROOT / "captures" / "handshake6.pcap").connections[0]
     assert (c.client.address, c.client.endpoint) == ("::1", f"[::1]:{c.client.port}")

@@ -284,13 +284,14 @@ class _LiveSession:
         self.thread.start()
 
     def _start_command(self, command: list[str], own_only: bool) -> subprocess.Popen[bytes]:
+        from ..app.capture_cmd import start_command
         from ..app.gate import Gate
         from ..app.recording import Recording, start_recording
         self.trace = start_recording()
         gate = Gate() if self.trace is not None else None
         try:
-            argv = gate.wrap(command) if gate is not None else command
-            proc = subprocess.Popen(argv, pass_fds=gate.pass_fds if gate is not None else ())
+            proc = start_command(command, True, gate.wrap if gate is not None else None,
+                                 gate.pass_fds if gate is not None else ())
         except OSError as e:
             if gate is not None:
                 gate.close()

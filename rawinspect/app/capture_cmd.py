@@ -339,7 +339,7 @@ class _Session:
             stack.callback(run.stop)
         elif plan.command:
             try:
-                child = self.child = _start_command(plan.command, self.args.as_root, wrap, fds)
+                child = self.child = start_command(plan.command, self.args.as_root, wrap, fds)
             except OSError as e:
                 raise CannotRun(f"cannot run {plan.command[0]!r}: {e.strerror or e}") from None
             stack.callback(_end_child, child)
@@ -445,9 +445,9 @@ def _report_verification(trace: KernelTrace, seen: list[Annotation],
     return report.disagreements + (1 if lost else 0)
 
 
-def _start_command(command: list[str], as_root: bool,
-                   wrap: Callable[[list[str]], list[str]] | None = None,
-                   pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+def start_command(command: list[str], as_root: bool,
+                  wrap: Callable[[list[str]], list[str]] | None = None,
+                  pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
     """Start COMMAND (``wrap``ped: the call trace's gate), as the user who ran sudo
     unless ``as_root``."""
     if not shutil.which(command[0]) and not os.path.exists(command[0]):
