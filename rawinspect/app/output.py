@@ -18,6 +18,7 @@ from typing import Any, Callable
 from ..core.annotation import Annotation
 from ..core.call import Call
 from ..core.datagram import Datagram
+from ..core.segment import Segment
 from ..render import DEFAULT_FORMAT, FORMATS, Renderer, RenderOptions, conns_formatter, make_renderer
 from ..render.findings import by_conn, findings_jsonl, findings_text
 from ..render.quiet import Quiet
@@ -37,21 +38,30 @@ DatagramsTap = Callable[[list[Datagram]], None]
 def make_filter(args: argparse.Namespace) -> Keep | None:
     """The display filter the options ask for, or None for everything."""
     conns = set(args.conn or ())
+    match = packet_filter(args)
+    if not conns and match is None:
+        return None
+
+    def keep(a: Annotation) -> bool:
+        return (not conns or a.conn in conns) and (match is None or match(a.seg))
+    return keep
+
+
+def packet_filter(args: argparse.Namespace) -> Callable[[Segment | Datagram], bool] | None:
+    """--host and --port as a test of a segment or datagram (None: neither given)."""
     host, port = args.host, args.port
     if host is not None:
         try:
             host = str(ipaddress.ip_address(host.strip("[]")))
         except ValueError:
             raise UsageError(f"--host: not an IP address: {args.host!r}") from None
-    if not conns and host is None and port is None:
+    if host is None and port is None:
         return None
 
-    def keep(a: Annotation) -> bool:
-        seg = a.seg
-        return ((not conns or a.conn in conns)
-                and (host is None or seg.src == host or seg.dst == host)
-                and (port is None or seg.sport == port or seg.dport == port))
-    return keep
+    def match(p: Segment | Datagram) -> bool:
+        return ((host is None or p.src == host or p.dst == host)
+                and (port is None or p.sport == port or p.dport == port))
+    return match
 
 
 def use_color(choice: str) -> bool:
@@ -127,6 +137,7 @@ class Output:
         self.verdict_ok: bool | None = None
         settle_format(args)
         self.keep = make_filter(args)
+        self.keep_packet = packet_filter(args)
         # -c: replay stops after showing N segments; a live capture stops after capturing
         # N packets, which its capture loop counts.
         self.count: int | None = None if live else args.count
@@ -181,11 +192,9 @@ class Output:
         args = self.args
         if args.conn or args.findings_only:
             return
-        if args.host or args.port:
-            host = str(ipaddress.ip_address(args.host.strip("[]"))) if args.host else None
-            datagrams = [d for d in datagrams
-                         if (host is None or host in (d.src, d.dst))
-                         and (args.port is None or args.port in (d.sport, d.dport))]
+        keep = self.keep_packet
+        if keep is not None:
+            datagrams = [d for d in datagrams if keep(d)]
         if datagrams and self.summaries is not None:
             self.summaries.feed_datagrams(datagrams)
         elif datagrams:
