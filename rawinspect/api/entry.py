@@ -151,10 +151,10 @@ class Printer:
             self._last = None
         else:
             self._last = raw
-            self._take(raw)
-            self._show(self.tracker.flush(raw[1]))
+            self._show(self._take(raw) + self.tracker.flush(raw[1]))
 
-    def _take(self, raw: RawPacket) -> None:
+    def _take(self, raw: RawPacket) -> list[Annotation]:
+        """Decode and count one packet; the annotations it made final."""
         self.kept.append(raw)
         self.stats.packets += 1
         linktype, ts, data, wirelen = raw
@@ -165,10 +165,10 @@ class Printer:
         elif isinstance(seg, Datagram):
             self.stats.datagrams += 1
             self.udp.add(seg)
-            self._show([])
         else:
             self.stats.segments += 1
-            self._show(self.tracker.feed(seg))
+            return self.tracker.feed(seg)
+        return []
 
     def _show(self, anns: list[Annotation]) -> None:
         """The annotations now final, and the datagrams between and after them."""
