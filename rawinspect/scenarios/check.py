@@ -168,21 +168,21 @@ def verify(expect: Expect, anns: list[Annotation], report: dict[str, Any],
         v.checks.append(Check(won > 0, f"{expect.required}: seen in {won} of "
                                        f"{len(observed)} connections"))
     outcomes = report.get("outcomes", {})
-    for key, want in expect.outcomes.items():
+    for key, outcome in expect.outcomes.items():
         got = outcomes.get(key, "not reported")
-        v.checks.append(Check(got == want, f"{key}: {got}" + ("" if got == want
-                                                               else f" (expected {want})")))
+        v.checks.append(Check(got == outcome, f"{key}: {got}" + (
+            "" if got == outcome else f" (expected {outcome})")))
     if report.get("error"):
         v.checks.append(Check(False, f"the scenario's programs failed: {report['error']}"))
     if expect.zeek:
         v.checks.extend(_zeek_checks(expect, anns))
-    for want in expect.calls:
+    for expectation in expect.calls:
         if calls is None:
             v.unchecked += 1
-            v.checks.append(Check(None, f"calls: {want.text()}: not checked (calls not "
-                                        "recorded)"))
+            v.checks.append(Check(None, f"calls: {expectation.text()}: not checked (calls "
+                                        "not recorded)"))
         else:
-            v.checks.extend(want.check(calls, anns))
+            v.checks.extend(expectation.check(calls, anns))
     if expect.findings or expect.no_findings:
         v.checks.extend(_finding_checks(expect, anns, calls))
     if expect.datagrams:
