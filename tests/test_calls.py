@@ -107,6 +107,30 @@ def test_assembler_takes_rows_up_to_a_horizon_and_announces_waiting_calls():
     assert len(early) + len(rest) == len(assembled())
 
 
+STALE_NAMES = """\
+          python-700   (    700) [001] ..... 10.000100: sched_process_fork: parent_comm=python parent_pid=0x2bc (700) child_comm=python child_pid=0x2bd (701)
+          python-701   (    701) [000] ..... 10.000200: task_rename: pid=0x2bd (701) oldcomm=python newcomm=sh oom_score_adj=0x0 (0)
+          python-701   (    701) [000] ..... 10.000300: task_rename: pid=0x2bd (701) oldcomm=sh newcomm=my server oom_score_adj=0x0 (0)
+           <...>-701   (    701) [000] ..... 10.000400: sys_enter_socket: __syscall_nr=0x29 (41) family=0x2 (2) type=0x1 (1) protocol=0x0 (0)
+           <...>-701   (    701) [000] ..... 10.000410: sys_exit_socket: __syscall_nr=0x29 (41) ret=0x3 (3)
+              sh-701   (    701) [000] ..... 10.000500: sys_enter_close: __syscall_nr=0x3 (3) fd=0x3 (3)
+              sh-701   (    701) [000] ..... 10.000510: sys_exit_close: __syscall_nr=0x3 (3) ret=0x0 (0)
+          python-701   (    701) [000] ..... 10.000600: sched_process_exit: comm=python pid=0x2bd (701) prio=0x78 (120) group_dead=0x1 (1)
+"""
+
+
+def test_calls_carry_the_name_from_forks_and_renames_not_the_trace_s_stale_one():
+    # The trace prints the name it has cached for the pid when the line is read: just
+    # after an exec that is the parent's, the shell's or "<...>" (seen in CI).
+    asm = CallAssembler(0.0)
+    for line in STALE_NAMES.splitlines():
+        asm.feed(parse_event(line))
+    rows = asm.take(None)
+    assert [(c.name, c.comm) for c in rows] == [("socket", "my server"),
+                                                ("close", "my server"),
+                                                ("exit", "my server")]
+
+
 # -- the calls view on a hand-built timeline ---------------------------------------------
 
 def call(t: float, side: str, name: str, **kw) -> Call:

@@ -26,6 +26,9 @@ from ..core.call import ENTERED, EXIT, RETURNED, SIGNAL, Call
 _HEAD = re.compile(r"^\s*(.*?)-(\d+)\s+\(\s*(\d+|-+)\)\s+\[\d+\]\s+(\S+)\s+(\d+\.\d+): "
                    r"(\w+): (.*)$")
 _FIELD = re.compile(r"(\w+)=(\S*)(?: \((-?\d+)\))?")
+# A task's name as its events give it, spaces and all: the field up to the next field
+_NAMES = {"task_rename": re.compile(r"newcomm=(.*) oom_score_adj="),
+          "sched_process_fork": re.compile(r"child_comm=(.*) child_pid=")}
 LISTEN, ESTABLISHED, SYN_RECV = 10, 1, 3
 INET = (socket.AF_INET, socket.AF_INET6)
 PURE_V6 = "127.0.0.6"   # what a pure IPv6 socket shows in the IPv4 address fields
@@ -71,6 +74,10 @@ def parse_event(line: str) -> TraceEvent | None:
             fields[key] = int(raw, 16)
         else:
             fields[key] = raw.strip("()")
+    named = _NAMES.get(name)
+    found = named.search(rest) if named is not None else None
+    if found is not None:
+        fields["name"] = found.group(1)
     return TraceEvent(float(ts), int(tid), int(tgid) if tgid.isdigit() else int(tid), comm,
                       "s" in flags, name, fields)
 
@@ -153,11 +160,23 @@ class CallAssembler:
         self._fatal: dict[int, str] = {}
         self._sent: dict[int, str] = {}                   # pid → signal sent, not delivered
         self._parent: dict[int, int] = {}                 # pid → its traced parent's
+        self._names: dict[int, str] = {}                  # task → its name (comm)
         self._done: deque[tuple[Call, _Sock | None]] = deque()
 
     def _clock(self, trace_ts: float) -> float:
         """A trace time on the packets' clock, to the microsecond as the trace gives it."""
         return round(trace_ts - self.offset, 6)
+
+    def name(self, tid: int, comm: str) -> None:
+        """A task's name (from /proc for ``capture --pid``, or a fork or rename event)."""
+        if comm:
+            self._names[tid] = comm
+
+    def _comm(self, ev: TraceEvent) -> str:
+        """The task's name when the event happened. The trace prints the name it has
+        cached for the pid when the line is read: just after a fork or an ``exec`` that
+        is the parent's name, the shell's, or ``<...>``; forks and renames tell the truth."""
+        return self._names.get(ev.tid, ev.comm)
 
     def known_socket(self, tgid: int, fd: int, family: int, local: str, peer: str) -> None:
         """A socket the process had before tracing began (``capture --pid``)."""
@@ -177,6 +196,9 @@ class CallAssembler:
             child = _num(ev.fields, "child_pid")
             self._fds[child] = dict(self._fds.get(ev.tgid, {}))
             self._parent[child] = ev.tgid
+            self.name(child, str(ev.fields.get("name", "")))
+        elif name == "task_rename":
+            self.name(_num(ev.fields, "pid"), str(ev.fields.get("name", "")))
         elif name == "signal_generate":
             self._generated(ev)
         elif name == "signal_deliver":
@@ -234,10 +256,12 @@ class CallAssembler:
                   "default action: the process dies" if handler == 0 else
                   "ignored" if handler == 1 else "caught by a handler")
         self._emit(Call(kind=SIGNAL, ts=self._clock(ev.ts), pid=ev.tid, tgid=ev.tgid,
-                        comm=ev.comm, name=name, args=action), None)
+                        comm=self._comm(ev), name=name, args=action), None)
 
     def _process_exit(self, ev: TraceEvent) -> None:
         pid = _num(ev.fields, "pid")
+        comm = self._comm(ev)
+        self._names.pop(pid, None)
         if pid != ev.tgid:  # a thread ended, not the process: forget what its fork left
             self._fds.pop(pid, None)
             self._parent.pop(pid, None)
@@ -246,7 +270,7 @@ class CallAssembler:
         killer = self._fatal.pop(pid, "") if code is None else ""
         self._fds.pop(pid, None)
         self._emit(Call(kind=EXIT, ts=self._clock(ev.ts), pid=pid,
-                        ppid=self._parent.pop(pid, None), comm=ev.comm,
+                        ppid=self._parent.pop(pid, None), comm=comm,
                         name="exit", ret=code, args=killer or ("" if code is not None
                                                                else "an unknown cause")),
                    None)
@@ -266,7 +290,7 @@ class CallAssembler:
         if sock is None:
             return
         call = Call(phase=RETURNED if op.shown else "", ts=self._clock(op.ev.ts),
-                    end=self._clock(ev.ts), pid=ev.tid, tgid=ev.tgid, comm=ev.comm,
+                    end=self._clock(ev.ts), pid=ev.tid, tgid=ev.tgid, comm=self._comm(ev),
                     name=name, fd=fd, args=_args(name, op.fields),
                     ret=ret if ret >= 0 else -1, errno=_errno_name(-ret) if ret < 0 else "")
         if name in ("accept", "accept4") and ret >= 0:
@@ -319,7 +343,7 @@ class CallAssembler:
         upid = upid - (1 << 32) if upid >= 1 << 31 else upid
         args = f"pid {upid}" + (", WNOHANG" if _num(op.fields, "options") & 1 else "")
         self._emit(Call(ts=self._clock(op.ev.ts), end=self._clock(ev.ts), pid=ev.tid,
-                        tgid=ev.tgid, comm=ev.comm, name="wait4", args=args,
+                        tgid=ev.tgid, comm=self._comm(ev), name="wait4", args=args,
                         ret=ret if ret >= 0 else -1,
                         errno=_errno_name(-ret) if ret < 0 else ""), None)
 
@@ -349,7 +373,7 @@ class CallAssembler:
                 continue
             op.shown = True
             call = Call(phase=ENTERED, ts=self._clock(ev.ts), pid=ev.tid, tgid=ev.tgid,
-                        comm=ev.comm, name=op.name, fd=_num(op.fields, "fd"),
+                        comm=self._comm(op.ev), name=op.name, fd=_num(op.fields, "fd"),
                         args=_args(op.name, op.fields))
             out.append(self._resolve(call, sock))
         return out

@@ -25,7 +25,7 @@ SYSCALLS = ("socket", "bind", "listen", "connect", "accept", "accept4", "sendto"
             "setsockopt", "getsockopt", "wait4")
 OTHER_EVENTS = ("sched/sched_process_fork", "sched/sched_process_exit",
                 "signal/signal_generate", "signal/signal_deliver",
-                "syscalls/sys_enter_exit_group")
+                "syscalls/sys_enter_exit_group", "task/task_rename")
 HOLD = 0.1           # seconds a finished call waits for its socket's addresses
 LAG = 2 * HOLD + 0.05  # the timeline shows what is at least this old: every call is in
 # The trace's ring, shared out among the CPUs: what the reader has not taken yet must fit
@@ -73,11 +73,13 @@ class CallTrace:
 
     def follow_running(self, pid: int) -> None:
         """Trace a running process (its threads and children), naming the sockets it has."""
-        from .process import open_sockets, process_tree
+        from .process import open_sockets, process_tree, task_name
         processes, tasks = process_tree(pid)
         for tgid, fds in open_sockets(processes).items():
             for fd, (family, local, peer) in fds.items():
                 self.assembler.known_socket(tgid, fd, family, local, peer)
+        for tid in tasks:
+            self.assembler.name(tid, task_name(tid))
         self.pids.extend(t for t in tasks if t != pid)
         self.follow(pid)
 

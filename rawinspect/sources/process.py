@@ -25,6 +25,14 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def task_name(tid: int) -> str:
+    """A task's name (comm), "" once it has ended."""
+    try:
+        return (PROC / str(tid) / "comm").read_text().rstrip("\n")
+    except OSError:
+        return ""
+
+
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     for task in (PROC / str(pid) / "task").glob("*"):
