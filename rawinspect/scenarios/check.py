@@ -169,9 +169,9 @@ def verify(expect: Expect, anns: list[Annotation], report: dict[str, Any],
                                        f"{len(observed)} connections"))
     outcomes = report.get("outcomes", {})
     for key, outcome in expect.outcomes.items():
-        got = outcomes.get(key, "not reported")
-        v.checks.append(Check(got == outcome, f"{key}: {got}" + (
-            "" if got == outcome else f" (expected {outcome})")))
+        reported = outcomes.get(key, "not reported")
+        v.checks.append(Check(reported == outcome, f"{key}: {reported}" + (
+            "" if reported == outcome else f" (expected {outcome})")))
     if report.get("error"):
         v.checks.append(Check(False, f"the scenario's programs failed: {report['error']}"))
     if expect.zeek:
