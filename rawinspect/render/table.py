@@ -274,14 +274,19 @@ class TableRenderer:
         """The lines of one annotation: the row, continuation lines for long state paths
         and the explanation."""
         seg = a.seg
+        why = explanation(a, self.verbose)
+        time = self._time(a)
+        if not self.color:
+            plain = self._plain_rows(a, time, why)
+            if plain:
+                return plain
         first: list[Cell] = [
-            (str(seg.frame), ""), (self._time(a), ""), (str(a.conn), ""),
+            (str(seg.frame), ""), (time, ""), (str(a.conn), ""),
             ("→" if a.from_client else "←", ""),
             (seg.letters, RED if seg.flags & 0x04 else ""), (str(a.rel_seq), ""),
             (str(a.rel_ack), ""), (str(seg.payload), "")]
         client = wrap_path(a.client_before, a.client_path, self.state_w)
         server = wrap_path(a.server_before, a.server_path, self.state_w)
-        why = explanation(a, self.verbose)
         warn = MAGENTA if any(f in WARN_FLAGS for f in a.analysis) else ""
         inline = self._wrap(why, self.why_room) if self.why_room else []
         lines: list[str] = []
@@ -297,6 +302,37 @@ class TableRenderer:
             lines.extend(" " * INDENT + self._paint(line, warn)
                          for line in self._wrap(why, self.width - INDENT))
         return lines
+
+    def _plain_rows(self, a: Annotation, time: str, why: str) -> list[str]:
+        """The common case, without colour: the row on one line, its explanation beside
+        it or below ([] when it takes more: ``rows`` lays it out cell by cell)."""
+        room = self.why_room
+        if room and len(why) > room:
+            return []
+        texts = self._one_line_cells(a, time)
+        if texts is None:
+            return []
+        line = self._fmt.format(*texts)
+        if len(line) != self._fixed_len:  # a number wider than its column pushes the rest
+            line = self._placed(texts + [why] if room else texts, None)
+        elif room:
+            line = f"{line} {why}" if why else line.rstrip()
+        else:
+            line = line.rstrip()
+        if room:
+            return [line]
+        return [line, *(" " * INDENT + below for below in self._wrap(why, self.width - INDENT))]
+
+    def _one_line_cells(self, a: Annotation, time: str) -> list[str] | None:
+        """The row's cells up to Server, or None when a state path takes two lines."""
+        client = "→".join(a.client_path) if a.client_path else a.client_before
+        server = "→".join(a.server_path) if a.server_path else a.server_before
+        state_w = self.state_w
+        if len(client) > state_w or len(server) > state_w:
+            return None
+        seg = a.seg
+        return [str(seg.frame), time, str(a.conn), "→" if a.from_client else "←",
+                seg.letters, str(a.rel_seq), str(a.rel_ack), str(seg.payload), client, server]
 
     def write(self, anns: list[Annotation]) -> None:
         lines = self._head()
