@@ -262,3 +262,14 @@ def test_broken_pipe_is_quiet(two_conns):
     res = subprocess.run(f"{sys.executable} -m rawinspect replay {two_conns} | head -1",
                          shell=True, capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert "Traceback" not in res.stderr
+
+
+def test_replay_runs_with_the_collector_s_replay_thresholds_and_restores_them(monkeypatch):
+    import gc
+    from rawinspect.app import cli
+    from rawinspect.app.gc_thresholds import REPLAY_GC_THRESHOLDS
+    seen = []
+    monkeypatch.setattr(cli, "replay_one", lambda args: seen.append(gc.get_threshold()) or 0)
+    before = gc.get_threshold()
+    assert cli.main(["replay", str(ROOT / "captures" / "handshake.pcap")]) == 0
+    assert seen == [REPLAY_GC_THRESHOLDS] and gc.get_threshold() == before

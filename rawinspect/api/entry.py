@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO, cast
 
 from ..app.annotator import Annotator
 from ..app.capture_loop import DEFAULT_LINGER, Limits, StopFlag, capture_loop
+from ..app.gc_thresholds import fewer_collections
 from ..app.output import Output
 from ..app.pipeline import Datagrams, Stats, decode_records, make_tracker, run
 from ..app.timeline import replay_with_calls
@@ -71,11 +72,12 @@ def _annotate(records: Iterator[Record], calls: list[Call], out: _Collector, msl
     tracker = make_tracker(msl, hold)
     udp = Datagrams(out.sink_datagrams)
     segments = decode_records(records, out.stats, udp.add)
-    if calls:
-        # Only the .sink methods of the output are used: the collector has them.
-        replay_with_calls(segments, tracker, cast(Output, out), out.stats, calls, udp)
-    else:
-        run(segments, tracker, out.sink, out.stats, udp)
+    with fewer_collections():
+        if calls:
+            # Only the .sink methods of the output are used: the collector has them.
+            replay_with_calls(segments, tracker, cast(Output, out), out.stats, calls, udp)
+        else:
+            run(segments, tracker, out.sink, out.stats, udp)
 
 
 def read(path: str | os.PathLike[str], *, calls: bool = True, partial: bool = False,

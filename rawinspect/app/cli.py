@@ -20,6 +20,7 @@ from ..scenarios.describe import expectations
 from .capture_cmd import add_capture_arguments, run_capture
 from .options import (EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, UsageError, add_output_options,
                       check_annotate, positive_int)
+from .gc_thresholds import fewer_collections
 from .jobs import jobs_wanted, replay_files, replay_sharded, usable
 from .output import Output, make_filter, settle_format
 from .pipeline import Datagrams, Stats, make_tracker, read_segments, run
@@ -75,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Annotate one capture file, or several, each a capture of its own (``-j N``: N at a
     time, their outputs in the order given); the worst exit code."""
+    with fewer_collections():
+        return _replay(args)
+
+
+def _replay(args: argparse.Namespace) -> int:
     files: list[str] = args.file
     if len(files) == 1:
         args.file = files[0]
