@@ -366,3 +366,16 @@ def test_a_fin_after_the_process_exited_without_close_comes_from_the_exit():
     linked(anns, calls)
     assert anns[5].cause == ("FIN_WAIT_1 ← the kernel: process 900 exited without close(); "
                              "exit closed its socket")
+
+
+def test_the_trace_clock_offset_comes_from_the_tightest_reading(monkeypatch):
+    # TAI is REALTIME + 37 s; the first try is preempted for 5 ms between its readings,
+    # which once shifted every call after the segment it sent (CI: "shutdown() was
+    # entered after the segment").
+    from rawinspect.sources import tracefs
+    clock = iter([100.0, 137.005, 100.0051,                 # preempted before TAI was read
+                  *[x for i in range(6) for x in (101.0 + i, 138.0 + i + 1e-7,
+                                                   101.0 + i + 2e-7)]])
+    monkeypatch.setattr(tracefs.time, "time", lambda: next(clock))
+    monkeypatch.setattr(tracefs.time, "clock_gettime", lambda _: next(clock))
+    assert tracefs.tai_offset() == pytest.approx(37.0, abs=1e-6)
