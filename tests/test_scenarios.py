@@ -52,6 +52,13 @@ def test_optional_states_expand():
     assert expansions(states("A B? C")) == {("A", "B", "C"), ("A", "C")}
 
 
+def test_time_wait_may_end_in_closed_when_the_4_tuple_is_taken_over():
+    assert expansions(states("A FIN_WAIT_2? TIME_WAIT")) == {
+        ("A", "FIN_WAIT_2", "TIME_WAIT"), ("A", "TIME_WAIT"),
+        ("A", "FIN_WAIT_2", "TIME_WAIT", "CLOSED"), ("A", "TIME_WAIT", "CLOSED")}
+    assert expansions(states("A LAST_ACK CLOSED")) == {("A", "LAST_ACK", "CLOSED")}
+
+
 def test_a_wrong_expectation_names_the_deviating_frame():
     anns = annotations(CAPTURES / "handshake.pcap")
     wrong = Expected("server closes first", states("CLOSED SYN_SENT ESTABLISHED CLOSE_WAIT "
