@@ -57,3 +57,17 @@ def test_without_both_syns_the_window_stays_raw(capsys, tmp_path):
     rows = jsonl(capsys, path)
     assert rows and all(r["win_scaled"] == r["win"] for r in rows)
     assert all("ts" in r["options"] for r in rows)
+
+
+def test_state_paths_and_flag_lists_are_written_as_json_dumps_writes_them():
+    import re
+    from rawinspect.core.transitions import STATES
+    from rawinspect.render.jsonl import names_json
+    flags = set()
+    for path in [ROOT / "rawinspect" / "views" / "wireshark.py",
+                 ROOT / "rawinspect" / "core" / "inference.py"]:
+        flags |= set(re.findall(r'append\(f?"([^"]+)"\)', path.read_text()))
+    assert {"retransmission", "duplicate_ack", "state_inferred"} <= flags
+    for names in ([*STATES], [*STATES][::-1], sorted(flags), ["duplicate_ack_num={n}"],
+                  ["ESTABLISHED"]):
+        assert names_json(names) == json.dumps(names)

@@ -32,6 +32,12 @@ def seconds6(ts: float) -> str:
     return f"{digits[:-6]}.{digits[-6:]}"
 
 
+def names_json(names: list[str]) -> str:
+    """A list of names that JSON writes as they are (states, Wireshark's flag names:
+    ASCII, no quote or backslash) as ``json.dumps`` writes it, in a tenth of the time."""
+    return '["' + '", "'.join(names) + '"]'
+
+
 class JsonlRenderer:
     """Writes one JSON object per annotation; formats by hand on the hot path."""
 
@@ -54,9 +60,10 @@ class JsonlRenderer:
         cp, sp = a.client_path, a.server_path
         return (f'"client_before":"{a.client_before}","client_after":"{a.client_after}",'
                 f'"server_before":"{a.server_before}","server_after":"{a.server_after}",'
-                f'"client_path":{_dumps(cp) if cp else "null"},'
-                f'"server_path":{_dumps(sp) if sp else "null"},'
-                f'"event":"{a.event}","analysis":{_dumps(a.analysis) if a.analysis else "[]"},'
+                f'"client_path":{names_json(cp) if cp else "null"},'
+                f'"server_path":{names_json(sp) if sp else "null"},'
+                f'"event":"{a.event}","analysis":'
+                f'{names_json(a.analysis) if a.analysis else "[]"},'
                 f'"note":{self._json(a.note) if a.note else EMPTY},')
 
     def write(self, anns: list[Annotation]) -> None:
