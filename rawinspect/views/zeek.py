@@ -109,6 +109,11 @@ class ZeekEndpoint:
         return size
 
 
+# The kinds of segment whose first one from each side adds a history letter: a bit
+# each, the responder's 8 higher (a set of strings cost half a kilobyte a connection).
+_SEEN_BITS = {"I": 0, "Q": 1, "syn": 2, "F": 3, "R": 4, "D": 5, "A": 6}
+
+
 @dataclass
 class ZeekConn:
     """One connection's Zeek record, and which frame produced each history letter."""
@@ -116,7 +121,7 @@ class ZeekConn:
     resp: ZeekEndpoint = field(default_factory=lambda: ZeekEndpoint(False))
     orig_is_client: bool = True   # False: the originator is the tracker's server
     history: list[tuple[str, int]] = field(default_factory=list)   # (letter, frame)
-    seen: set[str] = field(default_factory=set)
+    seen: int = 0                 # bits of _SEEN_BITS: the kinds recorded, per side
     first_ts: float = 0.0
     last_time: float = 0.0
     missed_bytes: int = 0
@@ -136,10 +141,10 @@ class ZeekConn:
     def _check(self, ep: ZeekEndpoint, code: str, frame: int, key: str = "") -> bool:
         """Record ``code`` the first time its kind (``key``, default the letter) is
         seen from this side; True if it had been seen before."""
-        key = (key or code) + ("<" if ep.orig else ">")
-        if key in self.seen:
+        bit = 1 << (_SEEN_BITS[key or code] + (0 if ep.orig else 8))
+        if self.seen & bit:
             return True
-        self.seen.add(key)
+        self.seen |= bit
         self._add(ep, code, frame)
         return False
 
