@@ -149,11 +149,15 @@ class TableRenderer:
             return self._placed([t for t, _ in cells], [c for _, c in cells])
         texts = [t for t, _ in cells]
         n = len(self.widths)
-        line = self._fmt.format(*texts[:n])
+        return self._plain_line(texts[:n], texts[n] if len(texts) > n else "")
+
+    def _plain_line(self, texts: list[str], why: str) -> str:
+        """The cells up to Server and ``why`` placed at their columns, at least a space
+        apart, without colour."""
+        line = self._fmt.format(*texts)
         if len(line) == self._fixed_len:  # the common case: every cell fits its column
-            why = texts[n] if len(texts) > n else ""
             return f"{line} {why}" if why else line.rstrip()
-        return self._placed(texts, None)
+        return self._placed(texts + [why] if why else texts, None)
 
     def _placed(self, texts: list[str], codes: list[str] | None) -> str:
         """Cells placed one by one: a cell longer than its column pushes the next along."""
@@ -312,16 +316,10 @@ class TableRenderer:
         texts = self._one_line_cells(a, time)
         if texts is None:
             return []
-        line = self._fmt.format(*texts)
-        if len(line) != self._fixed_len:  # a number wider than its column pushes the rest
-            line = self._placed(texts + [why] if room else texts, None)
-        elif room:
-            line = f"{line} {why}" if why else line.rstrip()
-        else:
-            line = line.rstrip()
         if room:
-            return [line]
-        return [line, *(" " * INDENT + below for below in self._wrap(why, self.width - INDENT))]
+            return [self._plain_line(texts, why)]
+        return [self._plain_line(texts, ""),
+                *(" " * INDENT + below for below in self._wrap(why, self.width - INDENT))]
 
     def _one_line_cells(self, a: Annotation, time: str) -> list[str] | None:
         """The row's cells up to Server, or None when a state path takes two lines."""
