@@ -264,12 +264,11 @@ def test_broken_pipe_is_quiet(two_conns):
     assert "Traceback" not in res.stderr
 
 
-def test_replay_runs_with_the_collector_s_replay_thresholds_and_restores_them(monkeypatch):
+def test_replay_runs_with_the_cyclic_collector_paused_and_restores_it(monkeypatch):
     import gc
     from rawinspect.app import cli
-    from rawinspect.app.gc_thresholds import REPLAY_GC_THRESHOLDS
     seen = []
-    monkeypatch.setattr(cli, "replay_one", lambda args: seen.append(gc.get_threshold()) or 0)
-    before = gc.get_threshold()
+    monkeypatch.setattr(cli, "replay_one", lambda args: seen.append(gc.isenabled()) or 0)
+    assert gc.isenabled()
     assert cli.main(["replay", str(ROOT / "captures" / "handshake.pcap")]) == 0
-    assert seen == [REPLAY_GC_THRESHOLDS] and gc.get_threshold() == before
+    assert seen == [False] and gc.isenabled()

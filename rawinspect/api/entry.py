@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO, cast
 
 from ..app.annotator import Annotator
 from ..app.capture_loop import DEFAULT_LINGER, Limits, StopFlag, capture_loop
-from ..app.gc_thresholds import fewer_collections
+from ..app.collector import collector_paused
 from ..app.output import Output
 from ..app.pipeline import Datagrams, Stats, decode_records, make_tracker, run
 from ..app.timeline import replay_with_calls
@@ -72,7 +72,7 @@ def _annotate(records: Iterator[Record], calls: list[Call], out: _Collector, msl
     tracker = make_tracker(msl, hold)
     udp = Datagrams(out.sink_datagrams)
     segments = decode_records(records, out.stats, udp.add)
-    with fewer_collections():
+    with collector_paused():
         if calls:
             # Only the .sink methods of the output are used: the collector has them.
             replay_with_calls(segments, tracker, cast(Output, out), out.stats, calls, udp)

@@ -8,7 +8,6 @@ live capture and replay of the written file reach the same answers.
 
 from __future__ import annotations
 
-import gc
 import select
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from ..core.annotation import Annotation
 from ..core.datagram import Datagram
 from ..core.segment import Segment
 from .annotator import Annotator
+from .collector import collector_paused
 from ..render.pcapwriter import PcapWriter
 from ..sources.decode import Decoder
 from ..sources.packet_source import PacketSource
@@ -157,30 +157,27 @@ def capture_loop(source: PacketSource, writer: PcapWriter | None, tracker: Annot
     poller.register(source.fileno(), select.POLLIN)
     until = _Until(stop, limits, clock(), child)
     reason = ""
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        while not reason:
-            poller.poll(POLL_MS)
-            now = clock()
-            anns = reader.drain()
-            anns.extend(tracker.flush(now))
-            if writer is not None:
-                writer.flush()  # before the sink: the table's -X reads the rows' bytes back
-            more = udp.hand_on(anns, sink, tracker.held_frame()) if anns or udp.queue \
-                else True
-            if reader.full or not more:
-                reason = "count"
-            if each_round is not None:
-                each_round()
-            reason = until.reason(now) or reason
-    finally:
-        stats.packets = reader.frame
-        last = tracker.finish()
-        if last or udp.queue:
-            udp.hand_on(last, sink, None)
-        stats.connections = tracker.connections
-        stats.dropped = source.poll_drops()
-        if gc_was_enabled:
-            gc.enable()
+    with collector_paused():
+        try:
+            while not reason:
+                poller.poll(POLL_MS)
+                now = clock()
+                anns = reader.drain()
+                anns.extend(tracker.flush(now))
+                if writer is not None:
+                    writer.flush()  # before the sink: the table's -X reads the rows' bytes back
+                more = udp.hand_on(anns, sink, tracker.held_frame()) if anns or udp.queue \
+                    else True
+                if reader.full or not more:
+                    reason = "count"
+                if each_round is not None:
+                    each_round()
+                reason = until.reason(now) or reason
+        finally:
+            stats.packets = reader.frame
+            last = tracker.finish()
+            if last or udp.queue:
+                udp.hand_on(last, sink, None)
+            stats.connections = tracker.connections
+            stats.dropped = source.poll_drops()
     return reason

@@ -20,7 +20,7 @@ from ..scenarios.describe import expectations
 from .capture_cmd import add_capture_arguments, run_capture
 from .options import (EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, UsageError, add_output_options,
                       check_annotate, positive_int)
-from .gc_thresholds import fewer_collections
+from .collector import collector_paused
 from .jobs import jobs_wanted, replay_files, replay_sharded, usable
 from .output import Output, make_filter, settle_format
 from .pipeline import Datagrams, Stats, make_tracker, read_segments, run
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Annotate one capture file, or several, each a capture of its own (``-j N``: N at a
     time, their outputs in the order given); the worst exit code."""
-    with fewer_collections():
+    with collector_paused():
         return _replay(args)
 
 

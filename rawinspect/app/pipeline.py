@@ -3,12 +3,12 @@ datagrams beside them, put back in frame order."""
 
 from __future__ import annotations
 
-import gc
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Final, Iterator
 
 from .annotator import Annotator
+from .collector import collector_paused
 from ..core.annotation import Annotation
 from ..core.datagram import Datagram
 from ..sources.capfile import Record, open_capture
@@ -166,25 +166,21 @@ def run(segments: Iterator[Segment], tracker: Annotator, sink: Sink, stats: Stat
     batches too, so that no renderer holds all of its text at once.
     """
     batch: list[Annotation] = []
-    # The hot path creates no reference cycles; the cyclic collector would only cost time.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
     more = True
-    try:
-        for seg in segments:
-            batch.extend(tracker.feed(seg))
-            if len(batch) >= BATCH:
-                more = (_hand_on(batch, sink) if udp is None or not udp.queue
-                        else udp.hand_on(batch, sink, tracker.held_frame()))
-                batch.clear()
-                if not more:
-                    return
-    finally:
-        batch.extend(tracker.finish())
-        if more and udp is not None:
-            udp.hand_on(batch, sink, None)
-        elif more and batch:
-            _hand_on(batch, sink)
-        stats.connections = tracker.connections
-        if gc_was_enabled:
-            gc.enable()
+    with collector_paused():
+        try:
+            for seg in segments:
+                batch.extend(tracker.feed(seg))
+                if len(batch) >= BATCH:
+                    more = (_hand_on(batch, sink) if udp is None or not udp.queue
+                            else udp.hand_on(batch, sink, tracker.held_frame()))
+                    batch.clear()
+                    if not more:
+                        return
+        finally:
+            batch.extend(tracker.finish())
+            if more and udp is not None:
+                udp.hand_on(batch, sink, None)
+            elif more and batch:
+                _hand_on(batch, sink)
+            stats.connections = tracker.connections
