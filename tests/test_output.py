@@ -98,3 +98,35 @@ def test_filter_then_count(capsys) -> None:
     assert [r["conn"] for r in rows] == [2, 2, 2] and stats.shown == 3
     assert stats.segments > 3  # the tracker saw everything before them
     assert Output(args_for("-c", "3"), Stats(), live=True).count is None  # capture: packets
+
+
+PER_CONNECTION = (["--conns"], ["--conns", "-T", "jsonl"], ["-T", "zeek"],
+                  ["--findings-only"], ["--findings-only", "-T", "jsonl"])
+
+
+def test_only_the_per_connection_outputs_give_up_frame_order() -> None:
+    def per_connection(*argv: str) -> bool:
+        return Output(args_for(*argv), Stats(), live=False).per_connection
+    assert all(per_connection(*mode) for mode in PER_CONNECTION)
+    assert not per_connection("-T", "jsonl") and not per_connection()
+    assert not per_connection("--conns", "-c", "5")      # the first 5 segments: frame order
+
+
+def test_per_connection_outputs_print_what_frame_order_prints(capsys, tmp_path) -> None:
+    """Summaries and findings read each connection in its own order: on the realistic mix
+    (SYNs held for seconds while other connections go on), the same bytes as in frame
+    order (forced here by a count that is never reached)."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    from traffic_mix import write_pcap
+    path = tmp_path / "mix.pcap"
+    write_pcap(path, "realistic", 20_000, seed=11)
+    for mode in PER_CONNECTION:
+        outputs = []
+        for count in ([], ["-c", "1000000000"]):
+            assert cli.main(["replay", *mode, *count, str(path)]) == 0
+            out = capsys.readouterr().out
+            outputs.append([line for line in out.splitlines()
+                            if not line.startswith(("#open", "#close"))])
+        assert outputs[0] == outputs[1], " ".join(mode)
+        assert len(outputs[0]) > 20

@@ -275,6 +275,26 @@ def test_hold_is_bounded_and_output_stays_in_frame_order():
     assert out[3].server_after == "CLOSE_WAIT"
 
 
+def test_unordered_releases_other_connections_at_once_and_keeps_each_ones_order():
+    """Unordered, a held SYN holds back only its own connection: the same annotations
+    as in frame order, each connection's in its own order."""
+    c1, c2 = Conv(cport=40001), Conv(cport=40002)
+    first = [c1.seg("c", SYN, C_ISN)]                  # never answered
+    c2.frame, c2.t = 1, first[0].ts
+    segs = first + c2.handshake() + [c2.seg("c", ACK | PSH, C1, S1, length=100),
+                                     c2.seg("s", ACK, S1, C1 + 100)]
+    retry = c1.seg("c", SYN, C_ISN, dt=1.0, frame=7)
+    ordered, unordered = Tracker(), Tracker(ordered=False)
+    assert [a.seg.frame for s in segs for a in ordered.feed(s)] == []   # behind frame 1
+    out = [a.seg.frame for s in segs for a in unordered.feed(s)]
+    assert out == [2, 3, 4, 5, 6]                      # not behind frame 1's SYN
+    assert [a.seg.frame for a in ordered.feed(retry)] == [1, 2, 3, 4, 5, 6]
+    assert [a.seg.frame for a in unordered.feed(retry)] == [1]   # the retry answers it
+    last, last_unordered = ordered.finish(), unordered.finish()
+    assert [a.seg.frame for a in last] == [a.seg.frame for a in last_unordered] == [7]
+    assert (states(last), last[0].note) == (states(last_unordered), last_unordered[0].note)
+
+
 def test_at_most_max_held_segments_wait_behind_a_hold():
     """A FIN whose answer never comes is released once MAX_HELD segments queue behind it."""
     c = Conv()

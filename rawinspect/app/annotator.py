@@ -18,8 +18,9 @@ from ..views.wireshark import SeqAnalyzer
 class Annotator:
     """``feed``, ``flush`` and ``finish`` as the Tracker's, with Wireshark's flags added."""
 
-    def __init__(self, msl: float = DEFAULT_MSL, hold: float = DEFAULT_HOLD) -> None:
-        self.tracker = Tracker(msl=msl, hold=hold)
+    def __init__(self, msl: float = DEFAULT_MSL, hold: float = DEFAULT_HOLD,
+                 ordered: bool = True) -> None:
+        self.tracker = Tracker(msl=msl, hold=hold, ordered=ordered)
         self._wireshark = SeqAnalyzer()
 
     @property

@@ -126,7 +126,7 @@ def replay_one(args: argparse.Namespace, label: str = "") -> int:
               else f"rawinspect: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     try:
-        tracker = make_tracker(args.msl, args.hold)
+        tracker = make_tracker(args.msl, args.hold, not output.per_connection or bool(calls))
         timeline = None
         if calls:
             _one_job(args, "the capture has the programs' calls")

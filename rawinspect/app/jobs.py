@@ -115,7 +115,8 @@ def _work(args: argparse.Namespace, shard: int, jobs: int, lines: str) -> ShardR
                 udp.add(d)
         udp = Datagrams(output.sink_datagrams)
         segments = _shard(read_segments(args.file, stats, datagram), shard, jobs, result)
-        run(segments, make_tracker(args.msl, args.hold), sink, stats, udp)
+        run(segments, make_tracker(args.msl, args.hold, not output.per_connection), sink,
+            stats, udp)
         output.close()
     result.connections, result.shown = stats.connections, stats.shown
     result.stats = stats if shard == 0 else None

@@ -148,6 +148,14 @@ class Output:
         self.diagnoser = Diagnoser()
         self.sockets: list[dict[str, Any]] = []  # the sockets left behind, for the findings
 
+    @property
+    def per_connection(self) -> bool:
+        """Whether what is shown is made per connection (summaries, findings), so that each
+        connection's annotations in their order will do: not frame order across
+        connections. Not with a count (the first N segments), a tap, or live capture."""
+        return ((self.summaries is not None or bool(self.args.findings_only))
+                and self.count is None and self.tap is None and not self.live)
+
     def sink(self, anns: list[Annotation]) -> bool:
         """Show what passes the filter, up to the count; False once the count is shown."""
         stats, count = self.stats, self.count

@@ -139,9 +139,10 @@ def decode_records(records: Iterator[Record], stats: Stats,
             skipped[seg] += 1
 
 
-def make_tracker(msl: float, hold: float) -> Annotator:
-    """The tracker and Wireshark's analysis every command feeds: replay and capture."""
-    return Annotator(msl=msl, hold=hold)
+def make_tracker(msl: float, hold: float, ordered: bool = True) -> Annotator:
+    """The tracker and Wireshark's analysis every command feeds: replay and capture
+    (``ordered`` False: in each connection's frame order only, see Tracker)."""
+    return Annotator(msl=msl, hold=hold, ordered=ordered)
 
 
 def _hand_on(anns: list[Annotation], sink: Sink) -> bool:

@@ -7,6 +7,12 @@ crossed), so the peer's receipt is applied after its own send: simultaneous open
 simultaneous close. A SYN answered by RST met no listener; a SYN retransmitted without
 answer was dropped. Held segments wait at most ``hold`` seconds, and at most
 ``MAX_HELD`` segments of one connection queue behind a hold.
+
+The output queue keeps frame order across connections: a segment waits while an earlier
+one of any connection is held. Unordered (``ordered`` False), only each connection's own
+order is kept, and an annotation is out as soon as it is final: for the outputs that
+read connections one by one (summaries, findings), whose memory would otherwise hold every
+segment captured during the longest hold.
 """
 
 from __future__ import annotations
@@ -32,10 +38,12 @@ INF: Final = float("inf")
 class Holds:
     """The held SYNs and FINs, and the output queue in frame order."""
 
-    def __init__(self, hold: float, infer: Inference) -> None:
+    def __init__(self, hold: float, infer: Inference, ordered: bool = True) -> None:
         self.hold = hold
         self.infer = infer
-        # Output queue in frame order: Slots (held or resolved) and ready Annotations.
+        self.ordered = ordered
+        # Output queue in frame order: Slots (held or resolved) and ready Annotations;
+        # unordered, only the Annotations final and not yet drained.
         self.pending: deque[Slot | Annotation] = deque()
         self._expiry: deque[tuple[float, int, Connection]] = deque()
         self.due = INF             # when the oldest hold ends (checked on every segment)
@@ -60,8 +68,15 @@ class Holds:
 
     def add(self, slot: Slot) -> None:
         """Queue a segment in frame order and annotate it as soon as that is possible."""
-        self.pending.append(slot)
+        if self.ordered:
+            self.pending.append(slot)
         self._dispatch(slot)
+
+    def _annotate(self, slot: Slot, how: str) -> None:
+        """The segment's final annotation (queued at once when unordered)."""
+        ann = slot.ann = self.infer.process(slot.conn, slot.seg, slot.from_client, how)
+        if not self.ordered:
+            self.pending.append(ann)
 
     def _dispatch(self, slot: Slot) -> None:
         conn = slot.conn
@@ -90,7 +105,7 @@ class Holds:
             self._expiry.append((seg.ts + self.hold, self._token, conn))
             self.due = self._expiry[0][0]
             return
-        slot.ann = self.infer.process(conn, seg, slot.from_client, NORMAL)
+        self._annotate(slot, NORMAL)
 
     @staticmethod
     def _answer(hold: Hold, slot: Slot) -> str | None:
@@ -115,7 +130,7 @@ class Holds:
         assert hold is not None
         conn.hold = None
         first = hold.queue[0]
-        first.ann = self.infer.process(conn, first.seg, first.from_client, how)
+        self._annotate(first, how)
         for slot in hold.queue[1:]:
             self._dispatch(slot)
 
@@ -125,7 +140,7 @@ class Holds:
         assert hold is not None
         conn.hold = None
         for slot in hold.queue:
-            slot.ann = self.infer.process(conn, slot.seg, slot.from_client, DROPPED)
+            self._annotate(slot, DROPPED)
 
     def expire(self, now: float) -> None:
         """Resolve the holds older than ``hold`` seconds before ``now``."""

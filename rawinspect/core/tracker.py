@@ -3,6 +3,8 @@
 ``Tracker.feed(segment)`` returns the annotations that are final, in frame order. It
 does no I/O and reads no clock: time comes only from the segments' timestamps (and from
 ``flush(now)`` for a live capture), so replay and live capture agree on the same packets.
+Unordered (``ordered=False``), each connection's annotations still come in its frame
+order, but no longer wait for another connection's held segment (``holds``).
 
 The work is split as in Zeek's TCP analyzer: the connection table (``table``), the holds
 that put causality before capture order (``holds``), and the state inference by the
@@ -27,7 +29,8 @@ DEFAULT_HOLD: Final = 3.0   # seconds a SYN or FIN waits for the peer's answer
 class Tracker:
     """Connection table and TCP state inference for both endpoints of every connection."""
 
-    def __init__(self, msl: float = DEFAULT_MSL, hold: float = DEFAULT_HOLD) -> None:
+    def __init__(self, msl: float = DEFAULT_MSL, hold: float = DEFAULT_HOLD,
+                 ordered: bool = True) -> None:
         self.time_wait = 2 * msl
         self.hold = hold
         # Finished connections leave the table once idle this long. Longer than TIME_WAIT
@@ -35,7 +38,7 @@ class Tracker:
         self.retire_after = 2 * self.time_wait + hold
         self._table = ConnectionTable(self.retire_after)
         self._infer = Inference(self._table, self.time_wait)
-        self._holds = Holds(hold, self._infer)
+        self._holds = Holds(hold, self._infer, ordered)
         self.retired: list[int] = []   # ids of connections forgotten since last taken
 
     @property
@@ -49,7 +52,8 @@ class Tracker:
         return self._table.tracked
 
     def feed(self, seg: Segment) -> list[Annotation]:
-        """Annotate one segment; returns the annotations now final, in frame order."""
+        """Annotate one segment; returns the annotations now final, in frame order (each
+        connection's, when unordered)."""
         out = self._feed(seg)
         if self._table.retire_due < seg.ts:
             self.retired.extend(self._table.evict(seg.ts))

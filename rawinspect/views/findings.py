@@ -585,9 +585,10 @@ class Diagnoser:
     def results(self, left_behind: list[dict[str, Any]] | None = None) -> list[Finding]:
         """Every finding: per connection in connection order, then the run's."""
         c = self.collector
-        run = Run(self.recorded, c.facts, c.loose, c.bind_options, left_behind or [])
+        facts = dict(sorted(c.facts.items()))   # fed per connection, not in frame order
+        run = Run(self.recorded, facts, c.loose, c.bind_options, left_behind or [])
         out: list[Finding] = []
-        for _, f in sorted(c.facts.items()):
+        for f in facts.values():
             for rule in RULES.values():
                 if rule.per_conn and (run.recorded or not rule.needs_calls):
                     out.extend(rule.check(f, run))
