@@ -265,9 +265,9 @@ class Output:
             return code
         if end is not None:
             self.summaries.end = max(self.summaries.end, end)
-        results = self.summaries.results()
         number = self.args.explain
         if number:
+            results = self.summaries.results()
             match = [s for s in results if s.conn == number]
             if not match:
                 print(f"rawinspect: error: --explain {number}: no such connection "
@@ -275,12 +275,13 @@ class Output:
                 return EXIT_RUNTIME
             sys.stdout.write(explain(match[0]))
             return code
+        each, udp = self.summaries.each(), self.summaries.udp.rows
         if self.args.format in ("table", "jsonl"):
             from ..render import summaries as conns_render
             write = conns_render.table if self.args.format == "table" else conns_render.jsonl
-            sys.stdout.write(write(results, by_conn(self.findings()), self.summaries.udp.rows))
+            sys.stdout.write(write(each, by_conn(self.findings()), udp))
         else:
-            sys.stdout.write(conns_formatter(self.args.format)(results, self.summaries.udp.rows))
+            sys.stdout.write(conns_formatter(self.args.format)(each, udp))
         return code
 
     def findings(self) -> list[Finding]:

@@ -56,7 +56,7 @@ class RenderOptions:
 
 
 SegmentFactory = Callable[[TextIO, RenderOptions], Renderer]
-ConnFormatter = Callable[["list[ConnSummary]", "Sequence[UdpFlow]"], str]
+ConnFormatter = Callable[["Iterable[ConnSummary]", "Sequence[UdpFlow]"], str]
 
 
 @dataclass(frozen=True)
@@ -114,17 +114,17 @@ def _html(out: TextIO, opts: RenderOptions) -> Renderer:
     return HtmlRenderer(opts.output or "rawinspect.html")
 
 
-def _conns_table(summaries: list[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
+def _conns_table(summaries: Iterable[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
     from .summaries import table
     return table(summaries, udp=udp)
 
 
-def _conns_jsonl(summaries: list[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
+def _conns_jsonl(summaries: Iterable[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
     from .summaries import jsonl
     return jsonl(summaries, udp=udp)
 
 
-def _conns_zeek(summaries: list[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
+def _conns_zeek(summaries: Iterable[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
     from .summaries import zeek
     return zeek(summaries, udp)
 

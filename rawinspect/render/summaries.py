@@ -7,7 +7,7 @@ import base64
 import hashlib
 import json
 import time
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from ..views.summary import ConnSummary
 from ..views.udp_flows import UdpFlow
@@ -56,24 +56,26 @@ def _simple_table(headers: tuple[str, ...], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-def table(summaries: list[ConnSummary], findings: dict[int, list[str]] | None = None,
+def table(summaries: Iterable[ConnSummary], findings: dict[int, list[str]] | None = None,
           udp: Sequence[UdpFlow] = ()) -> str:
     """One row per connection (with its findings when given), then each endpoint's time
     in each state."""
-    rows = [[s.conn, f"{s.start:.6f}", f"{s.duration:.6f}", s.client, s.server,
-             f"{s.pkts[0]}/{s.bytes[0]}", f"{s.pkts[1]}/{s.bytes[1]}", s.conn_state,
-             s.history, s.client_final, s.server_final, s.closed_first,
-             "-" if s.rtt is None else f"{s.rtt * 1e3:.3f}"]
-            + ([_found(findings, s.conn)] if findings is not None else []) for s in summaries]
+    rows: list[list[object]] = []
+    timing: list[str] = []
+    for s in summaries:
+        rows.append([s.conn, f"{s.start:.6f}", f"{s.duration:.6f}", s.client, s.server,
+                     f"{s.pkts[0]}/{s.bytes[0]}", f"{s.pkts[1]}/{s.bytes[1]}", s.conn_state,
+                     s.history, s.client_final, s.server_final, s.closed_first,
+                     "-" if s.rtt is None else f"{s.rtt * 1e3:.3f}"]
+                    + ([_found(findings, s.conn)] if findings is not None else []))
+        timing.append(f"  conn {s.conn} client: {_timing(s, 'client')}")
+        timing.append(f"  conn {s.conn} server: {_timing(s, 'server')}")
     headers = ("Conn", "Start", "Duration", "Client", "Server", "C→S pkts/bytes",
                "S→C pkts/bytes", "State", "History", "Client end", "Server end",
                "Closed first", "RTT ms") + (("Findings",) if findings is not None else ())
     lines = [_simple_table(headers, rows), "",
              "Time in each state (until the next change or the end of the capture):"]
-    for s in summaries:
-        lines.append(f"  conn {s.conn} client: {_timing(s, 'client')}")
-        lines.append(f"  conn {s.conn} server: {_timing(s, 'server')}")
-    return "\n".join(lines + udp_lines(udp)) + "\n"
+    return "\n".join(lines + timing + udp_lines(udp)) + "\n"
 
 
 def udp_lines(udp: Sequence[UdpFlow]) -> list[str]:
@@ -88,7 +90,7 @@ def udp_lines(udp: Sequence[UdpFlow]) -> list[str]:
     return lines
 
 
-def jsonl(summaries: list[ConnSummary], findings: dict[int, list[str]] | None = None,
+def jsonl(summaries: Iterable[ConnSummary], findings: dict[int, list[str]] | None = None,
           udp: Sequence[UdpFlow] = ()) -> str:
     """The same fields as JSON, one connection per line (Zeek's names where they exist);
     with ``findings``, their count and rule names too."""
@@ -139,7 +141,7 @@ def _row_uid(uid: str, n: int) -> str:
     return "C" + base64.b32encode(hashlib.sha1(f"{uid}/{n}".encode()).digest()).decode()[:17]
 
 
-def zeek(summaries: list[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
+def zeek(summaries: Iterable[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
     """Zeek's conn.log in its ASCII format, with the #fields/#types header: the rows Zeek
     would write, in order of their first packet (one connection may be several)."""
     stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
@@ -153,15 +155,15 @@ def zeek(summaries: list[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
         for n, z in enumerate(s.zeek):
             timed = z.duration > 0
             ends = (rh, rp, oh, op) if z.reversed else (oh, op, rh, rp)
-            rows.append((z.ts, [f"{z.ts:.6f}", _row_uid(s.uid, n), *ends, "tcp", "-",
-                                f"{z.duration:.6f}" if timed else "-",
-                                str(z.bytes[0]) if timed else "-",
-                                str(z.bytes[1]) if timed else "-", z.conn_state, "-", "-",
-                                str(z.missed_bytes), z.history or "-", str(z.pkts[0]), "-",
-                                str(z.pkts[1]), "-", "-"]))
-    rows += [(f.ts, _udp_row(f)) for f in udp]
+            rows.append((z.ts, "\t".join((
+                f"{z.ts:.6f}", _row_uid(s.uid, n), *ends, "tcp", "-",
+                f"{z.duration:.6f}" if timed else "-", str(z.bytes[0]) if timed else "-",
+                str(z.bytes[1]) if timed else "-", z.conn_state, "-", "-",
+                str(z.missed_bytes), z.history or "-", str(z.pkts[0]), "-", str(z.pkts[1]),
+                "-", "-"))))
+    rows += [(f.ts, "\t".join(_udp_row(f))) for f in udp]
     rows.sort(key=lambda r: r[0])
-    lines += ["\t".join(row) for _, row in rows]
+    lines += [row for _, row in rows]
     lines.append(f"#close\t{stamp}")
     return "\n".join(lines) + "\n"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from ..core.annotation import Annotation
 from ..core.datagram import Datagram
@@ -134,17 +135,23 @@ class Summaries:
 
     def results(self) -> list[ConnSummary]:
         """One summary per connection, in connection order; times run to the capture's end."""
+        return list(self.each())
+
+    def each(self) -> Iterator[ConnSummary]:
+        """The summaries of ``results``, made one at a time (a printer holds none of them)."""
         if self.merged is not None:
-            return self.merged
-        out = []
-        for cid, t in sorted(self.tracks.items()):
-            z: ZeekConn = self.log.conns[cid]
-            closed = ("simultaneous" if t.closing == {"client", "server"} else t.fin_first)
-            timing = t.timing(self.end, self.time_wait)
-            out.append(ConnSummary(
-                cid, t.uid, z.first_ts, z.last_time - z.first_ts, t.client,
-                t.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
-                z.conn_state(), z.history_string, z.missed_bytes, timing["client"][-1].state,
-                timing["server"][-1].state, closed, t.handshake.rtt or None, timing, list(z.history),
-                t.steps.changes, self.log.rows(cid)))
-        return out
+            yield from self.merged
+            return
+        for cid in sorted(self.tracks):
+            yield self._summary(cid, self.tracks[cid])
+
+    def _summary(self, cid: int, t: _Track) -> ConnSummary:
+        z: ZeekConn = self.log.conns[cid]
+        closed = ("simultaneous" if t.closing == {"client", "server"} else t.fin_first)
+        timing = t.timing(self.end, self.time_wait)
+        return ConnSummary(
+            cid, t.uid, z.first_ts, z.last_time - z.first_ts, t.client,
+            t.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
+            z.conn_state(), z.history_string, z.missed_bytes, timing["client"][-1].state,
+            timing["server"][-1].state, closed, t.handshake.rtt or None, timing,
+            list(z.history), t.steps.changes, self.log.rows(cid))
