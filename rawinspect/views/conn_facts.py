@@ -73,7 +73,7 @@ class Side:
     stalls: list[Stall] = field(default_factory=list)
     rto_cost: float = 0.0
     rto_frames: list[int] = field(default_factory=list)
-    options: set[str] = field(default_factory=set)     # setsockopt options of its socket
+    options: frozenset[str] = frozenset()              # setsockopt options of its socket
     calls: list[Call] = field(default_factory=list)
     io: int = 0                                         # reads and writes kept
     sent: bool = False           # an unacknowledged send: its rel seq, when it first left
@@ -339,7 +339,9 @@ class FactsCollector:
                         self.bind_options[id(c)] = set(self._opts.get(key, ()))
                 continue
             side = f.side(c.side)
-            side.options |= self._opts.get(key, set())
+            opts = self._opts.get(key)
+            if opts and not opts <= side.options:
+                side.options = side.options | opts
             io = c.name in SENDS or c.name in RECVS
             if io and not c.failed and c.ret != 0:
                 if side.io >= KEPT_IO:

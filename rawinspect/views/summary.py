@@ -65,7 +65,7 @@ class _Track:
         self.handshake = HandshakeRtt()
         self.heard = [False, False]   # the server, the client has sent a segment
         self.fin_first = "-"
-        self.closing: set[str] = set()
+        self.closing = 0              # bits: the client (1), the server (2) went CLOSING
 
     def feed(self, a: Annotation) -> None:
         """The next annotation of the connection."""
@@ -73,7 +73,7 @@ class _Track:
             if "FIN_WAIT_1" in change.path and self.fin_first == "-":
                 self.fin_first = change.who
             if "CLOSING" in change.path:
-                self.closing.add(change.who)
+                self.closing |= 1 if change.who == "client" else 2
         if not self.handshake.rtt:
             self.handshake.feed(a.seg.flags, a.seg.ts, self.heard[not a.from_client])
         self.heard[a.from_client] = True
@@ -147,7 +147,7 @@ class Summaries:
 
     def _summary(self, cid: int, t: _Track) -> ConnSummary:
         z: ZeekConn = self.log.conns[cid]
-        closed = ("simultaneous" if t.closing == {"client", "server"} else t.fin_first)
+        closed = "simultaneous" if t.closing == 3 else t.fin_first
         timing = t.timing(self.end, self.time_wait)
         return ConnSummary(
             cid, t.uid, z.first_ts, z.last_time - z.first_ts, t.client,
