@@ -120,7 +120,7 @@ def _work(args: argparse.Namespace, shard: int, jobs: int, lines: str) -> ShardR
         output.close()
     result.connections, result.shown = stats.connections, stats.shown
     result.stats = stats if shard == 0 else None
-    if args.format != "zeek":   # the only output that prints no findings
+    if output.findings_wanted:
         result.facts = output.diagnoser.collector.facts
     if output.summaries is not None:
         output.summaries.end = result.end

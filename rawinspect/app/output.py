@@ -141,7 +141,12 @@ class Output:
         # -c: replay stops after showing N segments; a live capture stops after capturing
         # N packets, which its capture loop counts.
         self.count: int | None = None if live else args.count
-        self.summaries = Summaries(2 * args.msl) if summary_mode(args) else None
+        # Zeek's conn.log alone needs neither the summaries' detail nor the findings.
+        zeek_only = args.format == "zeek" and not args.explain
+        self.summaries = (Summaries(2 * args.msl, detail=not zeek_only)
+                          if summary_mode(args) else None)
+        self.findings_wanted = self.summaries is None or (
+            args.format in ("table", "jsonl") and not args.explain)
         self.renderer: Renderer = (Quiet() if self.summaries is not None or args.findings_only
                                    else make_renderer(args.format, sys.stdout,
                                                       render_options(args)))
@@ -173,7 +178,8 @@ class Output:
         if shown:
             if self.summaries is not None:
                 self.summaries.feed(shown)
-            self.diagnoser.feed(shown)
+            if self.findings_wanted:
+                self.diagnoser.feed(shown)
             self.renderer.write(shown)
             if self.live:
                 self.renderer.flush()
@@ -185,7 +191,8 @@ class Output:
             self.calls_tap(calls)
         if self.keep is not None:
             calls = [c for c in calls if self.keep_call(c)]
-        self.diagnoser.feed_calls(calls)
+        if self.findings_wanted:
+            self.diagnoser.feed_calls(calls)
         if calls:
             self.renderer.write_calls(calls)
             if self.live:

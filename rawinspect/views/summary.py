@@ -57,19 +57,19 @@ class _Track:
     __slots__ = ("uid", "client", "server", "steps", "handshake", "heard", "fin_first",
                  "closing")
 
-    def __init__(self, a: Annotation) -> None:
+    def __init__(self, a: Annotation, detail: bool) -> None:
         self.uid = uid(a)
         self.client = a.client
         self.server = a.server
-        self.steps = EndpointSteps(a)
+        self.steps = EndpointSteps(a) if detail else None   # None: never fed
         self.handshake = HandshakeRtt()
         self.heard = [False, False]   # the server, the client has sent a segment
         self.fin_first = "-"
         self.closing = 0              # bits: the client (1), the server (2) went CLOSING
 
-    def feed(self, a: Annotation) -> None:
-        """The next annotation of the connection."""
-        for change in self.steps.feed(a):
+    def feed(self, steps: EndpointSteps, a: Annotation) -> None:
+        """The next annotation of the connection (``steps``: its own)."""
+        for change in steps.feed(a):
             if "FIN_WAIT_1" in change.path and self.fin_first == "-":
                 self.fin_first = change.who
             if "CLOSING" in change.path:
@@ -78,11 +78,12 @@ class _Track:
             self.handshake.feed(a.seg.flags, a.seg.ts, self.heard[not a.from_client])
         self.heard[a.from_client] = True
 
-    def timing(self, end: float, time_wait: float) -> dict[str, list[Held]]:
+    @staticmethod
+    def timing(both: EndpointSteps, end: float, time_wait: float) -> dict[str, list[Held]]:
         """How long each endpoint held each state, the last one until ``end``; a TIME_WAIT
         that ``end`` outlasts ends after ``time_wait`` (2MSL), in CLOSED."""
         out: dict[str, list[Held]] = {}
-        for who, steps in (("client", self.steps.client), ("server", self.steps.server)):
+        for who, steps in (("client", both.client), ("server", both.server)):
             last = steps[-1]
             if last.state == "TIME_WAIT" and end > last.ts + time_wait:
                 steps = steps + [Step("CLOSED", last.ts + time_wait, last.frame)]
@@ -104,10 +105,15 @@ def uid_of(ts: float, client: str, server: str, conn: int) -> str:
 
 
 class Summaries:
-    """Collects what the summaries need, one annotation at a time."""
+    """Collects what the summaries need, one annotation at a time.
 
-    def __init__(self, time_wait: float = 2 * DEFAULT_MSL) -> None:
+    Without ``detail`` (Zeek's conn.log, which prints nothing else), only Zeek's records
+    are kept: no endpoint steps, timing, RTT or closing order (those fields stay empty).
+    """
+
+    def __init__(self, time_wait: float = 2 * DEFAULT_MSL, detail: bool = True) -> None:
         self.time_wait = time_wait
+        self.detail = detail
         self.log = ConnLog()
         self.tracks: dict[int, _Track] = {}
         self.udp = UdpFlows()
@@ -120,8 +126,9 @@ class Summaries:
             self.log.feed(a)
             t = self.tracks.get(a.conn)
             if t is None:
-                t = self.tracks[a.conn] = _Track(a)
-            t.feed(a)
+                t = self.tracks[a.conn] = _Track(a, self.detail)
+            if t.steps is not None:
+                t.feed(t.steps, a)
             self.end = max(self.end, a.seg.ts)
 
     def feed_datagrams(self, datagrams: list[Datagram]) -> None:
@@ -130,8 +137,10 @@ class Summaries:
         self.end = max(self.end, datagrams[-1].ts)
 
     def steps(self, conn: int) -> EndpointSteps:
-        """Connection ``conn``'s endpoints' steps, as fed so far."""
-        return self.tracks[conn].steps
+        """Connection ``conn``'s endpoints' steps, as fed so far (with ``detail``)."""
+        steps = self.tracks[conn].steps
+        assert steps is not None, "steps are kept with detail only"
+        return steps
 
     def results(self) -> list[ConnSummary]:
         """One summary per connection, in connection order; times run to the capture's end."""
@@ -147,11 +156,15 @@ class Summaries:
 
     def _summary(self, cid: int, t: _Track) -> ConnSummary:
         z: ZeekConn = self.log.conns[cid]
-        closed = "simultaneous" if t.closing == 3 else t.fin_first
-        timing = t.timing(self.end, self.time_wait)
+        timing: dict[str, list[Held]] = {}
+        finals, closed, changes = ("-", "-"), "-", []
+        if t.steps is not None:
+            timing = t.timing(t.steps, self.end, self.time_wait)
+            finals = (timing["client"][-1].state, timing["server"][-1].state)
+            closed = "simultaneous" if t.closing == 3 else t.fin_first
+            changes = t.steps.changes
         return ConnSummary(
             cid, t.uid, z.first_ts, z.last_time - z.first_ts, t.client,
             t.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
-            z.conn_state(), z.history_string, z.missed_bytes, timing["client"][-1].state,
-            timing["server"][-1].state, closed, t.handshake.rtt or None, timing,
-            list(z.history), t.steps.changes, self.log.rows(cid))
+            z.conn_state(), z.history_string, z.missed_bytes, finals[0], finals[1], closed,
+            t.handshake.rtt or None, timing, list(z.history), changes, self.log.rows(cid))
