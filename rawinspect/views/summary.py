@@ -167,4 +167,4 @@ class Summaries:
             cid, t.uid, z.first_ts, z.last_time - z.first_ts, t.client,
             t.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
             z.conn_state(), z.history_string, z.missed_bytes, finals[0], finals[1], closed,
-            t.handshake.rtt or None, timing, list(z.history), changes, self.log.rows(cid))
+            t.handshake.rtt or None, timing, z.history, changes, self.log.rows(cid))

@@ -116,11 +116,13 @@ _SEEN_BITS = {"I": 0, "Q": 1, "syn": 2, "F": 3, "R": 4, "D": 5, "A": 6}
 
 @dataclass
 class ZeekConn:
-    """One connection's Zeek record, and which frame produced each history letter."""
+    """One connection's Zeek record, and which frame produced each history letter
+    (``letters[i]`` came from ``frames[i]``: a string and ints, not a tuple a letter)."""
     orig: ZeekEndpoint = field(default_factory=lambda: ZeekEndpoint(True))
     resp: ZeekEndpoint = field(default_factory=lambda: ZeekEndpoint(False))
     orig_is_client: bool = True   # False: the originator is the tracker's server
-    history: list[tuple[str, int]] = field(default_factory=list)   # (letter, frame)
+    letters: str = ""
+    frames: list[int] = field(default_factory=list)
     seen: int = 0                 # bits of _SEEN_BITS: the kinds recorded, per side
     first_ts: float = 0.0
     last_time: float = 0.0
@@ -133,10 +135,16 @@ class ZeekConn:
 
     @property
     def history_string(self) -> str:
-        return "".join(letter for letter, _ in self.history)
+        return self.letters
+
+    @property
+    def history(self) -> list[tuple[str, int]]:
+        """Each history letter with the frame that produced it."""
+        return list(zip(self.letters, self.frames))
 
     def _add(self, ep: ZeekEndpoint, code: str, frame: int) -> None:
-        self.history.append((code if ep.orig else code.lower(), frame))
+        self.letters += code if ep.orig else code.lower()
+        self.frames.append(frame)
 
     def _check(self, ep: ZeekEndpoint, code: str, frame: int, key: str = "") -> bool:
         """Record ``code`` the first time its kind (``key``, default the letter) is
@@ -226,10 +234,11 @@ class ZeekConn:
         is_orig = a.from_client == self.orig_is_client
         ep, peer = (self.orig, self.resp) if is_orig else (self.resp, self.orig)
         flags, seq, ack, plen, frame = seg.flags, seg.seq, seg.ack, seg.payload, seg.frame
-        if not self.history:
+        if not self.letters:
             self.first_ts = seg.ts
             if not is_orig:
-                self.history.append(("^", frame))
+                self.letters = "^"
+                self.frames.append(frame)
         ep.pkts += 1
         self.seen_at = seg.ts
         seg_len = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
