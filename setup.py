@@ -43,6 +43,8 @@ HOT_MODULES = [
     "rawinspect/views/zeek.py",
     "rawinspect/views/summary.py",
     "rawinspect/views/conn_facts.py",
+    "rawinspect/sources/ring.py",          # live capture: the ring's packets, one by one,
+    "rawinspect/app/capture_loop.py",      # and the loop that decodes and tracks them
 ]
 # Not views/findings.py: its rules run once per finished connection, and their docstrings
 # are the lessons `rawinspect findings` prints (a compiled function keeps no docstring).
