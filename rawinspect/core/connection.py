@@ -87,8 +87,9 @@ class Connection:
 
     def finished(self) -> bool:
         """Both endpoints are CLOSED or in TIME_WAIT (or the handshake never started)."""
-        done = (T.CLOSED, T.TIME_WAIT, T.LISTEN)
-        return self.c.state in done and self.s.state in done
+        # The tuples written out: compiled, ``in`` a literal tuple is a chain of ==.
+        return (self.c.state in (T.CLOSED, T.TIME_WAIT, T.LISTEN)
+                and self.s.state in (T.CLOSED, T.TIME_WAIT, T.LISTEN))
 
     def refresh_plain(self) -> None:
         """Recompute plain_c/plain_s after the state inference changed anything.
@@ -103,8 +104,9 @@ class Connection:
 
 def _plain_between(sender: Endpoint, receiver: Endpoint) -> bool:
     """Data or a pure ACK from ``sender`` cannot change either state."""
-    quiet = (T.TIME_WAIT, T.CLOSED, T.LISTEN)  # so finished connections keep last_ts
-    return not (sender.state in quiet or receiver.state in quiet
-                or receiver.state == T.SYN_RCVD or sender.inferred or receiver.inferred
+    # TIME_WAIT, CLOSED, LISTEN: so that finished connections keep last_ts
+    return not (sender.state in (T.TIME_WAIT, T.CLOSED, T.LISTEN)
+                or receiver.state in (T.TIME_WAIT, T.CLOSED, T.LISTEN, T.SYN_RCVD)
+                or sender.inferred or receiver.inferred
                 or (receiver.fin_end is not None and not receiver.fin_acked)
                 or sender.nxt < 0 or receiver.base is None or sender.base is None)
