@@ -67,8 +67,10 @@ class _Track:
         self.fin_first = "-"
         self.closing = 0              # bits: the client (1), the server (2) went CLOSING
 
-    def feed(self, steps: EndpointSteps, a: Annotation) -> None:
-        """The next annotation of the connection (``steps``: its own)."""
+    def feed(self, a: Annotation) -> None:
+        """The next annotation of the connection (kept with detail only)."""
+        steps = self.steps
+        assert steps is not None, "a track without detail is not fed"
         for change in steps.feed(a):
             if "FIN_WAIT_1" in change.path and self.fin_first == "-":
                 self.fin_first = change.who
@@ -78,19 +80,19 @@ class _Track:
             self.handshake.feed(a.seg.flags, a.seg.ts, self.heard[not a.from_client])
         self.heard[a.from_client] = True
 
-    @staticmethod
-    def timing(both: EndpointSteps, end: float, time_wait: float) -> dict[str, list[Held]]:
-        """How long each endpoint held each state, the last one until ``end``; a TIME_WAIT
-        that ``end`` outlasts ends after ``time_wait`` (2MSL), in CLOSED."""
-        out: dict[str, list[Held]] = {}
-        for who, steps in (("client", both.client), ("server", both.server)):
-            last = steps[-1]
-            if last.state == "TIME_WAIT" and end > last.ts + time_wait:
-                steps = steps + [Step("CLOSED", last.ts + time_wait, last.frame)]
-            ends = [s.ts for s in steps[1:]] + [end]
-            out[who] = [Held(s.state, s.ts, s.frame, until - s.ts)
-                        for s, until in zip(steps, ends)]
-        return out
+
+def held_times(both: EndpointSteps, end: float, time_wait: float) -> dict[str, list[Held]]:
+    """How long each endpoint held each state, the last one until ``end``; a TIME_WAIT
+    that ``end`` outlasts ends after ``time_wait`` (2MSL), in CLOSED."""
+    out: dict[str, list[Held]] = {}
+    for who, steps in (("client", both.client), ("server", both.server)):
+        last = steps[-1]
+        if last.state == "TIME_WAIT" and end > last.ts + time_wait:
+            steps = steps + [Step("CLOSED", last.ts + time_wait, last.frame)]
+        ends = [s.ts for s in steps[1:]] + [end]
+        out[who] = [Held(s.state, s.ts, s.frame, until - s.ts)
+                    for s, until in zip(steps, ends)]
+    return out
 
 
 def uid(a: Annotation) -> str:
@@ -127,8 +129,8 @@ class Summaries:
             t = self.tracks.get(a.conn)
             if t is None:
                 t = self.tracks[a.conn] = _Track(a, self.detail)
-            if t.steps is not None:
-                t.feed(t.steps, a)
+            if self.detail:
+                t.feed(a)
             self.end = max(self.end, a.seg.ts)
 
     def feed_datagrams(self, datagrams: list[Datagram]) -> None:
@@ -159,12 +161,12 @@ class Summaries:
         timing: dict[str, list[Held]] = {}
         finals, closed, changes = ("-", "-"), "-", []
         if t.steps is not None:
-            timing = t.timing(t.steps, self.end, self.time_wait)
+            timing = held_times(t.steps, self.end, self.time_wait)
             finals = (timing["client"][-1].state, timing["server"][-1].state)
             closed = "simultaneous" if t.closing == 3 else t.fin_first
             changes = t.steps.changes
         return ConnSummary(
             cid, t.uid, z.first_ts, z.last_time - z.first_ts, t.client,
             t.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
-            z.conn_state(), z.history_string, z.missed_bytes, finals[0], finals[1], closed,
+            z.conn_state(), z.letters, z.missed_bytes, finals[0], finals[1], closed,
             t.handshake.rtt or None, timing, z.history, changes, self.log.rows(cid))

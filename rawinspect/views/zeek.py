@@ -134,10 +134,6 @@ class ZeekConn:
     delete_at: float = 0.0
 
     @property
-    def history_string(self) -> str:
-        return self.letters
-
-    @property
     def history(self) -> list[tuple[str, int]]:
         """Each history letter with the frame that produced it."""
         return list(zip(self.letters, self.frames))
@@ -175,7 +171,7 @@ class ZeekConn:
             return "RSTRH" if o_inactive else "RSTR"
         if os_ == RESET:
             if r_inactive:
-                return "RSTOS0" if _RSTOS0.fullmatch(self.history_string) else "OTH"
+                return "RSTOS0" if _RSTOS0.fullmatch(self.letters) else "OTH"
             return "RSTO"
         if rs == CLOSED and os_ == CLOSED:
             return "SF"
@@ -193,7 +189,7 @@ class ZeekConn:
         """This connection's conn.log fields as they stand."""
         return ZeekRow(self.first_ts, self.last_time - self.first_ts,
                        (self.orig.pkts, self.resp.pkts), (self.orig.size(), self.resp.size()),
-                       self.conn_state(), self.history_string, self.missed_bytes,
+                       self.conn_state(), self.letters, self.missed_bytes,
                        not self.orig_is_client)
 
     def over(self, t: float) -> bool:
