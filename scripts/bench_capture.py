@@ -119,9 +119,6 @@ def synthetic_pcap(path: Path, packets: int, port: int) -> None:
             f.write(struct.pack("<IIII", 0, i, len(data), len(data)) + data)
 
 
-INJECTOR: list[str] = []   # the compiled scripts/inject.c, once built (else tcpreplay)
-
-
 def build_injector(directory: Path) -> str:
     """Compile scripts/inject.c into ``directory``; its path."""
     exe = directory / "inject"
@@ -130,11 +127,12 @@ def build_injector(directory: Path) -> str:
     return str(exe)
 
 
-def replay_load(pcap: Path, rate: float) -> dict:
-    """Inject the synthetic capture on lo at ``rate`` packets/s (inject.c or tcpreplay)."""
+def replay_load(pcap: Path, rate: float, injector: str | None) -> dict:
+    """Inject the synthetic capture on lo at ``rate`` packets/s: with ``injector`` (the
+    compiled inject.c), else with tcpreplay."""
     t0 = time.monotonic()
-    if INJECTOR:
-        done = subprocess.run([*INJECTOR, "lo", str(pcap), f"{rate:g}"], check=True,
+    if injector is not None:
+        done = subprocess.run([injector, "lo", str(pcap), f"{rate:g}"], check=True,
                               capture_output=True, text=True, timeout=600)
         return {"seconds": json.loads(done.stdout)["seconds"]}
     subprocess.run(["tcpreplay", "-q", "-K", "--intf1=lo", f"--pps={rate:g}", str(pcap)],
@@ -227,13 +225,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def trial(tool: str, rate: float, seconds: float, size: int, pcap: Path | None = None,
-          port: int = 0) -> dict:
-    """One capture of one load (tcpreplay of ``pcap``, or the bulk sender)."""
+          port: int = 0, injector: str | None = None) -> dict:
+    """One capture of one load (``pcap`` injected, see replay_load, or the bulk sender)."""
     port = port or free_port()
     proc, delays = start_tool(tool, port)
     startup = cpu_seconds(proc.pid)  # imports, filter compilation: not per packet
     if pcap is not None:
-        sent = replay_load(pcap, rate)
+        sent = replay_load(pcap, rate, injector)
     else:
         gen = subprocess.run([sys.executable, __file__, "--generate", str(port), str(rate),
                               str(seconds), str(size)], capture_output=True, text=True,
@@ -272,7 +270,7 @@ def load() -> str:
 
 
 def ladder(tools: list[str], rates: list[float], seconds: float, port: int,
-           bulk: bool) -> dict[str, tuple[float, float]]:
+           bulk: bool, injector: str | None) -> dict[str, tuple[float, float]]:
     """Step the rates up for every tool (each rate's capture file made once); per tool,
     (highest drop-free rate, highest drop-free rate with every line out within 10 ms)."""
     best = {t: (0.0, 0.0) for t in tools}
@@ -285,7 +283,7 @@ def ladder(tools: list[str], rates: list[float], seconds: float, port: int,
         synthetic_pcap(tmp, int(rate * seconds), port)
         try:
             for tool in list(going):
-                r = trial(tool, rate, seconds, 100, tmp, port)
+                r = trial(tool, rate, seconds, 100, tmp, port, injector)
                 show(r)
                 if r["dropped"] != 0 or r["captured"] < int(rate * seconds):
                     going.remove(tool)
@@ -334,16 +332,16 @@ def main() -> int:
     if not tools:
         p.error(f"--tools: choose from {', '.join(TOOLS)}")
     which_rawinspect(sys.executable)
-    built = tempfile.TemporaryDirectory(prefix="rawinspect-inject-")
-    if args.injector == "inject":
-        INJECTOR.append(build_injector(Path(built.name)))
     print(f"{os.cpu_count()} CPUs, {load()}, load sent by {args.injector}", flush=True)
     rates = [float(r) for r in args.rates.split(",")]
     runs = []
-    for n in range(args.repeat):
-        if args.repeat > 1:
-            print(f"run {n + 1} of {args.repeat}", flush=True)
-        runs.append(ladder(tools, rates, args.seconds, free_port(), not args.no_bulk))
+    with tempfile.TemporaryDirectory(prefix="rawinspect-inject-") as built:
+        injector = build_injector(Path(built)) if args.injector == "inject" else None
+        for n in range(args.repeat):
+            if args.repeat > 1:
+                print(f"run {n + 1} of {args.repeat}", flush=True)
+            runs.append(ladder(tools, rates, args.seconds, free_port(), not args.no_bulk,
+                               injector))
     print(f"\nover {args.repeat} run(s) of {args.seconds:g} s per rate, rates tried "
           f"{args.rates} ({load()} now):")
     print(f"  {'tool':10} {'highest drop-free rate':>24} {'…with every line within 10 ms':>32}")
