@@ -14,7 +14,7 @@ from rawinspect.app.pipeline import Stats, read_segments
 from rawinspect.core.annotation import Annotation
 from rawinspect.core.call import EXIT, Call
 from rawinspect.core.segment import ACK, FIN, PSH, SYN, Segment
-from rawinspect.views.findings import RULES, Finding, diagnose
+from rawinspect.views.findings import RULES, Diagnoser, Finding, diagnose
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "captures"
@@ -208,6 +208,13 @@ def test_connect_retried_on_the_same_local_port():
     assert "connect-same-port" in rules(diagnose(same))
     other = [same[0], ann(2, 2.0, True, conn=2, client="127.0.0.1:40001", **syn)]
     assert "connect-same-port" not in rules(diagnose(other))
+    three = [*same, ann(3, 3.0, True, conn=3, **syn)]
+    for retired in ([1], [2], [3, 1]):     # retired early: the same findings at the end
+        d = Diagnoser()
+        d.feed(three)
+        d.retire(retired)
+        assert d.results() == diagnose(three), retired
+        assert sorted(d.collector.facts) == sorted({1, 2, 3} - set(retired))
 
 
 def test_zombies_are_children_never_reaped():

@@ -130,3 +130,35 @@ def test_per_connection_outputs_print_what_frame_order_prints(capsys, tmp_path) 
                             if not line.startswith(("#open", "#close"))])
         assert outputs[0] == outputs[1], " ".join(mode)
         assert len(outputs[0]) > 20
+
+
+RETIRING = (*PER_CONNECTION, [], ["-T", "jsonl"], ["--conns", "-j", "2"], ["-T", "zeek", "-j", "2"])
+
+
+def test_retired_connections_print_what_kept_ones_print(capsys, tmp_path, monkeypatch) -> None:
+    """The tracker forgets a finished connection 2 × 2MSL + hold after its end; the
+    summaries and findings then make its results and forget it too. With a short MSL
+    (thousands retired), every output prints the same bytes as when nothing is forgotten."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    from traffic_mix import write_pcap
+    path = tmp_path / "mix.pcap"
+    write_pcap(path, "realistic", 20_000, seed=5)
+    retire = Output.retire
+    retired: list[int] = []
+
+    def counted(self: Output, conns: list[int]) -> None:
+        retired.extend(conns)
+        retire(self, conns)
+    for mode in RETIRING:
+        outputs = []
+        # -j 2: the workers retire the summaries' connections; one job forgetting nothing
+        one_job = mode[:mode.index("-j")] if "-j" in mode else mode
+        for forget, argv in ((counted, mode), (lambda self, conns: None, one_job)):
+            monkeypatch.setattr(Output, "retire", forget)
+            assert cli.main(["replay", *argv, "--msl", "0.1", "--hold", "0.1", str(path)]) == 0
+            outputs.append([line for line in capsys.readouterr().out.splitlines()
+                            if not line.startswith(("#open", "#close"))])
+        assert outputs[0] == outputs[1], " ".join(mode)
+        assert len(outputs[0]) > 20
+    assert len(retired) > 1000

@@ -2,7 +2,8 @@
 
 The tracker (the sans-IO core) says what each segment does to both endpoints; the
 Wireshark view then adds its analysis flags to the same annotations, in frame order,
-before any renderer sees them. Connections the tracker forgets, the view forgets too.
+before any renderer sees them. Connections the tracker forgets, the view forgets too;
+with ``report_retired``, so can the views after it (``take_retired``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ class Annotator:
     """``feed``, ``flush`` and ``finish`` as the Tracker's, with Wireshark's flags added."""
 
     def __init__(self, msl: float = DEFAULT_MSL, hold: float = DEFAULT_HOLD,
-                 ordered: bool = True) -> None:
+                 ordered: bool = True, report_retired: bool = False) -> None:
         self.tracker = Tracker(msl=msl, hold=hold, ordered=ordered)
         self._wireshark = SeqAnalyzer()
+        self.report_retired = report_retired
+        self._retired: list[int] = []   # forgotten since last taken (with report_retired)
 
     @property
     def connections(self) -> int:
@@ -34,8 +37,17 @@ class Annotator:
         retired = self.tracker.retired
         if retired:
             self._wireshark.forget_conns(retired)
+            if self.report_retired:
+                self._retired.extend(retired)
             retired.clear()
         return anns
+
+    def take_retired(self) -> list[int]:
+        """The connections forgotten since the last call. Every annotation of theirs has
+        been returned by then: the tracker retires a connection ``retire_after`` seconds
+        after its last segment, longer than any hold."""
+        taken, self._retired = self._retired, []
+        return taken
 
     def feed(self, seg: Segment) -> list[Annotation]:
         """Annotate one segment; the annotations now final, in frame order."""

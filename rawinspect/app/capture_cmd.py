@@ -265,7 +265,8 @@ class _Session:
             stack.callback(_close_quietly, writer)
         self.output.describe(f"capture {plan.describe()}", plan.write, args.interface,
                              plan.expression)
-        tracker = make_tracker(args.msl, args.hold)
+        # Without calls, the views forget what the tracker forgets (memory stays bounded).
+        tracker = make_tracker(args.msl, args.hold, report_retired=call_trace is None)
         sink = self.output.sink
         if call_trace is not None:
             from .recording import Recording
@@ -286,7 +287,8 @@ class _Session:
             udp = Datagrams(self.recording.timeline.add_datagrams if self.recording
                             else self.output.sink_datagrams)
             reason = capture_loop(source, writer, tracker, sink, self.stats, limits, stop,
-                                  self.child, self._each_round, clock, udp)
+                                  self.child, self._each_round, clock, udp,
+                                  None if self.recording else self.output.retire)
             if self.recording is not None:
                 self.recording.finish()
         except BaseException:

@@ -24,7 +24,7 @@ from .collector import collector_paused
 from ..render.pcapwriter import PcapWriter
 from ..sources.decode import Decoder
 from ..sources.packet_source import PacketSource
-from .pipeline import Datagrams, Sink, Stats
+from .pipeline import Datagrams, Retire, Sink, Stats
 
 POLL_MS = 10        # longest wait before pending annotations are printed
 READ_BATCH = 256    # packets read per round before rendering: bounds the output delay
@@ -142,13 +142,14 @@ def capture_loop(source: PacketSource, writer: PcapWriter | None, tracker: Annot
                  child: Program | None = None,
                  each_round: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.time,
-                 udp: Datagrams | None = None) -> str:
+                 udp: Datagrams | None = None, retire: Retire | None = None) -> str:
     """Capture until a limit, a signal or the child's end; returns why it stopped.
 
     Everything captured is written and annotated before this returns, whatever the cause.
     ``each_round`` runs after every round (the kernel trace reader uses it); ``clock``
     is the capture's clock, which expires the tracker's holds. UDP datagrams go to ``udp``
-    (only counted without it), which puts them between the annotations.
+    (only counted without it), which puts them between the annotations. ``retire``
+    takes the connections the tracker forgot, after their annotations (as ``run``).
     """
     reader = _Reader(source, writer, tracker, stats, limits.count, udp)
     if udp is None:
@@ -170,6 +171,8 @@ def capture_loop(source: PacketSource, writer: PcapWriter | None, tracker: Annot
                     else True
                 if reader.full or not more:
                     reason = "count"
+                elif retire is not None:
+                    retire(tracker.take_retired())
                 if each_round is not None:
                     each_round()
                 reason = until.reason(now) or reason

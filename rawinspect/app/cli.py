@@ -126,13 +126,14 @@ def replay_one(args: argparse.Namespace, label: str = "") -> int:
               else f"rawinspect: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     try:
-        tracker = make_tracker(args.msl, args.hold, not output.per_connection or bool(calls))
+        tracker = make_tracker(args.msl, args.hold, not output.per_connection or bool(calls),
+                               report_retired=not calls)
         timeline = None
         if calls:
             _one_job(args, "the capture has the programs' calls")
             timeline = replay_with_calls(segments, tracker, output, stats, calls, udp)
         elif not _in_parallel(args, output):
-            run(segments, tracker, output.sink, stats, udp)
+            run(segments, tracker, output.sink, stats, udp, output.retire)
         if args.annotate:
             write_annotated(args.file, args.write, comments, [*calls, *sockets])
     except (CaptureWriteError, CaptureFileError) as e:

@@ -115,8 +115,12 @@ def _work(args: argparse.Namespace, shard: int, jobs: int, lines: str) -> ShardR
                 udp.add(d)
         udp = Datagrams(output.sink_datagrams)
         segments = _shard(read_segments(args.file, stats, datagram), shard, jobs, result)
-        run(segments, make_tracker(args.msl, args.hold, not output.per_connection), sink,
-            stats, udp)
+        # The summaries retire their connections here; the findings' facts go to the
+        # parent, which numbers the connections its own way before the rules run.
+        summaries = output.summaries
+        run(segments, make_tracker(args.msl, args.hold, not output.per_connection,
+                                   report_retired=summaries is not None), sink,
+            stats, udp, summaries.retire if summaries is not None else None)
         output.close()
     result.connections, result.shown = stats.connections, stats.shown
     result.stats = stats if shard == 0 else None

@@ -185,6 +185,17 @@ class Output:
                 self.renderer.flush()
         return more
 
+    def retire(self, conns: list[int]) -> None:
+        """Connections the tracker forgot (no calls recorded): the summaries and findings
+        are made of them now, and their records go, so that memory follows the open
+        connections. Not with ``--explain``, which reads a connection's every change."""
+        if not conns or self.args.explain:
+            return
+        if self.summaries is not None:
+            self.summaries.retire(conns)
+        if self.findings_wanted:
+            self.diagnoser.retire(conns)
+
     def sink_calls(self, calls: list[Call]) -> None:
         """Show the programs' calls that pass the display filter, between the segments."""
         if self.calls_tap is not None:

@@ -55,6 +55,8 @@ class Stats:
 # Takes final annotations in capture order; False once it wants no more (the count is shown).
 Sink = Callable[[list[Annotation]], bool]
 DatagramSink = Callable[[list[Datagram]], None]
+# Takes the ids of connections that will have no more annotations (retired by the tracker).
+Retire = Callable[[list[int]], None]
 BATCH: Final = 256  # annotations handed to the sink at once
 
 
@@ -139,10 +141,12 @@ def decode_records(records: Iterator[Record], stats: Stats,
             skipped[seg] += 1
 
 
-def make_tracker(msl: float, hold: float, ordered: bool = True) -> Annotator:
+def make_tracker(msl: float, hold: float, ordered: bool = True,
+                 report_retired: bool = False) -> Annotator:
     """The tracker and Wireshark's analysis every command feeds: replay and capture
-    (``ordered`` False: in each connection's frame order only, see Tracker)."""
-    return Annotator(msl=msl, hold=hold, ordered=ordered)
+    (``ordered`` False: in each connection's frame order only, see Tracker;
+    ``report_retired``: the connections it forgets, for ``run``'s ``retire``)."""
+    return Annotator(msl=msl, hold=hold, ordered=ordered, report_retired=report_retired)
 
 
 def _hand_on(anns: list[Annotation], sink: Sink) -> bool:
@@ -156,9 +160,10 @@ def _hand_on(anns: list[Annotation], sink: Sink) -> bool:
 
 
 def run(segments: Iterator[Segment], tracker: Annotator, sink: Sink, stats: Stats,
-        udp: Datagrams | None = None) -> None:
+        udp: Datagrams | None = None, retire: Retire | None = None) -> None:
     """Feed segments through the tracker; hand the final annotations to ``sink``, and the
-    datagrams ``udp`` queues between them.
+    datagrams ``udp`` queues between them; after them, the connections the tracker
+    forgot to ``retire`` (its ``report_retired``), which will see no more annotations.
 
     Annotations go to the sink in batches of at most ``BATCH``, until it says it has
     enough; a damaged file still gets everything read before the damage (the caller
@@ -178,6 +183,8 @@ def run(segments: Iterator[Segment], tracker: Annotator, sink: Sink, stats: Stat
                     batch.clear()
                     if not more:
                         return
+                    if retire is not None:
+                        retire(tracker.take_retired())
         finally:
             batch.extend(tracker.finish())
             if more and udp is not None:

@@ -234,6 +234,17 @@ class FactsCollector:
         self.feed_calls(self._early.pop(a.conn, []))
         return f
 
+    def forget(self, conns: list[int]) -> list[ConnFacts]:
+        """Drop the facts of these connections (those seen); returns them."""
+        numbered, gone = self._numbered, []
+        for conn in conns:
+            f = self.facts.pop(conn, None)
+            if f is not None:
+                gone.append(f)
+                if 0 <= conn < len(numbered):
+                    numbered[conn] = None
+        return gone
+
     def _segment(self, f: ConnFacts, a: Annotation, s: Side, p: Side, retrans: bool) -> None:
         seg = a.seg
         flags, frame, ts, payload = seg.flags, seg.frame, seg.ts, seg.payload

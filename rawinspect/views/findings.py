@@ -5,7 +5,8 @@ did wrong. Each rule is a small documented function over one connection's facts
 (``conn_facts.ConnFacts``, collected in one pass like the summaries: no rule keeps a
 connection's segments) or over the whole run (``Run``: every connection, the calls that
 belong to none, the sockets left behind). ``Diagnoser`` feeds the facts and runs the
-rules at the end; ``diagnose`` does both for a list. ``RULES`` lists the rules by name,
+rules at the end, or when the tracker retires a connection; ``diagnose`` does both for
+a list. ``RULES`` lists the rules by name,
 each rule's docstring its lesson (``rawinspect findings`` prints them). A rule that needs
 the programs' calls says so in its finding when only the wire was seen, and claims only
 what the wire proves.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..core.annotation import Annotation
 from ..core.call import CALL, EXIT, SIGNAL, Call
@@ -50,14 +51,31 @@ class Finding:
         return d
 
 
+class Origin(NamedTuple):
+    """What connect-same-port reads of a connection its client opened with a SYN."""
+    conn: int
+    client: str
+    server: str
+    frame: int          # the connection's first frame
+
+
+def origin(f: ConnFacts) -> Origin | None:
+    """``f``'s origin, when its client sent a SYN to another endpoint."""
+    if not f.syns or f.client == f.server:
+        return None
+    return Origin(f.conn, f.client, f.server, f.client_side.steps[0][2])
+
+
 @dataclass
 class Run:
-    """What the run-level rules read; ``recorded`` False when only the wire was seen."""
+    """What the run-level rules read; ``recorded`` False when only the wire was seen.
+    ``facts``: the connections not retired; ``origins``: every connection's, in order."""
     recorded: bool
     facts: dict[int, ConnFacts]
     loose: list[Call] = field(default_factory=list)
     bind_options: dict[int, set[str]] = field(default_factory=dict)
     left_behind: list[dict[str, Any]] = field(default_factory=list)
+    origins: list[Origin] = field(default_factory=list)
 
 
 ConnCheck = Callable[[ConnFacts, Run], Iterator[Finding]]
@@ -502,16 +520,15 @@ def connect_same_port(run: Run) -> Iterator[Finding]:
     makes every retry reuse the same four-tuple, which the previous connection's
     TIME_WAIT (or a server still holding it) can refuse. Fix: let the kernel choose the
     client's port (no bind() before connect())."""
-    by_tuple: dict[tuple[str, str], list[ConnFacts]] = {}
-    for f in run.facts.values():
-        if f.syns and f.client != f.server:
-            by_tuple.setdefault((f.client, f.server), []).append(f)
+    by_tuple: dict[tuple[str, str], list[Origin]] = {}
+    for o in run.origins:
+        by_tuple.setdefault((o.client, o.server), []).append(o)
     for (client, server), conns in by_tuple.items():
         if len(conns) < 2:
             continue
-        numbers = ", ".join(str(f.conn) for f in conns[:6])
+        numbers = ", ".join(str(o.conn) for o in conns[:6])
         yield Finding("connect-same-port", NOTE, conns[1].conn,
-                      tuple(f.side("client").steps[0][2] for f in conns[:4]), (),
+                      tuple(o.frame for o in conns[:4]), (),
                       f"connections {numbers} all came from {client} to {server}: "
                       "connect() retried on the same local port.",
                       "Do not bind() the client to a fixed port; let connect() pick one.",
@@ -567,11 +584,31 @@ def unchecked(recorded: bool) -> list[str]:
 
 
 class Diagnoser:
-    """Feeds the facts as the run goes; ``results`` runs every rule at the end."""
+    """Feeds the facts as the run goes; ``results`` runs every rule at the end. A retired
+    connection's rules run when it retires (``retire``), and only their findings and its
+    origin are kept."""
 
     def __init__(self) -> None:
         self.collector = FactsCollector()
         self.recorded = False
+        self.retired: dict[int, list[Finding]] = {}   # conn → its findings (if any)
+        self.origins: list[Origin] = []               # the retired connections'
+        self.retirements = 0
+
+    def retire(self, conns: list[int]) -> None:
+        """Connections that will see no more annotations, when no calls are recorded (a
+        connection's calls may come later): their rules run now, and their facts go."""
+        assert not self.recorded, "connections are retired only without calls"
+        run = Run(False, {})
+        for f in self.collector.forget(conns):
+            self.retirements += 1
+            found = [x for rule in RULES.values() if rule.per_conn and not rule.needs_calls
+                     for x in rule.check(f, run)]
+            if found:
+                self.retired[f.conn] = found
+            o = origin(f)
+            if o is not None:
+                self.origins.append(o)
 
     def feed(self, anns: list[Annotation]) -> None:
         """The next annotations of the run, in capture order."""
@@ -585,10 +622,17 @@ class Diagnoser:
     def results(self, left_behind: list[dict[str, Any]] | None = None) -> list[Finding]:
         """Every finding: per connection in connection order, then the run's."""
         c = self.collector
+        assert not (self.recorded and self.retirements), "retired connections had no calls"
         facts = dict(sorted(c.facts.items()))   # fed per connection, not in frame order
-        run = Run(self.recorded, facts, c.loose, c.bind_options, left_behind or [])
+        origins = [o for o in map(origin, facts.values()) if o is not None]
+        run = Run(self.recorded, facts, c.loose, c.bind_options, left_behind or [],
+                  sorted(self.origins + origins))
         out: list[Finding] = []
-        for f in facts.values():
+        for conn in sorted(set(facts) | set(self.retired)):
+            f = facts.get(conn)
+            if f is None:
+                out.extend(self.retired[conn])
+                continue
             for rule in RULES.values():
                 if rule.per_conn and (run.recorded or not rule.needs_calls):
                     out.extend(rule.check(f, run))

@@ -121,6 +121,8 @@ class Summaries:
         self.udp = UdpFlows()
         self.end = 0.0
         self.merged: list[ConnSummary] | None = None   # replay --jobs: the workers' results
+        # The retired connections' summaries, made but not timed, and their steps.
+        self.done: dict[int, tuple[ConnSummary, EndpointSteps | None]] = {}
 
     def feed(self, anns: list[Annotation]) -> None:
         """The next annotations of the run, in capture order."""
@@ -138,6 +140,22 @@ class Summaries:
         self.udp.feed(datagrams)
         self.end = max(self.end, datagrams[-1].ts)
 
+    def retire(self, conns: list[int]) -> None:
+        """Connections that will see no more annotations: their summaries are made now
+        but for the time in each state (it runs to the capture's end), without the
+        history letters and change events that only ``--explain`` reads, and their
+        records go."""
+        for cid in conns:
+            t = self.tracks.pop(cid, None)
+            if t is None:
+                continue
+            s = self._summary(cid, t)
+            s.letters, s.changes = [], []
+            if t.steps is not None:
+                t.steps.changes = []
+            self.done[cid] = (s, t.steps)
+            self.log.forget(cid)
+
     def steps(self, conn: int) -> EndpointSteps:
         """Connection ``conn``'s endpoints' steps, as fed so far (with ``detail``)."""
         steps = self.tracks[conn].steps
@@ -153,20 +171,32 @@ class Summaries:
         if self.merged is not None:
             yield from self.merged
             return
-        for cid in sorted(self.tracks):
-            yield self._summary(cid, self.tracks[cid])
+        tracks, done = self.tracks, self.done
+        for cid in sorted(tracks.keys() | done.keys()):
+            t = tracks.get(cid)
+            if t is not None:
+                yield self._timed(self._summary(cid, t), t.steps)
+            else:
+                yield self._timed(*done[cid])
 
     def _summary(self, cid: int, t: _Track) -> ConnSummary:
+        """Connection ``cid``'s summary as fed so far, but for ``_timed``'s fields."""
         z: ZeekConn = self.log.conns[cid]
-        timing: dict[str, list[Held]] = {}
-        finals, closed, changes = ("-", "-"), "-", []
+        closed, changes = "-", []
         if t.steps is not None:
-            timing = held_times(t.steps, self.end, self.time_wait)
-            finals = (timing["client"][-1].state, timing["server"][-1].state)
             closed = "simultaneous" if t.closing == 3 else t.fin_first
             changes = t.steps.changes
         return ConnSummary(
             cid, t.uid, z.first_ts, z.last_time - z.first_ts, t.client,
             t.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
-            z.conn_state(), z.letters, z.missed_bytes, finals[0], finals[1], closed,
-            t.handshake.rtt or None, timing, z.history, changes, self.log.rows(cid))
+            z.conn_state(), z.letters, z.missed_bytes, "-", "-", closed,
+            t.handshake.rtt or None, {}, z.history, changes, self.log.rows(cid))
+
+    def _timed(self, s: ConnSummary, steps: EndpointSteps | None) -> ConnSummary:
+        """``s`` with each endpoint's time in each state and its final state, to the
+        capture's end (with detail: ``steps``)."""
+        if steps is not None:
+            s.timing = held_times(steps, self.end, self.time_wait)
+            s.client_final = s.timing["client"][-1].state
+            s.server_final = s.timing["server"][-1].state
+        return s

@@ -437,6 +437,11 @@ class ConnLog:
                 cur.feed(a)
         whole.feed(a)
 
+    def forget(self, conn: int) -> None:
+        """Drop connection ``conn``'s records (it will be fed no more)."""
+        del self.conns[conn], self.current[conn]
+        self.ended.pop(conn, None)
+
     def rows(self, conn: int) -> list[ZeekRow]:
         """The conn.log rows Zeek would write for tracker connection ``conn``, in order."""
         return self.ended.get(conn, []) + [self.current[conn].row()]
