@@ -297,9 +297,9 @@ class Output:
         if self.args.format in ("table", "jsonl"):
             from ..render import summaries as conns_render
             write = conns_render.table if self.args.format == "table" else conns_render.jsonl
-            sys.stdout.write(write(each, by_conn(self.findings()), udp))
+            write(sys.stdout, each, by_conn(self.findings()), udp)
         else:
-            sys.stdout.write(conns_formatter(self.args.format)(each, udp))
+            conns_formatter(self.args.format)(sys.stdout, each, udp)
         return code
 
     def findings(self) -> list[Finding]:

@@ -56,7 +56,7 @@ class RenderOptions:
 
 
 SegmentFactory = Callable[[TextIO, RenderOptions], Renderer]
-ConnFormatter = Callable[["Iterable[ConnSummary]", "Sequence[UdpFlow]"], str]
+ConnFormatter = Callable[[TextIO, "Iterable[ConnSummary]", "Sequence[UdpFlow]"], None]
 
 
 @dataclass(frozen=True)
@@ -114,19 +114,22 @@ def _html(out: TextIO, opts: RenderOptions) -> Renderer:
     return HtmlRenderer(opts.output or "rawinspect.html")
 
 
-def _conns_table(summaries: Iterable[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
+def _conns_table(out: TextIO, summaries: Iterable[ConnSummary],
+                 udp: Sequence[UdpFlow] = ()) -> None:
     from .summaries import table
-    return table(summaries, udp=udp)
+    table(out, summaries, udp=udp)
 
 
-def _conns_jsonl(summaries: Iterable[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
+def _conns_jsonl(out: TextIO, summaries: Iterable[ConnSummary],
+                 udp: Sequence[UdpFlow] = ()) -> None:
     from .summaries import jsonl
-    return jsonl(summaries, udp=udp)
+    jsonl(out, summaries, udp=udp)
 
 
-def _conns_zeek(summaries: Iterable[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
+def _conns_zeek(out: TextIO, summaries: Iterable[ConnSummary],
+                udp: Sequence[UdpFlow] = ()) -> None:
     from .summaries import zeek
-    return zeek(summaries, udp)
+    zeek(out, summaries, udp)
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in (

@@ -7,7 +7,7 @@ import base64
 import hashlib
 import json
 import time
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, TextIO
 
 from ..views.summary import ConnSummary
 from ..views.udp_flows import UdpFlow
@@ -42,40 +42,43 @@ def _found(findings: dict[int, list[str]] | None, conn: int) -> str:
     return f"{len(rules)}: {', '.join(rules)}" if rules else "-"
 
 
-def _simple_table(headers: tuple[str, ...], rows: list[list[object]]) -> str:
-    """Left-aligned columns as tabulate's "simple" format lays out text (cells stripped,
-    columns at least two wider than the header and two spaces apart, a dashed line under
-    the header, lines without trailing blanks): the same text, in a tenth of the time."""
-    cells = [[str(c).strip() for c in row] for row in rows]
-    widths = [len(h) + 2 for h in headers]
-    for row in cells:
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    return "\n".join(lines)
+HEADERS = ("Conn", "Start", "Duration", "Client", "Server", "C→S pkts/bytes",
+           "S→C pkts/bytes", "State", "History", "Client end", "Server end", "Closed first",
+           "RTT ms")
 
 
-def table(summaries: Iterable[ConnSummary], findings: dict[int, list[str]] | None = None,
-          udp: Sequence[UdpFlow] = ()) -> str:
+def table(out: TextIO, summaries: Iterable[ConnSummary],
+          findings: dict[int, list[str]] | None = None, udp: Sequence[UdpFlow] = ()) -> None:
     """One row per connection (with its findings when given), then each endpoint's time
-    in each state."""
-    rows: list[list[object]] = []
+    in each state.
+
+    The columns are laid out as tabulate's "simple" format does (left-aligned, at least
+    two wider than the header and two spaces apart, a dashed line under the header, no
+    trailing blanks). Each row waits for the widths as one string, its cells joined by
+    NUL: a tenth of the memory of a list of cells."""
+    headers = HEADERS + (("Findings",) if findings is not None else ())
+    widths = [len(h) + 2 for h in headers]
+    rows: list[str] = []
     timing: list[str] = []
     for s in summaries:
-        rows.append([s.conn, f"{s.start:.6f}", f"{s.duration:.6f}", s.client, s.server,
-                     f"{s.pkts[0]}/{s.bytes[0]}", f"{s.pkts[1]}/{s.bytes[1]}", s.conn_state,
-                     s.history, s.client_final, s.server_final, s.closed_first,
-                     "-" if s.rtt is None else f"{s.rtt * 1e3:.3f}"]
-                    + ([_found(findings, s.conn)] if findings is not None else []))
-        timing.append(f"  conn {s.conn} client: {_timing(s, 'client')}")
-        timing.append(f"  conn {s.conn} server: {_timing(s, 'server')}")
-    headers = ("Conn", "Start", "Duration", "Client", "Server", "C→S pkts/bytes",
-               "S→C pkts/bytes", "State", "History", "Client end", "Server end",
-               "Closed first", "RTT ms") + (("Findings",) if findings is not None else ())
-    lines = [_simple_table(headers, rows), "",
-             "Time in each state (until the next change or the end of the capture):"]
-    return "\n".join(lines + timing + udp_lines(udp)) + "\n"
+        cells = [str(s.conn), f"{s.start:.6f}", f"{s.duration:.6f}", s.client.strip(),
+                 s.server.strip(), f"{s.pkts[0]}/{s.bytes[0]}", f"{s.pkts[1]}/{s.bytes[1]}",
+                 s.conn_state.strip(), s.history.strip(), s.client_final, s.server_final,
+                 s.closed_first, "-" if s.rtt is None else f"{s.rtt * 1e3:.3f}"]
+        if findings is not None:
+            cells.append(_found(findings, s.conn))
+        widths = [max(w, len(c)) for w, c in zip(widths, cells)]
+        rows.append("\0".join(cells))
+        timing.append(f"  conn {s.conn} client: {_timing(s, 'client')}\n"
+                      f"  conn {s.conn} server: {_timing(s, 'server')}\n")
+    out.write("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for row in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row.split("\0"), widths)).rstrip()
+                  + "\n")
+    out.write("\nTime in each state (until the next change or the end of the capture):\n")
+    out.writelines(timing)
+    out.writelines(line + "\n" for line in udp_lines(udp))
 
 
 def udp_lines(udp: Sequence[UdpFlow]) -> list[str]:
@@ -90,11 +93,10 @@ def udp_lines(udp: Sequence[UdpFlow]) -> list[str]:
     return lines
 
 
-def jsonl(summaries: Iterable[ConnSummary], findings: dict[int, list[str]] | None = None,
-          udp: Sequence[UdpFlow] = ()) -> str:
+def jsonl(out: TextIO, summaries: Iterable[ConnSummary],
+          findings: dict[int, list[str]] | None = None, udp: Sequence[UdpFlow] = ()) -> None:
     """The same fields as JSON, one connection per line (Zeek's names where they exist);
     with ``findings``, their count and rule names too."""
-    out = []
     for s in summaries:
         oh, op = split_endpoint(s.client)
         rh, rp = split_endpoint(s.server)
@@ -113,16 +115,15 @@ def jsonl(summaries: Iterable[ConnSummary], findings: dict[int, list[str]] | Non
         if findings is not None:
             rules = findings.get(s.conn, [])
             d["findings_count"], d["findings"] = len(rules), rules
-        out.append(json.dumps(d))
+        out.write(json.dumps(d) + "\n")
     for f in udp:
         (oh, op), (rh, rp) = split_endpoint(f.orig), split_endpoint(f.resp)
-        out.append(json.dumps({
+        out.write(json.dumps({
             "kind": "udp_flow", "ts": round(f.ts, 6), "uid": f.uid, "id.orig_h": oh,
             "id.orig_p": int(op), "id.resp_h": rh, "id.resp_p": int(rp), "proto": "udp",
             "duration": round(f.duration, 6), "orig_bytes": f.bytes[0],
             "resp_bytes": f.bytes[1], "conn_state": f.conn_state, "history": f.history,
-            "orig_pkts": f.pkts[0], "resp_pkts": f.pkts[1]}))
-    return "\n".join(out) + ("\n" if out else "")
+            "orig_pkts": f.pkts[0], "resp_pkts": f.pkts[1]}) + "\n")
 
 
 def _udp_row(f: UdpFlow) -> list[str]:
@@ -141,14 +142,14 @@ def _row_uid(uid: str, n: int) -> str:
     return "C" + base64.b32encode(hashlib.sha1(f"{uid}/{n}".encode()).digest()).decode()[:17]
 
 
-def zeek(summaries: Iterable[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
+def zeek(out: TextIO, summaries: Iterable[ConnSummary], udp: Sequence[UdpFlow] = ()) -> None:
     """Zeek's conn.log in its ASCII format, with the #fields/#types header: the rows Zeek
     would write, in order of their first packet (one connection may be several)."""
     stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
     lines = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)",
              "#unset_field\t-", "#path\tconn", f"#open\t{stamp}",
              "#fields\t" + "\t".join(ZEEK_FIELDS), "#types\t" + "\t".join(ZEEK_TYPES)]
-    rows = []
+    rows: list[tuple[float, str]] = []
     for s in summaries:
         oh, op = split_endpoint(s.client)
         rh, rp = split_endpoint(s.server)
@@ -163,9 +164,9 @@ def zeek(summaries: Iterable[ConnSummary], udp: Sequence[UdpFlow] = ()) -> str:
                 "-", "-"))))
     rows += [(f.ts, "\t".join(_udp_row(f))) for f in udp]
     rows.sort(key=lambda r: r[0])
-    lines += [row for _, row in rows]
-    lines.append(f"#close\t{stamp}")
-    return "\n".join(lines) + "\n"
+    out.writelines(line + "\n" for line in lines)
+    out.writelines(row + "\n" for _, row in rows)
+    out.write(f"#close\t{stamp}\n")
 
 
 HISTORY_MEANINGS = {"s": "SYN (without ACK)", "h": "SYN+ACK", "a": "pure ACK",
