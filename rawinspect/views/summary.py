@@ -52,26 +52,33 @@ class ConnSummary:
 
 class _Track:
     """What one connection's summary collects beside Zeek's record (its first annotation
-    is not kept: thousands of them would hold their segments to the end)."""
+    is not kept: thousands of them would hold their segments to the end); ``detail``
+    None for Zeek's conn.log alone."""
 
-    __slots__ = ("uid", "client", "server", "steps", "handshake", "heard", "fin_first",
-                 "closing")
+    __slots__ = ("uid", "client", "server", "detail")
 
     def __init__(self, a: Annotation, detail: bool) -> None:
         self.uid = uid(a)
         self.client = a.client
         self.server = a.server
-        self.steps = EndpointSteps(a) if detail else None   # None: never fed
+        self.detail = _Detail(a) if detail else None
+
+
+class _Detail:
+    """A connection's endpoint steps, handshake RTT and closing order."""
+
+    __slots__ = ("steps", "handshake", "heard", "fin_first", "closing")
+
+    def __init__(self, a: Annotation) -> None:
+        self.steps = EndpointSteps(a)
         self.handshake = HandshakeRtt()
         self.heard = [False, False]   # the server, the client has sent a segment
         self.fin_first = "-"
         self.closing = 0              # bits: the client (1), the server (2) went CLOSING
 
     def feed(self, a: Annotation) -> None:
-        """The next annotation of the connection (kept with detail only)."""
-        steps = self.steps
-        assert steps is not None, "a track without detail is not fed"
-        for change in steps.feed(a):
+        """The next annotation of the connection."""
+        for change in self.steps.feed(a):
             if "FIN_WAIT_1" in change.path and self.fin_first == "-":
                 self.fin_first = change.who
             if "CLOSING" in change.path:
@@ -131,8 +138,8 @@ class Summaries:
             t = self.tracks.get(a.conn)
             if t is None:
                 t = self.tracks[a.conn] = _Track(a, self.detail)
-            if self.detail:
-                t.feed(a)
+            if t.detail is not None:
+                t.detail.feed(a)
             self.end = max(self.end, a.seg.ts)
 
     def feed_datagrams(self, datagrams: list[Datagram]) -> None:
@@ -151,16 +158,17 @@ class Summaries:
                 continue
             s = self._summary(cid, t)
             s.letters, s.changes = [], []
-            if t.steps is not None:
-                t.steps.changes = []
-            self.done[cid] = (s, t.steps)
+            steps = t.detail.steps if t.detail is not None else None
+            if steps is not None:
+                steps.changes = []
+            self.done[cid] = (s, steps)
             self.log.forget(cid)
 
     def steps(self, conn: int) -> EndpointSteps:
         """Connection ``conn``'s endpoints' steps, as fed so far (with ``detail``)."""
-        steps = self.tracks[conn].steps
-        assert steps is not None, "steps are kept with detail only"
-        return steps
+        detail = self.tracks[conn].detail
+        assert detail is not None, "steps are kept with detail only"
+        return detail.steps
 
     def results(self) -> list[ConnSummary]:
         """One summary per connection, in connection order; times run to the capture's end."""
@@ -175,22 +183,23 @@ class Summaries:
         for cid in sorted(tracks.keys() | done.keys()):
             t = tracks.get(cid)
             if t is not None:
-                yield self._timed(self._summary(cid, t), t.steps)
+                yield self._timed(self._summary(cid, t),
+                                  t.detail.steps if t.detail is not None else None)
             else:
                 yield self._timed(*done[cid])
 
     def _summary(self, cid: int, t: _Track) -> ConnSummary:
         """Connection ``cid``'s summary as fed so far, but for ``_timed``'s fields."""
         z: ZeekConn = self.log.conns[cid]
-        closed, changes = "-", []
-        if t.steps is not None:
-            closed = "simultaneous" if t.closing == 3 else t.fin_first
-            changes = t.steps.changes
+        closed, changes, rtt, d = "-", [], None, t.detail
+        if d is not None:
+            closed = "simultaneous" if d.closing == 3 else d.fin_first
+            changes, rtt = d.steps.changes, d.handshake.rtt or None
         return ConnSummary(
             cid, t.uid, z.first_ts, z.last_time - z.first_ts, t.client,
             t.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
-            z.conn_state(), z.letters, z.missed_bytes, "-", "-", closed,
-            t.handshake.rtt or None, {}, z.history, changes, self.log.rows(cid))
+            z.conn_state(), z.letters, z.missed_bytes, "-", "-", closed, rtt, {}, z.history,
+            changes, self.log.rows(cid))
 
     def _timed(self, s: ConnSummary, steps: EndpointSteps | None) -> ConnSummary:
         """``s`` with each endpoint's time in each state and its final state, to the
