@@ -6,6 +6,8 @@ states each side entered, its first FIN, its RSTs, counts and first frames of th
 analysis flags, the time lost to retransmissions, stalls that look like Nagle meeting a
 delayed ACK, and the calls that matter (every call but a read or write, failed ones, the
 first few reads and writes for the message boundaries). The findings' rules read them.
+The short, bounded sequences are tuples, since most stay empty and an empty tuple is
+shared: thousands of connections are open at once.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ UNACKED: Final = 256          # unacknowledged sends remembered per direction (r
 class Flag:
     """An analysis flag of one connection: how many, the first frames, first and last time."""
     count: int = 0
-    frames: list[int] = field(default_factory=list)
+    frames: tuple[int, ...] = ()
     first: float = 0.0
     last: float = 0.0
 
@@ -41,7 +43,7 @@ class Flag:
         self.count += 1
         self.last = ts
         if len(self.frames) < FIRST:
-            self.frames.append(frame)
+            self.frames += (frame,)
 
 
 @dataclass
@@ -70,9 +72,9 @@ class Side:
     last_data: float = 0.0
     data_after_peer_fin: int = 0                # frame of its first data after the peer's FIN
     mss: int = 536
-    stalls: list[Stall] = field(default_factory=list)
+    stalls: tuple[Stall, ...] = ()
     rto_cost: float = 0.0
-    rto_frames: list[int] = field(default_factory=list)
+    rto_frames: tuple[int, ...] = ()
     options: frozenset[str] = frozenset()              # setsockopt options of its socket
     calls: list[Call] = field(default_factory=list)
     io: int = 0                                         # reads and writes kept
@@ -118,6 +120,7 @@ class Side:
         if not self.sent or self.sent_seq >= ack:
             return
         rest = self.unacked
+        grown = bool(rest)
         while rest:
             seq = next(iter(rest))
             ts = rest.pop(seq)
@@ -125,6 +128,8 @@ class Side:
                 self.sent_seq, self.sent_ts = seq, ts
                 return
         self.sent = False
+        if grown:
+            self.unacked = {}   # an emptied dict keeps the table it grew to
 
 
 @dataclass
@@ -137,14 +142,14 @@ class ConnFacts:
     client_side: Side
     server_side: Side
     last_ts: float = 0.0
-    rsts: list[tuple[int, float, str, str]] = field(default_factory=list)  # frame, ts, side, event
+    rsts: tuple[tuple[int, float, str, str], ...] = ()  # frame, ts, side, event
     flags: dict[str, Flag] = field(default_factory=dict)
     syns: int = 0                      # SYNs the client sent, first one included
-    syn_frames: list[int] = field(default_factory=list)   # the SYNs sent again
+    syn_frames: tuple[int, ...] = ()   # the SYNs sent again
     client_acked: bool = False         # the client sent an ACK (not an RST) after the SYN+ACK
     synack: int = 0                    # frame of the first SYN+ACK
-    synack_again: list[int] = field(default_factory=list)  # resent while the client was ESTABLISHED
-    acks_dropped: list[int] = field(default_factory=list)  # the client's, the accept queue full
+    synack_again: tuple[int, ...] = ()  # resent while the client was ESTABLISHED
+    acks_dropped: tuple[int, ...] = ()  # the client's, the accept queue full
 
     @property
     def sides(self) -> dict[str, Side]:
@@ -255,12 +260,12 @@ class FactsCollector:
             f.client_acked = True
         if flags & RST:
             if len(f.rsts) < FIRST:
-                f.rsts.append((frame, ts, "client" if a.from_client else "server", a.event))
+                f.rsts += ((frame, ts, "client" if a.from_client else "server", a.event),)
             return
         if (a.from_client and a.server_after == "SYN_RCVD" and a.server_before == "SYN_RCVD"
                 and a.client_before == "ESTABLISHED" and len(f.acks_dropped) < FIRST
                 and f.listened):
-            f.acks_dropped.append(frame)   # the listener's full accept queue did not take it
+            f.acks_dropped += (frame,)   # the listener's full accept queue did not take it
         if flags & FIN and s.fin is None:
             s.fin = (frame, ts)
         if payload:
@@ -286,11 +291,11 @@ class FactsCollector:
                 f.synack = a.seg.frame
             elif (not a.from_client and a.client_before == "ESTABLISHED" and f.client_acked
                   and f.listened and len(f.synack_again) < FIRST):
-                f.synack_again.append(a.seg.frame)
+                f.synack_again += (a.seg.frame,)
         elif a.from_client:
             f.syns += 1
             if f.syns > 1 and len(f.syn_frames) < FIRST:
-                f.syn_frames.append(a.seg.frame)
+                f.syn_frames += (a.seg.frame,)
 
     def _cost(self, s: Side, a: Annotation, retrans: bool) -> None:
         """Remember when each send left; a retransmission costs the time since then."""
@@ -303,7 +308,7 @@ class FactsCollector:
             s.rto_cost += a.seg.ts - first
             s.sent_again(key, a.seg.ts)
             if len(s.rto_frames) < FIRST:
-                s.rto_frames.append(a.seg.frame)
+                s.rto_frames += (a.seg.frame,)
 
     def _acked(self, p: Side, a: Annotation) -> None:
         """An ACK acknowledges ``p``'s sends; a late, bare one of a small send is a
@@ -323,7 +328,7 @@ class FactsCollector:
         """New data from ``s``: right after a delayed ACK of its small send, it waited."""
         seg = a.seg
         if s.held and seg.ts - s.held_ts <= RIGHT_AFTER and len(s.stalls) < FIRST:
-            s.stalls.append(Stall(s.held_frame, s.held_ack, seg.frame, s.held_delay, seg.ts))
+            s.stalls += (Stall(s.held_frame, s.held_ack, seg.frame, s.held_delay, seg.ts),)
         s.held = False
         s.small = seg.payload < s.mss
         if s.small:

@@ -306,7 +306,8 @@ def listen_overflow(f: ConnFacts, run: Run) -> Iterator[Finding]:
     dropped = len(f.acks_dropped) > 1 or f.synack_again
     if not resent_syn and not dropped:
         return
-    parts, frames = [], []
+    parts: list[str] = []
+    frames: list[int] = []
     if resent_syn:
         answer = (f"answered at frame {f.synack}" if f.synack else "never answered")
         parts.append(f"the client sent its SYN {f.syns} times ({answer})")
