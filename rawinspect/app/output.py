@@ -316,10 +316,10 @@ class Output:
         findings = self.findings()
         fmt = self.args.format
         if fmt == "jsonl":
-            sys.stdout.write(findings_jsonl(findings))
+            findings_jsonl(sys.stdout, findings)
         elif fmt in ("table", "ladder") or self.args.findings_only:
-            text = findings_text(findings, self.diagnoser.recorded, render_options(self.args).width)
-            sys.stdout.write(text.lstrip("\n") if self.args.findings_only else text)
+            findings_text(sys.stdout, findings, self.diagnoser.recorded,
+                          render_options(self.args).width, blank=not self.args.findings_only)
 
     def left_behind(self, records: list[dict[str, Any]]) -> None:
         """The sockets left behind (saved ``as_dict`` records): jsonl records, or the

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import textwrap
 from itertools import groupby
+from typing import TextIO
 
 from ..views.findings import RULES, Finding, unchecked
 
@@ -27,27 +28,29 @@ def finding_lines(f: Finding, width: int = 80) -> list[str]:
     return out
 
 
-def findings_text(findings: list[Finding], recorded: bool, width: int = 80) -> str:
+def findings_text(out: TextIO, findings: list[Finding], recorded: bool, width: int = 80,
+                  blank: bool = True) -> None:
     """The findings section: a heading per connection (and one for the processes), and
-    which rules went unchecked without the calls; "" when there is nothing to say."""
-    lines: list[str] = []
+    which rules went unchecked without the calls; nothing when there is nothing to say.
+    ``blank``: a blank line before it (after the segments)."""
+    if not findings:
+        return
+    if blank:
+        out.write("\n")
     for conn, group in groupby(findings, key=lambda f: f.conn):
-        lines.append(f"findings, conn {conn}:" if conn is not None else "findings, processes:")
+        out.write(f"findings, conn {conn}:\n" if conn is not None else "findings, processes:\n")
         for f in group:
-            lines.extend(finding_lines(f, width))
-    if findings:
-        lines.insert(0, "")
+            out.writelines(line + "\n" for line in finding_lines(f, width))
     skipped = unchecked(recorded)
-    if skipped and findings:
-        lines.extend(textwrap.wrap(f"  (not checked without the programs' calls: "
-                                   f"{', '.join(skipped)})", max(width, 40),
-                                   subsequent_indent="   "))
-    return "\n".join(lines) + ("\n" if lines else "")
+    if skipped:
+        out.writelines(line + "\n" for line in textwrap.wrap(
+            f"  (not checked without the programs' calls: {', '.join(skipped)})",
+            max(width, 40), subsequent_indent="   "))
 
 
-def findings_jsonl(findings: list[Finding]) -> str:
+def findings_jsonl(out: TextIO, findings: list[Finding]) -> None:
     """One ``{"kind": "finding", ...}`` object per line."""
-    return "".join(json.dumps(f.as_dict()) + "\n" for f in findings)
+    out.writelines(json.dumps(f.as_dict()) + "\n" for f in findings)
 
 
 def by_conn(findings: list[Finding]) -> dict[int, list[str]]:
