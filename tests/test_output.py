@@ -162,3 +162,29 @@ def test_retired_connections_print_what_kept_ones_print(capsys, tmp_path, monkey
         assert outputs[0] == outputs[1], " ".join(mode)
         assert len(outputs[0]) > 20
     assert len(retired) > 1000
+
+
+def test_zeek_alone_skips_wiresharks_flags_and_prints_the_same(capsys, tmp_path, monkeypatch) -> None:
+    """Zeek's conn.log reads no analysis flag, so the annotator adds none there (not with
+    a tap, which writes them); the same bytes as with them."""
+    assert not Output(args_for("-T", "zeek"), Stats(), live=False).flags_wanted
+    assert Output(args_for("-T", "zeek"), Stats(), live=False, tap=print).flags_wanted
+    assert all(Output(args_for(*mode), Stats(), live=False).flags_wanted
+               for mode in (["--conns"], ["-T", "jsonl"], ["--findings-only"], ["--explain", "1"]))
+    import sys
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    from traffic_mix import write_pcap
+    path = tmp_path / "mix.pcap"
+    write_pcap(path, "realistic", 10_000, seed=7)
+    made: list[bool] = []
+
+    def tracker(*args, wireshark: bool = True, **kwargs):
+        made.append(wireshark)
+        return make_tracker(*args, wireshark=wireshark or forced, **kwargs)
+    monkeypatch.setattr(cli, "make_tracker", tracker)
+    outputs = []
+    for forced in (False, True):
+        assert cli.main(["replay", "-T", "zeek", str(path)]) == 0
+        outputs.append([line for line in capsys.readouterr().out.splitlines()
+                        if not line.startswith(("#open", "#close"))])
+    assert made == [False, False] and outputs[0] == outputs[1] and len(outputs[0]) > 100

@@ -17,12 +17,14 @@ from ..views.wireshark import SeqAnalyzer
 
 
 class Annotator:
-    """``feed``, ``flush`` and ``finish`` as the Tracker's, with Wireshark's flags added."""
+    """``feed``, ``flush`` and ``finish`` as the Tracker's, with Wireshark's flags added
+    (unless ``wireshark`` is False: for outputs that read none, Zeek's conn.log alone)."""
 
     def __init__(self, msl: float = DEFAULT_MSL, hold: float = DEFAULT_HOLD,
-                 ordered: bool = True, report_retired: bool = False) -> None:
+                 ordered: bool = True, report_retired: bool = False,
+                 wireshark: bool = True) -> None:
         self.tracker = Tracker(msl=msl, hold=hold, ordered=ordered)
-        self._wireshark = SeqAnalyzer()
+        self._wireshark = SeqAnalyzer() if wireshark else None
         self.report_retired = report_retired
         self._retired: list[int] = []   # forgotten since last taken (with report_retired)
 
@@ -32,11 +34,13 @@ class Annotator:
         return self.tracker.connections
 
     def _analysed(self, anns: list[Annotation]) -> list[Annotation]:
-        if anns:
-            self._wireshark.feed(anns)
+        wireshark = self._wireshark
+        if anns and wireshark is not None:
+            wireshark.feed(anns)
         retired = self.tracker.retired
         if retired:
-            self._wireshark.forget_conns(retired)
+            if wireshark is not None:
+                wireshark.forget_conns(retired)
             if self.report_retired:
                 self._retired.extend(retired)
             retired.clear()

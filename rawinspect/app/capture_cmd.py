@@ -265,8 +265,10 @@ class _Session:
             stack.callback(_close_quietly, writer)
         self.output.describe(f"capture {plan.describe()}", plan.write, args.interface,
                              plan.expression)
-        # Without calls, the views forget what the tracker forgets (memory stays bounded).
-        tracker = make_tracker(args.msl, args.hold, report_retired=call_trace is None)
+        # Without calls, the views forget what the tracker forgets (memory stays bounded);
+        # the calls view reads the analysis flags (retransmissions), as most outputs do.
+        tracker = make_tracker(args.msl, args.hold, report_retired=call_trace is None,
+                               wireshark=self.output.flags_wanted or call_trace is not None)
         sink = self.output.sink
         if call_trace is not None:
             from .recording import Recording

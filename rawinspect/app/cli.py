@@ -127,7 +127,8 @@ def replay_one(args: argparse.Namespace, label: str = "") -> int:
         return EXIT_RUNTIME
     try:
         tracker = make_tracker(args.msl, args.hold, not output.per_connection or bool(calls),
-                               report_retired=not calls)
+                               report_retired=not calls,
+                               wireshark=output.flags_wanted or bool(calls))
         timeline = None
         if calls:
             _one_job(args, "the capture has the programs' calls")

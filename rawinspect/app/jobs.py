@@ -119,7 +119,8 @@ def _work(args: argparse.Namespace, shard: int, jobs: int, lines: str) -> ShardR
         # parent, which numbers the connections its own way before the rules run.
         summaries = output.summaries
         run(segments, make_tracker(args.msl, args.hold, not output.per_connection,
-                                   report_retired=summaries is not None), sink,
+                                   report_retired=summaries is not None,
+                                   wireshark=output.flags_wanted), sink,
             stats, udp, summaries.retire if summaries is not None else None)
         output.close()
     result.connections, result.shown = stats.connections, stats.shown

@@ -145,6 +145,9 @@ class Output:
         zeek_only = args.format == "zeek" and not args.explain
         self.summaries = (Summaries(2 * args.msl, detail=not zeek_only)
                           if summary_mode(args) else None)
+        # Wireshark's analysis flags: read by every output but Zeek's conn.log alone (and
+        # by the calls view, which the caller knows of).
+        self.flags_wanted = not zeek_only or tap is not None
         self.findings_wanted = self.summaries is None or (
             args.format in ("table", "jsonl") and not args.explain)
         self.renderer: Renderer = (Quiet() if self.summaries is not None or args.findings_only

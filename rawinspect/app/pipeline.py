@@ -142,11 +142,13 @@ def decode_records(records: Iterator[Record], stats: Stats,
 
 
 def make_tracker(msl: float, hold: float, ordered: bool = True,
-                 report_retired: bool = False) -> Annotator:
+                 report_retired: bool = False, wireshark: bool = True) -> Annotator:
     """The tracker and Wireshark's analysis every command feeds: replay and capture
     (``ordered`` False: in each connection's frame order only, see Tracker;
-    ``report_retired``: the connections it forgets, for ``run``'s ``retire``)."""
-    return Annotator(msl=msl, hold=hold, ordered=ordered, report_retired=report_retired)
+    ``report_retired``: the connections it forgets, for ``run``'s ``retire``;
+    ``wireshark`` False: no analysis flags, for an output that reads none)."""
+    return Annotator(msl=msl, hold=hold, ordered=ordered, report_retired=report_retired,
+                     wireshark=wireshark)
 
 
 def _hand_on(anns: list[Annotation], sink: Sink) -> bool:
