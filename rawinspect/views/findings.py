@@ -5,11 +5,10 @@ did wrong. Each rule is a small documented function over one connection's facts
 (``conn_facts.ConnFacts``, collected in one pass like the summaries: no rule keeps a
 connection's segments) or over the whole run (``Run``: every connection, the calls that
 belong to none, the sockets left behind). ``Diagnoser`` feeds the facts and runs the
-rules at the end, or when the tracker retires a connection; ``diagnose`` does both for
-a list. ``RULES`` lists the rules by name,
-each rule's docstring its lesson (``rawinspect findings`` prints them). A rule that needs
-the programs' calls says so in its finding when only the wire was seen, and claims only
-what the wire proves.
+rules at the end, or when the tracker retires a connection; ``diagnose`` does both for a
+list. ``RULES`` lists the rules by name, each rule's docstring its lesson (``rawinspect
+findings`` prints them). A rule that needs the programs' calls says so in its finding
+when only the wire was seen, and claims only what the wire proves.
 """
 
 from __future__ import annotations
@@ -579,6 +578,13 @@ RULES: dict[str, Rule] = {r.name: r for r in (
 )}
 
 
+def _checks(per_conn: bool, recorded: bool) -> list[Rule]:
+    """The rules that run per connection (or over the run): those that need the calls
+    only when they were recorded."""
+    return [r for r in RULES.values()
+            if r.per_conn == per_conn and (recorded or not r.needs_calls)]
+
+
 def unchecked(recorded: bool) -> list[str]:
     """The rules that need the calls, when they were not recorded."""
     return [] if recorded else [r.name for r in RULES.values() if r.needs_calls]
@@ -600,11 +606,10 @@ class Diagnoser:
         """Connections that will see no more annotations, when no calls are recorded (a
         connection's calls may come later): their rules run now, and their facts go."""
         assert not self.recorded, "connections are retired only without calls"
-        run = Run(False, {})
+        run, rules = Run(False, {}), _checks(True, False)
         for f in self.collector.forget(conns):
             self.retirements += 1
-            found = [x for rule in RULES.values() if rule.per_conn and not rule.needs_calls
-                     for x in rule.check(f, run)]
+            found = [x for rule in rules for x in rule.check(f, run)]
             if found:
                 self.retired[f.conn] = found
             o = origin(f)
@@ -629,17 +634,16 @@ class Diagnoser:
         run = Run(self.recorded, facts, c.loose, c.bind_options, left_behind or [],
                   sorted(self.origins + origins))
         out: list[Finding] = []
+        rules = _checks(True, run.recorded)
         for conn in sorted(set(facts) | set(self.retired)):
             f = facts.get(conn)
             if f is None:
                 out.extend(self.retired[conn])
                 continue
-            for rule in RULES.values():
-                if rule.per_conn and (run.recorded or not rule.needs_calls):
-                    out.extend(rule.check(f, run))
-        for rule in RULES.values():
-            if not rule.per_conn and (run.recorded or not rule.needs_calls):
-                out.extend(rule.check(run))
+            for rule in rules:
+                out.extend(rule.check(f, run))
+        for rule in _checks(False, run.recorded):
+            out.extend(rule.check(run))
         return out
 
 

@@ -1,6 +1,6 @@
 """Per-connection summaries: Zeek's conn.log fields, both endpoints' TCP states and how
 long each was held, the handshake RTT, and who closed first. Pure; fed annotations in
-capture order, read at the end."""
+capture order, read at the end (a connection the tracker retired is summed up then)."""
 
 from __future__ import annotations
 
@@ -156,12 +156,10 @@ class Summaries:
             t = self.tracks.pop(cid, None)
             if t is None:
                 continue
-            s = self._summary(cid, t)
-            s.letters, s.changes = [], []
             steps = t.detail.steps if t.detail is not None else None
             if steps is not None:
                 steps.changes = []
-            self.done[cid] = (s, steps)
+            self.done[cid] = (self._summary(cid, t, explained=False), steps)
             self.log.forget(cid)
 
     def steps(self, conn: int) -> EndpointSteps:
@@ -188,8 +186,10 @@ class Summaries:
             else:
                 yield self._timed(*done[cid])
 
-    def _summary(self, cid: int, t: _Track) -> ConnSummary:
-        """Connection ``cid``'s summary as fed so far, but for ``_timed``'s fields."""
+    def _summary(self, cid: int, t: _Track, explained: bool = True) -> ConnSummary:
+        """Connection ``cid``'s summary as fed so far, but for ``_timed``'s fields;
+        ``explained``: with what only ``--explain`` reads (the history letters' frames,
+        the change events)."""
         z: ZeekConn = self.log.conns[cid]
         closed, changes, rtt, d = "-", [], None, t.detail
         if d is not None:
@@ -198,8 +198,8 @@ class Summaries:
         return ConnSummary(
             cid, t.uid, z.first_ts, z.last_time - z.first_ts, t.client,
             t.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
-            z.conn_state(), z.letters, z.missed_bytes, "-", "-", closed, rtt, {}, z.history,
-            changes, self.log.rows(cid))
+            z.conn_state(), z.letters, z.missed_bytes, "-", "-", closed, rtt, {},
+            z.history if explained else [], changes if explained else [], self.log.rows(cid))
 
     def _timed(self, s: ConnSummary, steps: EndpointSteps | None) -> ConnSummary:
         """``s`` with each endpoint's time in each state and its final state, to the
