@@ -141,9 +141,11 @@ class Output:
         # -c: replay stops after showing N segments; a live capture stops after capturing
         # N packets, which its capture loop counts.
         self.count: int | None = None if live else args.count
-        # Zeek's conn.log alone needs neither the summaries' detail nor the findings.
+        # Zeek's conn.log alone needs neither the summaries' detail nor the findings; only
+        # --explain reads the change events.
         zeek_only = args.format == "zeek" and not args.explain
-        self.summaries = (Summaries(2 * args.msl, detail=not zeek_only)
+        self.summaries = (Summaries(2 * args.msl, detail=not zeek_only,
+                                    changes=bool(args.explain))
                           if summary_mode(args) else None)
         # Wireshark's analysis flags: read by every output but Zeek's conn.log alone (and
         # by the calls view, which the caller knows of).

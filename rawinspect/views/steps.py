@@ -54,15 +54,17 @@ def _extend(steps: list[Step], path: list[str], ts: float, frame: int,
 
 
 class EndpointSteps:
-    """Both endpoints' steps and the change events of one connection, fed in order."""
+    """Both endpoints' steps and the change events of one connection, fed in order
+    (``keep_changes`` False: each feed returns its change events, none are kept)."""
 
-    __slots__ = ("client", "server", "changes")
+    __slots__ = ("client", "server", "changes", "keep_changes")
 
-    def __init__(self, first: Annotation) -> None:
+    def __init__(self, first: Annotation, keep_changes: bool = True) -> None:
         ts, frame = first.seg.ts, first.seg.frame
         self.client: list[Step] = [Step(first.client_before, ts, frame)]
         self.server: list[Step] = [Step(first.server_before, ts, frame)]
         self.changes: list[Change] = []
+        self.keep_changes = keep_changes
 
     @classmethod
     def of(cls, anns: list[Annotation]) -> EndpointSteps:
@@ -82,7 +84,8 @@ class EndpointSteps:
                                  ("server", a.server_path, self.server)):
             if path and _extend(steps, path, ts, frame, a.timer_ts):
                 new.append(Change(frame, who, path))
-        self.changes.extend(new)
+        if self.keep_changes:
+            self.changes.extend(new)
         return new
 
     def of_side(self, who: str) -> list[Step]:

@@ -57,11 +57,11 @@ class _Track:
 
     __slots__ = ("uid", "client", "server", "detail")
 
-    def __init__(self, a: Annotation, detail: bool) -> None:
+    def __init__(self, a: Annotation, detail: bool, changes: bool) -> None:
         self.uid = uid(a)
         self.client = a.client
         self.server = a.server
-        self.detail = _Detail(a) if detail else None
+        self.detail = _Detail(a, changes) if detail else None
 
 
 class _Detail:
@@ -69,8 +69,8 @@ class _Detail:
 
     __slots__ = ("steps", "handshake", "heard", "fin_first", "closing")
 
-    def __init__(self, a: Annotation) -> None:
-        self.steps = EndpointSteps(a)
+    def __init__(self, a: Annotation, changes: bool) -> None:
+        self.steps = EndpointSteps(a, changes)
         self.handshake = HandshakeRtt()
         self.heard = [False, False]   # the server, the client has sent a segment
         self.fin_first = "-"
@@ -118,11 +118,15 @@ class Summaries:
 
     Without ``detail`` (Zeek's conn.log, which prints nothing else), only Zeek's records
     are kept: no endpoint steps, timing, RTT or closing order (those fields stay empty).
+    Without ``changes``, neither the change events nor the history letters' frames, which
+    only ``--explain`` prints (``ConnSummary.changes`` and ``letters`` stay empty).
     """
 
-    def __init__(self, time_wait: float = 2 * DEFAULT_MSL, detail: bool = True) -> None:
+    def __init__(self, time_wait: float = 2 * DEFAULT_MSL, detail: bool = True,
+                 changes: bool = True) -> None:
         self.time_wait = time_wait
         self.detail = detail
+        self.changes = changes
         self.log = ConnLog()
         self.tracks: dict[int, _Track] = {}
         self.udp = UdpFlows()
@@ -137,7 +141,7 @@ class Summaries:
             self.log.feed(a)
             t = self.tracks.get(a.conn)
             if t is None:
-                t = self.tracks[a.conn] = _Track(a, self.detail)
+                t = self.tracks[a.conn] = _Track(a, self.detail, self.changes)
             if t.detail is not None:
                 t.detail.feed(a)
             self.end = max(self.end, a.seg.ts)
@@ -181,12 +185,12 @@ class Summaries:
         for cid in sorted(tracks.keys() | done.keys()):
             t = tracks.get(cid)
             if t is not None:
-                yield self._timed(self._summary(cid, t),
+                yield self._timed(self._summary(cid, t, self.changes),
                                   t.detail.steps if t.detail is not None else None)
             else:
                 yield self._timed(*done[cid])
 
-    def _summary(self, cid: int, t: _Track, explained: bool = True) -> ConnSummary:
+    def _summary(self, cid: int, t: _Track, explained: bool) -> ConnSummary:
         """Connection ``cid``'s summary as fed so far, but for ``_timed``'s fields;
         ``explained``: with what only ``--explain`` reads (the history letters' frames,
         the change events)."""
