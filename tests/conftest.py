@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -65,3 +67,47 @@ def _privileged_gate(request: pytest.FixtureRequest) -> None:
     """Tests marked ``privileged`` need capture rights: skip without, or fail under CI."""
     if request.node.get_closest_marker("privileged") and not has_capture_privileges():
         cannot_run("needs root or CAP_NET_RAW for live capture")
+
+
+@pytest.fixture
+def realistic_mix(tmp_path: Path) -> Callable[[int, int], Path]:
+    """Writes ``scripts/traffic_mix.py``'s realistic mix: ``packets`` with ``seed``."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from traffic_mix import write_pcap
+
+    def write(packets: int, seed: int) -> Path:
+        path = tmp_path / f"mix-{packets}-{seed}.pcap"
+        write_pcap(path, "realistic", packets, seed=seed)
+        return path
+    return write
+
+
+def stable_lines(out: str) -> list[str]:
+    """An output's lines but zeek's #open and #close (they carry the time of the run)."""
+    return [line for line in out.splitlines() if not line.startswith(("#open", "#close"))]
+
+
+class Retirement:
+    """``Output.retire`` either as it is, counting the connections (``on``), or forgetting
+    nothing (``off``): the same run both ways must print the same bytes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from rawinspect.app.output import Output
+        self.monkeypatch, self.output, self.real = monkeypatch, Output, Output.retire
+        self.retired: list[int] = []
+
+    def on(self) -> None:
+        real, retired = self.real, self.retired
+
+        def counted(output: Any, conns: list[int]) -> None:
+            retired.extend(conns)
+            real(output, conns)
+        self.monkeypatch.setattr(self.output, "retire", counted)
+
+    def off(self) -> None:
+        self.monkeypatch.setattr(self.output, "retire", lambda output, conns: None)
+
+
+@pytest.fixture
+def retirement(monkeypatch: pytest.MonkeyPatch) -> Retirement:
+    return Retirement(monkeypatch)

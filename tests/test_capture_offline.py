@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import stable_lines
 from file_source import FileSource
 from rawinspect.app import capture_cmd, cli
 from rawinspect.app.capture_loop import Limits, StopFlag, capture_loop
@@ -217,29 +218,19 @@ def test_loop_count_and_duration(capsys) -> None:
     assert stats.packets == len(source.packets)
 
 
-def test_capture_forgets_retired_connections_and_prints_the_same(capsys, tmp_path, monkeypatch) -> None:
+def test_capture_forgets_retired_connections_and_prints_the_same(capsys, realistic_mix,
+                                                                  retirement) -> None:
     """A live capture's summaries and findings forget what the tracker retires (memory
     follows the open connections): with a short MSL, thousands retired, the same bytes
     as when nothing is forgotten."""
-    import sys
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from traffic_mix import write_pcap
-    path = tmp_path / "mix.pcap"
-    write_pcap(path, "realistic", 8_000, seed=3)
-    retire = Output.retire
-    retired: list[int] = []
-
-    def counted(self: Output, conns: list[int]) -> None:
-        retired.extend(conns)
-        retire(self, conns)
+    path = realistic_mix(8_000, 3)
     for mode in (["--conns"], ["-T", "zeek"], ["--findings-only"], ["-T", "jsonl"]):
         outputs = []
-        for forget in (counted, lambda self, conns: None):
-            monkeypatch.setattr(Output, "retire", forget)
+        for switch in (retirement.on, retirement.off):
+            switch()
             code, _ = capture(path, *mode, "--msl", "0.1", "--hold", "0.1")
             assert code == 0
-            outputs.append([line for line in capsys.readouterr().out.splitlines()
-                            if not line.startswith(("#open", "#close"))])
+            outputs.append(stable_lines(capsys.readouterr().out))
         assert outputs[0] == outputs[1], " ".join(mode)
         assert len(outputs[0]) > 20
-    assert len(retired) > 500
+    assert len(retirement.retired) > 500

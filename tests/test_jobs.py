@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cannot_run
+from conftest import ROOT, cannot_run, stable_lines
 from rawinspect.app.cli import main
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -23,9 +23,7 @@ PUBLIC = ROOT.parent / "shared" / "pcaps" / "public"
 def replay(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(["replay", *args])
     out, err = capsys.readouterr()
-    # zeek's #open and #close lines carry the time of the run
-    out = "\n".join(line for line in out.splitlines() if not line.startswith(("#open", "#close")))
-    return code, out, err
+    return code, "\n".join(stable_lines(out)), err
 
 
 def same_as_one_job(capsys: pytest.CaptureFixture[str], path: Path, jobs: int) -> None:

@@ -8,6 +8,7 @@ from typing import TextIO
 
 import pytest
 
+from conftest import stable_lines
 from rawinspect import render
 from rawinspect.app import cli
 from rawinspect.app.options import UsageError
@@ -112,22 +113,16 @@ def test_only_the_per_connection_outputs_give_up_frame_order() -> None:
     assert not per_connection("--conns", "-c", "5")      # the first 5 segments: frame order
 
 
-def test_per_connection_outputs_print_what_frame_order_prints(capsys, tmp_path) -> None:
+def test_per_connection_outputs_print_what_frame_order_prints(capsys, realistic_mix) -> None:
     """Summaries and findings read each connection in its own order: on the realistic mix
     (SYNs held for seconds while other connections go on), the same bytes as in frame
     order (forced here by a count that is never reached)."""
-    import sys
-    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
-    from traffic_mix import write_pcap
-    path = tmp_path / "mix.pcap"
-    write_pcap(path, "realistic", 20_000, seed=11)
+    path = realistic_mix(20_000, 11)
     for mode in PER_CONNECTION:
         outputs = []
         for count in ([], ["-c", "1000000000"]):
             assert cli.main(["replay", *mode, *count, str(path)]) == 0
-            out = capsys.readouterr().out
-            outputs.append([line for line in out.splitlines()
-                            if not line.startswith(("#open", "#close"))])
+            outputs.append(stable_lines(capsys.readouterr().out))
         assert outputs[0] == outputs[1], " ".join(mode)
         assert len(outputs[0]) > 20
 
@@ -135,56 +130,41 @@ def test_per_connection_outputs_print_what_frame_order_prints(capsys, tmp_path) 
 RETIRING = (*PER_CONNECTION, [], ["-T", "jsonl"], ["--conns", "-j", "2"], ["-T", "zeek", "-j", "2"])
 
 
-def test_retired_connections_print_what_kept_ones_print(capsys, tmp_path, monkeypatch) -> None:
+def test_retired_connections_print_what_kept_ones_print(capsys, realistic_mix, retirement) -> None:
     """The tracker forgets a finished connection 2 × 2MSL + hold after its end; the
     summaries and findings then make its results and forget it too. With a short MSL
     (thousands retired), every output prints the same bytes as when nothing is forgotten."""
-    import sys
-    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
-    from traffic_mix import write_pcap
-    path = tmp_path / "mix.pcap"
-    write_pcap(path, "realistic", 20_000, seed=5)
-    retire = Output.retire
-    retired: list[int] = []
-
-    def counted(self: Output, conns: list[int]) -> None:
-        retired.extend(conns)
-        retire(self, conns)
+    path = realistic_mix(20_000, 5)
     for mode in RETIRING:
         outputs = []
         # -j 2: the workers retire the summaries' connections; one job forgetting nothing
         one_job = mode[:mode.index("-j")] if "-j" in mode else mode
-        for forget, argv in ((counted, mode), (lambda self, conns: None, one_job)):
-            monkeypatch.setattr(Output, "retire", forget)
+        for switch, argv in ((retirement.on, mode), (retirement.off, one_job)):
+            switch()
             assert cli.main(["replay", *argv, "--msl", "0.1", "--hold", "0.1", str(path)]) == 0
-            outputs.append([line for line in capsys.readouterr().out.splitlines()
-                            if not line.startswith(("#open", "#close"))])
+            outputs.append(stable_lines(capsys.readouterr().out))
         assert outputs[0] == outputs[1], " ".join(mode)
         assert len(outputs[0]) > 20
-    assert len(retired) > 1000
+    assert len(retirement.retired) > 1000
 
 
-def test_zeek_alone_skips_wiresharks_flags_and_prints_the_same(capsys, tmp_path, monkeypatch) -> None:
+def test_zeek_alone_skips_wiresharks_flags_and_prints_the_same(capsys, realistic_mix, monkeypatch) -> None:
     """Zeek's conn.log reads no analysis flag, so the annotator adds none there (not with
     a tap, which writes them); the same bytes as with them."""
     assert not Output(args_for("-T", "zeek"), Stats(), live=False).flags_wanted
     assert Output(args_for("-T", "zeek"), Stats(), live=False, tap=print).flags_wanted
     assert all(Output(args_for(*mode), Stats(), live=False).flags_wanted
                for mode in (["--conns"], ["-T", "jsonl"], ["--findings-only"], ["--explain", "1"]))
-    import sys
-    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
-    from traffic_mix import write_pcap
-    path = tmp_path / "mix.pcap"
-    write_pcap(path, "realistic", 10_000, seed=7)
+    path = realistic_mix(10_000, 7)
     made: list[bool] = []
+    forced = [False]
 
     def tracker(*args, wireshark: bool = True, **kwargs):
         made.append(wireshark)
-        return make_tracker(*args, wireshark=wireshark or forced, **kwargs)
+        return make_tracker(*args, wireshark=wireshark or forced[0], **kwargs)
     monkeypatch.setattr(cli, "make_tracker", tracker)
     outputs = []
-    for forced in (False, True):
+    for forced[0] in (False, True):
         assert cli.main(["replay", "-T", "zeek", str(path)]) == 0
-        outputs.append([line for line in capsys.readouterr().out.splitlines()
-                        if not line.startswith(("#open", "#close"))])
+        outputs.append(stable_lines(capsys.readouterr().out))
     assert made == [False, False] and outputs[0] == outputs[1] and len(outputs[0]) > 100
