@@ -5,6 +5,7 @@ capture order, read at the end (a connection the tracker retired is summed up th
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -187,8 +188,9 @@ class Summaries:
             if t is not None:
                 yield self._timed(self._summary(cid, t, self.changes),
                                   t.detail.steps if t.detail is not None else None)
-            else:
-                yield self._timed(*done[cid])
+            else:   # a copy timed: the kept summary would hold its timing to the end
+                s, steps = done[cid]
+                yield self._timed(copy.copy(s), steps)
 
     def _summary(self, cid: int, t: _Track, explained: bool) -> ConnSummary:
         """Connection ``cid``'s summary as fed so far, but for ``_timed``'s fields;
