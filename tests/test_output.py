@@ -162,7 +162,7 @@ def test_zeek_alone_skips_wiresharks_flags_and_prints_the_same(capsys, realistic
     def tracker(*args, wireshark: bool = True, **kwargs):
         made.append(wireshark)
         return make_tracker(*args, wireshark=wireshark or forced[0], **kwargs)
-    monkeypatch.setattr(cli, "make_tracker", tracker)
+    monkeypatch.setattr("rawinspect.app.output.make_tracker", tracker)
     outputs = []
     for forced[0] in (False, True):
         assert cli.main(["replay", "-T", "zeek", str(path)]) == 0

@@ -29,7 +29,7 @@ from .gate import Gate
 from .capture_loop import DEFAULT_LINGER, Limits, Program, StopFlag, capture_loop
 from .options import EXIT_NOPRIV, EXIT_OK, EXIT_RUNTIME, UsageError, check_annotate
 from .output import Output
-from .pipeline import Datagrams, Stats, make_tracker
+from .pipeline import Datagrams, Stats
 
 if TYPE_CHECKING:
     from ..scenarios.base import Scenario
@@ -265,10 +265,7 @@ class _Session:
             stack.callback(_close_quietly, writer)
         self.output.describe(f"capture {plan.describe()}", plan.write, args.interface,
                              plan.expression)
-        # Without calls, the views forget what the tracker forgets (memory stays bounded);
-        # the calls view reads the analysis flags (retransmissions), as most outputs do.
-        tracker = make_tracker(args.msl, args.hold, report_retired=call_trace is None,
-                               wireshark=self.output.flags_wanted or call_trace is not None)
+        tracker = self.output.tracker(call_trace is not None)
         sink = self.output.sink
         if call_trace is not None:
             from .recording import Recording

@@ -23,7 +23,7 @@ from .options import (EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, UsageError, add_output_
 from .collector import collector_paused
 from .jobs import jobs_wanted, replay_files, replay_sharded, usable
 from .output import Output, make_filter, settle_format
-from .pipeline import Datagrams, Stats, make_tracker, read_segments, run
+from .pipeline import Datagrams, Stats, read_segments, run
 from .timeline import boundary_lines, replay_with_calls
 
 
@@ -126,9 +126,7 @@ def replay_one(args: argparse.Namespace, label: str = "") -> int:
               else f"rawinspect: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     try:
-        tracker = make_tracker(args.msl, args.hold, not output.per_connection or bool(calls),
-                               report_retired=not calls,
-                               wireshark=output.flags_wanted or bool(calls))
+        tracker = output.tracker(bool(calls))
         timeline = None
         if calls:
             _one_job(args, "the capture has the programs' calls")

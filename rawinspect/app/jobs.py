@@ -39,7 +39,7 @@ from ..views.findings import Diagnoser
 from ..views.summary import ConnSummary, uid_of
 from ..views.udp_flows import UdpFlow
 from .output import Output
-from .pipeline import Datagrams, Stats, make_tracker, read_segments, run
+from .pipeline import Datagrams, Stats, read_segments, run
 
 AUTO_BYTES = 32 << 20     # --jobs auto: files at least this large run in parallel
 
@@ -118,10 +118,8 @@ def _work(args: argparse.Namespace, shard: int, jobs: int, lines: str) -> ShardR
         # The summaries retire their connections here; the findings' facts go to the
         # parent, which numbers the connections its own way before the rules run.
         summaries = output.summaries
-        run(segments, make_tracker(args.msl, args.hold, not output.per_connection,
-                                   report_retired=summaries is not None,
-                                   wireshark=output.flags_wanted), sink,
-            stats, udp, summaries.retire if summaries is not None else None)
+        run(segments, output.tracker(False), sink, stats, udp,
+            summaries.retire if summaries is not None else _keep_facts)
         output.close()
     result.connections, result.shown = stats.connections, stats.shown
     result.stats = stats if shard == 0 else None
@@ -132,6 +130,10 @@ def _work(args: argparse.Namespace, shard: int, jobs: int, lines: str) -> ShardR
         result.summaries = output.summaries.results()
         result.udp = output.summaries.udp.rows
     return result
+
+
+def _keep_facts(conns: list[int]) -> None:
+    """A worker without summaries retires nothing: its facts all go to the parent."""
 
 
 def _fork(args: argparse.Namespace, shard: int, jobs: int, tmp: str) -> int:

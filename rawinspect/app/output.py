@@ -27,7 +27,8 @@ from ..views.left_behind import saved_lines
 from ..views.findings import Diagnoser, Finding
 from ..views.summary import Summaries
 from .options import EXIT_OK, EXIT_RUNTIME, UsageError
-from .pipeline import Stats
+from .annotator import Annotator
+from .pipeline import Stats, make_tracker
 
 Keep = Callable[[Annotation], bool]
 Tap = Callable[[list[Annotation]], None]
@@ -147,8 +148,7 @@ class Output:
         self.summaries = (Summaries(2 * args.msl, detail=not zeek_only,
                                     changes=bool(args.explain))
                           if summary_mode(args) else None)
-        # Wireshark's analysis flags: read by every output but Zeek's conn.log alone (and
-        # by the calls view, which the caller knows of).
+        # Wireshark's analysis flags: read by every output but Zeek's conn.log alone.
         self.flags_wanted = not zeek_only or tap is not None
         self.findings_wanted = self.summaries is None or (
             args.format in ("table", "jsonl") and not args.explain)
@@ -165,6 +165,16 @@ class Output:
         connections. Not with a count (the first N segments), a tap, or live capture."""
         return ((self.summaries is not None or bool(self.args.findings_only))
                 and self.count is None and self.tap is None and not self.live)
+
+    def tracker(self, calls: bool) -> Annotator:
+        """The tracker this output wants; ``calls``: the programs' calls are recorded.
+
+        Frame order unless the output is per connection; the retired connections reported
+        (for ``retire``) unless a connection's calls may still come; Wireshark's flags for
+        every output that reads them, and for the calls view (it reads retransmissions).
+        """
+        return make_tracker(self.args.msl, self.args.hold, not self.per_connection or calls,
+                            report_retired=not calls, wireshark=self.flags_wanted or calls)
 
     def sink(self, anns: list[Annotation]) -> bool:
         """Show what passes the filter, up to the count; False once the count is shown."""
