@@ -89,11 +89,14 @@ def stable_lines(out: str) -> list[str]:
 
 class Retirement:
     """``Output.retire`` either as it is, counting the connections (``on``), or forgetting
-    nothing (``off``): the same run both ways must print the same bytes."""
+    nothing (``off``): the same run both ways must print the same bytes. ``on`` also
+    writes what is kept of the retired connections to disk after a few dozen (spill)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from rawinspect.app.output import Output
+        from rawinspect.views import spill
         self.monkeypatch, self.output, self.real = monkeypatch, Output, Output.retire
+        self.spill = spill
         self.retired: list[int] = []
 
     def on(self) -> None:
@@ -103,6 +106,8 @@ class Retirement:
             retired.extend(conns)
             real(output, conns)
         self.monkeypatch.setattr(self.output, "retire", counted)
+        self.monkeypatch.setattr(self.spill, "LIMIT", 40)
+        self.monkeypatch.setattr(self.spill, "BLOCK", 7)
 
     def off(self) -> None:
         self.monkeypatch.setattr(self.output, "retire", lambda output, conns: None)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import tempfile
 import time
-from typing import Iterable, Sequence, TextIO
+from typing import IO, Iterable, Sequence, TextIO
 
+from ..views.spill import SortedSpill
 from ..views.summary import ConnSummary
 from ..views.udp_flows import UdpFlow
 
@@ -54,31 +56,41 @@ def table(out: TextIO, summaries: Iterable[ConnSummary],
 
     The columns are laid out as tabulate's "simple" format does (left-aligned, at least
     two wider than the header and two spaces apart, a dashed line under the header, no
-    trailing blanks). Each row waits for the widths as one string, its cells joined by
-    NUL: a tenth of the memory of a list of cells."""
+    trailing blanks). The rows wait for the widths, their cells joined by NUL, in a
+    temporary file once they pass a megabyte, and so does the timing."""
     headers = HEADERS + (("Findings",) if findings is not None else ())
     widths = [len(h) + 2 for h in headers]
-    rows: list[str] = []
-    timing: list[str] = []
-    for s in summaries:
-        cells = [str(s.conn), f"{s.start:.6f}", f"{s.duration:.6f}", s.client.strip(),
-                 s.server.strip(), f"{s.pkts[0]}/{s.bytes[0]}", f"{s.pkts[1]}/{s.bytes[1]}",
-                 s.conn_state.strip(), s.history.strip(), s.client_final, s.server_final,
-                 s.closed_first, "-" if s.rtt is None else f"{s.rtt * 1e3:.3f}"]
-        if findings is not None:
-            cells.append(_found(findings, s.conn))
-        widths = [max(w, len(c)) for w, c in zip(widths, cells)]
-        rows.append("\0".join(cells))
-        timing.append(f"  conn {s.conn} client: {_timing(s, 'client')}\n"
-                      f"  conn {s.conn} server: {_timing(s, 'server')}\n")
-    out.write("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip() + "\n")
-    out.write("  ".join("-" * w for w in widths) + "\n")
-    for row in rows:
-        out.write("  ".join(c.ljust(w) for c, w in zip(row.split("\0"), widths)).rstrip()
-                  + "\n")
-    out.write("\nTime in each state (until the next change or the end of the capture):\n")
-    out.writelines(timing)
+    with _spooled() as rows, _spooled() as timing:
+        for s in summaries:
+            cells = [str(s.conn), f"{s.start:.6f}", f"{s.duration:.6f}", s.client.strip(),
+                     s.server.strip(), f"{s.pkts[0]}/{s.bytes[0]}",
+                     f"{s.pkts[1]}/{s.bytes[1]}", s.conn_state.strip(), s.history.strip(),
+                     s.client_final, s.server_final, s.closed_first,
+                     "-" if s.rtt is None else f"{s.rtt * 1e3:.3f}"]
+            if findings is not None:
+                cells.append(_found(findings, s.conn))
+            widths = [max(w, len(c)) for w, c in zip(widths, cells)]
+            rows.write("\0".join(cells) + "\n")
+            timing.write(f"  conn {s.conn} client: {_timing(s, 'client')}\n"
+                         f"  conn {s.conn} server: {_timing(s, 'server')}\n")
+        out.write("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip() + "\n")
+        out.write("  ".join("-" * w for w in widths) + "\n")
+        rows.seek(0)
+        for row in rows:
+            out.write("  ".join(c.ljust(w) for c, w in zip(row[:-1].split("\0"), widths))
+                      .rstrip() + "\n")
+        out.write("\nTime in each state (until the next change or the end of the capture):\n")
+        timing.seek(0)
+        out.writelines(timing)
     out.writelines(line + "\n" for line in udp_lines(udp))
+
+
+SPOOL = 1 << 20   # characters of the table's rows (or timing) kept in memory
+
+
+def _spooled() -> IO[str]:
+    """Text kept in memory up to ``SPOOL``, then in a temporary file (already unlinked)."""
+    return tempfile.SpooledTemporaryFile(SPOOL, mode="w+", encoding="utf-8", newline="\n")
 
 
 def udp_lines(udp: Sequence[UdpFlow]) -> list[str]:
@@ -149,24 +161,25 @@ def zeek(out: TextIO, summaries: Iterable[ConnSummary], udp: Sequence[UdpFlow] =
     lines = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)",
              "#unset_field\t-", "#path\tconn", f"#open\t{stamp}",
              "#fields\t" + "\t".join(ZEEK_FIELDS), "#types\t" + "\t".join(ZEEK_TYPES)]
-    rows: list[tuple[float, str]] = []
+    rows: SortedSpill[str] = SortedSpill()   # by time, then as made (a stable sort)
     for s in summaries:
         oh, op = split_endpoint(s.client)
         rh, rp = split_endpoint(s.server)
         for n, z in enumerate(s.zeek):
             timed = z.duration > 0
             ends = (rh, rp, oh, op) if z.reversed else (oh, op, rh, rp)
-            rows.append((z.ts, "\t".join((
+            rows.add((z.ts, len(rows)), "\t".join((
                 f"{z.ts:.6f}", _row_uid(s.uid, n), *ends, "tcp", "-",
                 f"{z.duration:.6f}" if timed else "-", str(z.bytes[0]) if timed else "-",
                 str(z.bytes[1]) if timed else "-", z.conn_state, "-", "-",
                 str(z.missed_bytes), z.history or "-", str(z.pkts[0]), "-", str(z.pkts[1]),
-                "-", "-"))))
-    rows += [(f.ts, "\t".join(_udp_row(f))) for f in udp]
-    rows.sort(key=lambda r: r[0])
+                "-", "-")))
+    for f in udp:
+        rows.add((f.ts, len(rows)), "\t".join(_udp_row(f)))
     out.writelines(line + "\n" for line in lines)
-    out.writelines(row + "\n" for _, row in rows)
+    out.writelines(row + "\n" for _, row in rows.items())
     out.write(f"#close\t{stamp}\n")
+    rows.close()
 
 
 HISTORY_MEANINGS = {"s": "SYN (without ACK)", "h": "SYN+ACK", "a": "pure ACK",

@@ -7,12 +7,15 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import heapq
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Iterator
 
 from ..core.annotation import Annotation
 from ..core.datagram import Datagram
 from ..core.tracker import DEFAULT_MSL
+from .spill import SortedSpill
 from .steps import Change, EndpointSteps, Step
 from .wireshark import HandshakeRtt
 from .udp_flows import UdpFlows
@@ -89,11 +92,18 @@ class _Detail:
         self.heard[a.from_client] = True
 
 
-def held_times(both: EndpointSteps, end: float, time_wait: float) -> dict[str, list[Held]]:
+# Both endpoints' steps (EndpointSteps.client, .server), as a retired connection keeps them.
+BothSteps = tuple[list[Step], list[Step]]
+# A retired connection's summary, made but not timed, and its steps (with detail).
+Done = tuple[ConnSummary, BothSteps | None]
+_first = itemgetter(0)
+
+
+def held_times(both: BothSteps, end: float, time_wait: float) -> dict[str, list[Held]]:
     """How long each endpoint held each state, the last one until ``end``; a TIME_WAIT
     that ``end`` outlasts ends after ``time_wait`` (2MSL), in CLOSED."""
     out: dict[str, list[Held]] = {}
-    for who, steps in (("client", both.client), ("server", both.server)):
+    for who, steps in (("client", both[0]), ("server", both[1])):
         last = steps[-1]
         if last.state == "TIME_WAIT" and end > last.ts + time_wait:
             steps = steps + [Step("CLOSED", last.ts + time_wait, last.frame)]
@@ -133,8 +143,9 @@ class Summaries:
         self.udp = UdpFlows()
         self.end = 0.0
         self.merged: list[ConnSummary] | None = None   # replay --jobs: the workers' results
-        # The retired connections' summaries, made but not timed, and their steps.
-        self.done: dict[int, tuple[ConnSummary, EndpointSteps | None]] = {}
+        # The retired connections' summaries, made but not timed, and their steps, by
+        # connection (on disk once there are thousands).
+        self.done: SortedSpill[Done] = SortedSpill()
 
     def feed(self, anns: list[Annotation]) -> None:
         """The next annotations of the run, in capture order."""
@@ -162,9 +173,8 @@ class Summaries:
             if t is None:
                 continue
             steps = t.detail.steps if t.detail is not None else None
-            if steps is not None:
-                steps.changes = []
-            self.done[cid] = (self._summary(cid, t, explained=False), steps)
+            both = (steps.client, steps.server) if steps is not None else None
+            self.done.add(cid, (self._summary(cid, t, explained=False), both))
             self.log.forget(cid)
 
     def steps(self, conn: int) -> EndpointSteps:
@@ -182,15 +192,17 @@ class Summaries:
         if self.merged is not None:
             yield from self.merged
             return
-        tracks, done = self.tracks, self.done
-        for cid in sorted(tracks.keys() | done.keys()):
-            t = tracks.get(cid)
-            if t is not None:
+        tracks = self.tracks
+        open_ones: Iterator[tuple[int, Done | None]] = ((cid, None) for cid in sorted(tracks))
+        for cid, done in heapq.merge(open_ones, self.done.items(), key=_first):
+            if done is None:
+                t = tracks[cid]
+                steps = t.detail.steps if t.detail is not None else None
                 yield self._timed(self._summary(cid, t, self.changes),
-                                  t.detail.steps if t.detail is not None else None)
+                                  None if steps is None else (steps.client, steps.server))
             else:   # a copy timed: the kept summary would hold its timing to the end
-                s, steps = done[cid]
-                yield self._timed(copy.copy(s), steps)
+                s, both = done
+                yield self._timed(copy.copy(s), both)
 
     def _summary(self, cid: int, t: _Track, explained: bool) -> ConnSummary:
         """Connection ``cid``'s summary as fed so far, but for ``_timed``'s fields;
@@ -207,9 +219,9 @@ class Summaries:
             z.conn_state(), z.letters, z.missed_bytes, "-", "-", closed, rtt, {},
             z.history if explained else [], changes if explained else [], self.log.rows(cid))
 
-    def _timed(self, s: ConnSummary, steps: EndpointSteps | None) -> ConnSummary:
+    def _timed(self, s: ConnSummary, steps: BothSteps | None) -> ConnSummary:
         """``s`` with each endpoint's time in each state and its final state, to the
-        capture's end (with detail: ``steps``)."""
+        capture's end (with detail: both endpoints' ``steps``)."""
         if steps is not None:
             s.timing = held_times(steps, self.end, self.time_wait)
             s.client_final = s.timing["client"][-1].state

@@ -1,0 +1,79 @@
+"""Items kept in key order, on disk once there are many: an external merge sort.
+
+What the end of a run prints of every connection (the summaries of the connections the
+tracker retired, Zeek's rows to sort by time) would otherwise grow with the capture. Up
+to ``LIMIT`` items wait in memory; then they are sorted and written, pickled in blocks, as
+one run of a temporary file (unlinked at once: nothing is left behind). ``items`` merges
+the runs and what is still in memory, reading each run a block at a time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import pickle
+import tempfile
+from operator import itemgetter
+from typing import IO, Any, Generic, Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+_key = itemgetter(0)
+LIMIT = 8192   # items kept in memory before they are written as a run
+BLOCK = 128    # items pickled together: what a run holds in memory while merged
+
+
+class SortedSpill(Generic[T]):
+    """``(key, item)`` pairs added in any order, read back in key order (keys unique)."""
+
+    def __init__(self, limit: int | None = None, block: int | None = None) -> None:
+        self.limit = limit or LIMIT
+        self.block = block or BLOCK
+        self.memory: list[tuple[Any, T]] = []
+        self.runs: list[tuple[int, int]] = []   # each run's offset and its count of blocks
+        self.file: IO[bytes] | None = None
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def add(self, key: Any, item: T) -> None:
+        """Keep ``item`` under ``key``."""
+        self.memory.append((key, item))
+        self.count += 1
+        if len(self.memory) >= self.limit:
+            self._spill()
+
+    def items(self) -> Iterable[tuple[Any, T]]:
+        """Every pair, in key order (each call reads the runs again)."""
+        self.memory.sort(key=_key)
+        if not self.runs:
+            return iter(list(self.memory))
+        runs = [self._read(offset, blocks) for offset, blocks in self.runs]
+        return heapq.merge(list(self.memory), *runs, key=_key)
+
+    def close(self) -> None:
+        """Drop the temporary file (the process's end drops it too)."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def _spill(self) -> None:
+        """Write what is in memory as one sorted run."""
+        if self.file is None:
+            self.file = tempfile.TemporaryFile(prefix="rawinspect-")
+        f, memory, block = self.file, self.memory, self.block
+        memory.sort(key=_key)
+        offset = f.seek(0, 2)
+        for start in range(0, len(memory), block):
+            pickle.dump(memory[start:start + block], f, protocol=pickle.HIGHEST_PROTOCOL)
+        self.runs.append((offset, -(-len(memory) // block)))
+        self.memory = []
+
+    def _read(self, offset: int, blocks: int) -> Iterator[tuple[Any, T]]:
+        """One run's pairs, a block at a time."""
+        f = self.file
+        assert f is not None
+        for _ in range(blocks):
+            f.seek(offset)
+            chunk: list[tuple[Any, T]] = pickle.load(f)
+            offset = f.tell()
+            yield from chunk
