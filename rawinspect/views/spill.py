@@ -50,6 +50,11 @@ class SortedSpill(Generic[T]):
         runs = [self._read(offset, blocks) for offset, blocks in self.runs]
         return heapq.merge(list(self.memory), *runs, key=_key)
 
+    def among(self, keys: Iterable[Any]) -> Iterable[tuple[Any, T | None]]:
+        """``items`` merged with ``keys`` (in order, none of them kept here), each of
+        those as ``(key, None)``."""
+        return heapq.merge(((k, None) for k in keys), self.items(), key=_key)
+
     def close(self) -> None:
         """Drop the temporary file (the process's end drops it too)."""
         if self.file is not None:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-import heapq
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Iterator
 
 from ..core.annotation import Annotation
@@ -96,7 +94,6 @@ class _Detail:
 BothSteps = tuple[list[Step], list[Step]]
 # A retired connection's summary, made but not timed, and its steps (with detail).
 Done = tuple[ConnSummary, BothSteps | None]
-_first = itemgetter(0)
 
 
 def held_times(both: BothSteps, end: float, time_wait: float) -> dict[str, list[Held]]:
@@ -193,8 +190,7 @@ class Summaries:
             yield from self.merged
             return
         tracks = self.tracks
-        open_ones: Iterator[tuple[int, Done | None]] = ((cid, None) for cid in sorted(tracks))
-        for cid, done in heapq.merge(open_ones, self.done.items(), key=_first):
+        for cid, done in self.done.among(sorted(tracks)):
             if done is None:
                 t = tracks[cid]
                 steps = t.detail.steps if t.detail is not None else None
