@@ -131,7 +131,7 @@ RETIRING = (*PER_CONNECTION, [], ["-T", "jsonl"], ["--conns", "-j", "2"], ["-T",
 
 
 def test_retired_connections_print_what_kept_ones_print(capsys, realistic_mix, retirement) -> None:
-    """The tracker forgets a finished connection 2 × 2MSL + hold after its end; the
+    """The tracker forgets a finished connection 2MSL + hold after its end; the
     summaries and findings then make its results and forget it too. With a short MSL
     (thousands retired), every output prints the same bytes as when nothing is forgotten."""
     path = realistic_mix(20_000, 5)

@@ -349,8 +349,8 @@ def test_sequence_wraparound():
 
 
 def test_finished_connections_leave_the_table():
-    """Memory follows open connections: a finished one is forgotten after 2 x 2MSL + hold idle."""
-    tracker = Tracker(msl=5.0, hold=1.0)  # retired 21 s after its last segment
+    """Memory follows open connections: a finished one is forgotten after 2MSL + hold idle."""
+    tracker = Tracker(msl=5.0, hold=1.0)  # retired 11 s after its last segment
     a = Conv(cport=40000)
     segs = a.handshake() + [a.seg("c", FIN | ACK, C1, S1), a.seg("s", FIN | ACK, S1, C1 + 1),
                             a.seg("c", ACK, C1 + 1, S1 + 1)]
@@ -367,18 +367,39 @@ def test_finished_connections_leave_the_table():
     assert "state_inferred" in anns[-1].analysis and tracker.tracked == 2
 
 
+@pytest.mark.parametrize("gap, same", [(10.5, True), (11.5, False)])
+def test_a_late_segment_meets_its_connection_until_the_kernel_forgot_it(gap, same):
+    """Retired 2MSL + hold after its last segment (11 s): by then TIME_WAIT is over, and
+    so is the MSL a stray segment lives. Before, a late ACK meets it, its TIME_WAIT
+    expired to CLOSED; after, it starts a new connection, its states assumed."""
+    tracker = Tracker(msl=5.0, hold=1.0)
+    a = Conv(cport=40000)
+    segs = a.handshake() + [a.seg("c", FIN | ACK, C1, S1), a.seg("s", FIN | ACK, S1, C1 + 1),
+                            a.seg("c", ACK, C1 + 1, S1 + 1)]
+    b = Conv(cport=40001, t0=segs[-1].ts + gap)
+    b.frame = len(segs)
+    segs += [b.seg("c", SYN, C1), a.seg("s", ACK, S1 + 1, C1 + 1, dt=gap + 0.1, frame=b.frame + 1)]
+    anns = tracker.feed_all(segs)
+    late = anns[-1]
+    assert late.seg.frame == 8 and late.conn == (1 if same else 3)
+    if same:
+        assert late.client_path[:2] == ["TIME_WAIT", "CLOSED"] and late.timer_ts
+    else:
+        assert "state_inferred" in late.analysis
+
+
 def test_a_finished_connection_stays_while_segments_still_arrive():
     tracker = Tracker(msl=5.0, hold=1.0)
     c = Conv()
     segs = c.handshake() + [c.seg("c", RST, C1)] + [
-        c.seg("c", ACK | PSH, C1, S1, length=10, dt=15.0) for _ in range(4)]
+        c.seg("c", ACK | PSH, C1, S1, length=10, dt=8.0) for _ in range(4)]
     anns = tracker.feed_all(segs)
-    assert {x.conn for x in anns} == {1}   # 60 s after the RST, but never 21 s idle
+    assert {x.conn for x in anns} == {1}   # 32 s after the RST, but never 11 s idle
     assert [(x.client_after, x.server_after) for x in anns[3:]] == [("CLOSED", "CLOSED")] * 5
 
 
 def test_table_size_follows_open_connections_not_all_connections():
-    tracker = Tracker(msl=1.0, hold=0.5)  # retired 4.5 s after the last segment
+    tracker = Tracker(msl=1.0, hold=0.5)  # retired 2.5 s after the last segment
     sizes = []
     for i in range(500):
         c = Conv(cport=20000 + i, t0=100.0 + i)

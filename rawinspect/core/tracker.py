@@ -33,9 +33,11 @@ class Tracker:
                  ordered: bool = True) -> None:
         self.time_wait = 2 * msl
         self.hold = hold
-        # Finished connections leave the table once idle this long. Longer than TIME_WAIT
-        # (a late segment still meets it) and than a hold (none of theirs is pending).
-        self.retire_after = 2 * self.time_wait + hold
+        # Finished connections leave the table once idle this long: when the kernel has
+        # forgotten them too. TIME_WAIT began at or before the last segment, so it is over
+        # (a late segment met it), and so is the MSL (half of it) that a stray segment of
+        # the connection lives at most; and so is any hold (none of theirs is pending).
+        self.retire_after = self.time_wait + hold
         self._table = ConnectionTable(self.retire_after)
         self._infer = Inference(self._table, self.time_wait)
         self._holds = Holds(hold, self._infer, ordered)
