@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from rawinspect.app.pipeline import Stats, read_segments
 from rawinspect.core.annotation import Annotation
 from rawinspect.core.call import EXIT, Call
 from rawinspect.core.segment import ACK, FIN, PSH, SYN, Segment
+from rawinspect.views import spill
 from rawinspect.views.findings import RULES, Diagnoser, Finding, diagnose
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,6 +217,34 @@ def test_connect_retried_on_the_same_local_port():
         d.retire(retired)
         assert d.results() == diagnose(three), retired
         assert sorted(d.collector.facts) == sorted({1, 2, 3} - set(retired))
+
+
+def test_retired_findings_and_origins_kept_on_disk_give_the_same_findings(monkeypatch):
+    """Sixty connections from five client ports, retired in shuffled batches, their
+    findings and origins written to disk every few: the same findings, in the same order
+    (connect-same-port's by the first connection of each four-tuple)."""
+    syn = dict(flags=SYN, state=("CLOSED", "LISTEN"), after=("SYN_SENT", "SYN_RCVD"),
+               event="SYN")
+    anns = []
+    for n in range(1, 61):
+        client = f"127.0.0.1:{40000 + (n * 7) % 5}"
+        anns.append(ann(n, float(n), True, conn=n, client=client, **syn))
+        if n % 2:   # and a retransmission timeout: a finding of the connection's own
+            anns += [ann(100 + 2 * n, n + 0.1, True, PSH | ACK, 100, conn=n, client=client),
+                     ann(101 + 2 * n, n + 0.5, True, PSH | ACK, 100, conn=n, client=client,
+                         analysis=("retransmission",))]
+    monkeypatch.setattr(spill, "LIMIT", 4)
+    monkeypatch.setattr(spill, "BLOCK", 3)
+    conns = list(range(1, 61))
+    random.Random(2).shuffle(conns)
+    d = Diagnoser()
+    d.feed(anns)
+    for start in range(0, 50, 10):
+        d.retire(conns[start:start + 10])
+    assert d.origins.runs and d.retired.runs
+    want = diagnose(anns)
+    assert d.results() == want
+    assert [f.conn for f in want if f.rule == "connect-same-port"] == [6, 7, 8, 9, 10]
 
 
 def test_zombies_are_children_never_reaped():

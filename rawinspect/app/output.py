@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..core.annotation import Annotation
 from ..core.call import Call
@@ -317,10 +317,11 @@ class Output:
             conns_formatter(self.args.format)(sys.stdout, each, udp)
         return code
 
-    def findings(self) -> list[Finding]:
-        """Every finding of the run so far (with the sockets left behind, once known)."""
+    def findings(self) -> Iterator[Finding]:
+        """Every finding of the run so far (with the sockets left behind, once known),
+        made as they are read."""
         self.diagnoser.recorded |= self.stats.calls is not None
-        return self.diagnoser.results(self.sockets)
+        return self.diagnoser.each(self.sockets)
 
     def print_findings(self) -> None:
         """The findings after everything else: a text section in table and ladder (and

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import textwrap
 from itertools import groupby
-from typing import TextIO
+from typing import Iterable, TextIO
 
 from ..views.findings import RULES, Finding, unchecked
 
@@ -28,19 +28,21 @@ def finding_lines(f: Finding, width: int = 80) -> list[str]:
     return out
 
 
-def findings_text(out: TextIO, findings: list[Finding], recorded: bool, width: int = 80,
+def findings_text(out: TextIO, findings: Iterable[Finding], recorded: bool, width: int = 80,
                   blank: bool = True) -> None:
     """The findings section: a heading per connection (and one for the processes), and
     which rules went unchecked without the calls; nothing when there is nothing to say.
     ``blank``: a blank line before it (after the segments)."""
-    if not findings:
-        return
-    if blank:
-        out.write("\n")
+    said = False
     for conn, group in groupby(findings, key=lambda f: f.conn):
+        if blank and not said:
+            out.write("\n")
+        said = True
         out.write(f"findings, conn {conn}:\n" if conn is not None else "findings, processes:\n")
         for f in group:
             out.writelines(line + "\n" for line in finding_lines(f, width))
+    if not said:
+        return
     skipped = unchecked(recorded)
     if skipped:
         out.writelines(line + "\n" for line in textwrap.wrap(
@@ -48,12 +50,12 @@ def findings_text(out: TextIO, findings: list[Finding], recorded: bool, width: i
             max(width, 40), subsequent_indent="   "))
 
 
-def findings_jsonl(out: TextIO, findings: list[Finding]) -> None:
+def findings_jsonl(out: TextIO, findings: Iterable[Finding]) -> None:
     """One ``{"kind": "finding", ...}`` object per line."""
     out.writelines(json.dumps(f.as_dict()) + "\n" for f in findings)
 
 
-def by_conn(findings: list[Finding]) -> dict[int, list[str]]:
+def by_conn(findings: Iterable[Finding]) -> dict[int, list[str]]:
     """The rule names found on each connection (for the --conns rows)."""
     out: dict[int, list[str]] = {}
     for f in findings:

@@ -13,14 +13,18 @@ when only the wire was seen, and claims only what the wire proves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import heapq
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from ..core.annotation import Annotation
 from ..core.call import CALL, EXIT, SIGNAL, Call
 from .calls import RECVS, SENDS
 from .conn_facts import ConnFacts, FactsCollector, Side
+from .spill import SortedSpill
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 SEVERITIES = (ERROR, WARNING, NOTE)
@@ -58,6 +62,11 @@ class Origin(NamedTuple):
     frame: int          # the connection's first frame
 
 
+def _by_ends(o: Origin) -> tuple[str, str, int]:
+    """The order connect-same-port reads origins in: client, server, connection."""
+    return (o.client, o.server, o.conn)
+
+
 def origin(f: ConnFacts) -> Origin | None:
     """``f``'s origin, when its client sent a SYN to another endpoint."""
     if not f.syns or f.client == f.server:
@@ -68,13 +77,14 @@ def origin(f: ConnFacts) -> Origin | None:
 @dataclass
 class Run:
     """What the run-level rules read; ``recorded`` False when only the wire was seen.
-    ``facts``: the connections not retired; ``origins``: every connection's, in order."""
+    ``facts``: the connections not retired; ``origins``: every connection's, by client,
+    server and connection."""
     recorded: bool
     facts: dict[int, ConnFacts]
     loose: list[Call] = field(default_factory=list)
     bind_options: dict[int, set[str]] = field(default_factory=dict)
     left_behind: list[dict[str, Any]] = field(default_factory=list)
-    origins: list[Origin] = field(default_factory=list)
+    origins: Iterable[Origin] = ()
 
 
 ConnCheck = Callable[[ConnFacts, Run], Iterator[Finding]]
@@ -520,12 +530,10 @@ def connect_same_port(run: Run) -> Iterator[Finding]:
     makes every retry reuse the same four-tuple, which the previous connection's
     TIME_WAIT (or a server still holding it) can refuse. Fix: let the kernel choose the
     client's port (no bind() before connect())."""
-    by_tuple: dict[tuple[str, str], list[Origin]] = {}
-    for o in run.origins:
-        by_tuple.setdefault((o.client, o.server), []).append(o)
-    for (client, server), conns in by_tuple.items():
-        if len(conns) < 2:
-            continue
+    repeated = [conns for _, group in groupby(run.origins, key=lambda o: (o.client, o.server))
+                if len(conns := list(group)) > 1]
+    for conns in sorted(repeated, key=lambda c: c[0].conn):
+        client, server = conns[0].client, conns[0].server
         numbers = ", ".join(str(o.conn) for o in conns[:6])
         yield Finding("connect-same-port", NOTE, conns[1].conn,
                       tuple(o.frame for o in conns[:4]), (),
@@ -598,8 +606,10 @@ class Diagnoser:
     def __init__(self) -> None:
         self.collector = FactsCollector()
         self.recorded = False
-        self.retired: dict[int, list[Finding]] = {}   # conn → its findings (if any)
-        self.origins: list[Origin] = []               # the retired connections'
+        # The retired connections' findings (if any) by conn, and their origins by client,
+        # server and conn: on disk once there are thousands.
+        self.retired: SortedSpill[list[Finding]] = SortedSpill()
+        self.origins: SortedSpill[Origin] = SortedSpill()
         self.retirements = 0
 
     def retire(self, conns: list[int]) -> None:
@@ -611,10 +621,10 @@ class Diagnoser:
             self.retirements += 1
             found = [x for rule in rules for x in rule.check(f, run)]
             if found:
-                self.retired[f.conn] = found
+                self.retired.add(f.conn, found)
             o = origin(f)
             if o is not None:
-                self.origins.append(o)
+                self.origins.add(_by_ends(o), o)
 
     def feed(self, anns: list[Annotation]) -> None:
         """The next annotations of the run, in capture order."""
@@ -627,24 +637,26 @@ class Diagnoser:
 
     def results(self, left_behind: list[dict[str, Any]] | None = None) -> list[Finding]:
         """Every finding: per connection in connection order, then the run's."""
+        return list(self.each(left_behind))
+
+    def each(self, left_behind: list[dict[str, Any]] | None = None) -> Iterator[Finding]:
+        """The findings of ``results``, made one connection at a time."""
         c = self.collector
         assert not (self.recorded and self.retirements), "retired connections had no calls"
         facts = dict(sorted(c.facts.items()))   # fed per connection, not in frame order
-        origins = [o for o in map(origin, facts.values()) if o is not None]
+        origins = sorted((o for o in map(origin, facts.values()) if o is not None), key=_by_ends)
         run = Run(self.recorded, facts, c.loose, c.bind_options, left_behind or [],
-                  sorted(self.origins + origins))
-        out: list[Finding] = []
+                  (o for _, o in heapq.merge(((_by_ends(o), o) for o in origins),
+                                             self.origins.items(), key=itemgetter(0))))
         rules = _checks(True, run.recorded)
-        for conn in sorted(set(facts) | set(self.retired)):
-            f = facts.get(conn)
-            if f is None:
-                out.extend(self.retired[conn])
+        for conn, found in self.retired.among(facts):
+            if found is not None:
+                yield from found
                 continue
             for rule in rules:
-                out.extend(rule.check(f, run))
+                yield from rule.check(facts[conn], run)
         for rule in _checks(False, run.recorded):
-            out.extend(rule.check(run))
-        return out
+            yield from rule.check(run)
 
 
 def diagnose(anns: list[Annotation], calls: list[Call] | None = None,
