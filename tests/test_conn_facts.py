@@ -10,6 +10,7 @@ import pytest
 from rawinspect.core.annotation import Annotation
 from rawinspect.core.segment import ACK, Segment
 from rawinspect.views.conn_facts import UNACKED, FactsCollector, Side
+from rawinspect.views.steps import StepLog
 
 
 def test_unacked_sends_match_an_ordered_record() -> None:
@@ -17,7 +18,7 @@ def test_unacked_sends_match_an_ordered_record() -> None:
     the others in a dict answer as one ordered dict of every send would."""
     rng = random.Random(7)
     for _ in range(200):
-        side = Side([("ESTABLISHED", 0.0, 1)])
+        side = Side(StepLog("ESTABLISHED", 0.0, 1))
         model: dict[int, float] = {}
         for step in range(300):
             seq, ts = rng.randrange(0, 400, 4), float(step)
@@ -39,7 +40,7 @@ def test_unacked_sends_match_an_ordered_record() -> None:
 
 
 def test_a_full_record_takes_no_more_sends() -> None:
-    side = Side([("ESTABLISHED", 0.0, 1)])
+    side = Side(StepLog("ESTABLISHED", 0.0, 1))
     for seq in range(UNACKED + 10):
         side.remember(seq, float(seq))
     assert side.first_sent(UNACKED - 1) == UNACKED - 1

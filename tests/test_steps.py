@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
+
+import pytest
+
 from rawinspect.core.annotation import Annotation
 from rawinspect.core.segment import ACK, FIN, SYN, Segment
-from rawinspect.views.steps import Change, EndpointSteps, Step
+from rawinspect.views.steps import Change, EndpointSteps, Step, StepLog
 
 T0 = 100.0
 
@@ -66,7 +70,7 @@ def test_normal_close():
     assert [(s.state, s.frame) for s in steps.server] == [
         ("LISTEN", 1), ("SYN_RCVD", 1), ("ESTABLISHED", 3), ("CLOSE_WAIT", 5),
         ("LAST_ACK", 7), ("CLOSED", 8)]
-    assert steps.of_side("server") is steps.server
+    assert steps.of_side("server") == steps.server
     # The SYN+ACK kept the server in SYN_RCVD: no change event for it.
     assert [(c.frame, c.who) for c in steps.changes] == [
         (1, "client"), (1, "server"), (2, "client"), (3, "server"), (5, "client"),
@@ -118,3 +122,19 @@ def test_a_state_changed_between_segments_opens_a_step_at_the_next_path():
     steps = EndpointSteps.of(c.anns)
     assert [(s.state, s.frame) for s in steps.client] == [("TIME_WAIT", 1), ("CLOSED", 2)]
     assert steps.changes == [Change(2, "client", ["CLOSED", "CLOSED"])]
+
+
+def test_a_step_log_reads_as_its_steps_and_survives_pickling() -> None:
+    """The compact log of an endpoint's steps: the same Steps as a list, also after a
+    pickle round trip (replay -j's workers, the retired summaries written to disk)."""
+    log = StepLog("LISTEN", 100.25, 1)
+    log.add("SYN_RCVD", 100.5, 2)
+    log.add("ESTABLISHED", 101.125, 2**40)
+    want = [Step("LISTEN", 100.25, 1), Step("SYN_RCVD", 100.5, 2),
+            Step("ESTABLISHED", 101.125, 2**40)]
+    assert log.steps() == list(log) == want and len(log) == 3 and log.last == "ESTABLISHED"
+    assert log[-1] == want[-1] and log[0] == want[0]
+    with pytest.raises(IndexError):
+        log[3]
+    again = pickle.loads(pickle.dumps(log))
+    assert again.steps() == want and type(again) is StepLog

@@ -19,6 +19,7 @@ from ..core.annotation import Annotation
 from ..core.call import CALL, ENTERED, Call
 from ..core.segment import ACK, FIN, RST, SYN
 from .calls import RECVS, SENDS
+from .steps import StepLog
 
 SIDES: Final = ("client", "server")
 FIRST: Final = 8              # first frames kept per flag
@@ -65,7 +66,7 @@ class Side:
     so that the compiled build keeps them unboxed: the sends not acknowledged yet (the
     oldest in ``sent_*``, the others in ``unacked``, for the retransmissions' cost), the
     unacknowledged small send, then the delayed ACK of it that the next data may wait for."""
-    steps: list[tuple[str, float, int]]        # (state entered, when, frame)
+    steps: StepLog                             # (state entered, when, frame)
     fin: tuple[int, float] | None = None       # its first FIN
     data_frames: int = 0
     data_bytes: int = 0
@@ -93,7 +94,7 @@ class Side:
     held_delay: float = 0.0
 
     def state_at_end(self) -> str:
-        return self.steps[-1][0]
+        return self.steps.last
 
     def remember(self, seq: int, ts: float) -> None:
         """A send that left at ``ts``, unless already remembered (or UNACKED are)."""
@@ -159,7 +160,7 @@ class ConnFacts:
     @property
     def listened(self) -> bool:
         """The server side was a listener (not one end of a simultaneous open)."""
-        return self.server_side.steps[0][0] == "LISTEN"
+        return self.server_side.steps.states[0] == "LISTEN"
 
     def side(self, who: str) -> Side:
         if who == "client":
@@ -173,11 +174,11 @@ class ConnFacts:
         return self.flags.get(name) or Flag()
 
 
-def _enter(steps: list[tuple[str, float, int]], path: list[str], ts: float, frame: int) -> None:
+def _enter(steps: StepLog, path: list[str], ts: float, frame: int) -> None:
     """The states of a path that differ from the last one entered."""
     for state in path:
-        if state != steps[-1][0]:
-            steps.append((state, ts, frame))
+        if state != steps.last:
+            steps.add(state, ts, frame)
 
 
 class FactsCollector:
@@ -231,8 +232,8 @@ class FactsCollector:
     def _new(self, a: Annotation) -> ConnFacts:
         ts, frame, conn, numbered = a.seg.ts, a.seg.frame, a.conn, self._numbered
         f = self.facts[conn] = ConnFacts(conn, a.client, a.server, ts,
-                                         Side([(a.client_before, ts, frame)]),
-                                         Side([(a.server_before, ts, frame)]))
+                                         Side(StepLog(a.client_before, ts, frame)),
+                                         Side(StepLog(a.server_before, ts, frame)))
         if 0 <= conn <= len(numbered) + 1024:    # not for numbers far apart
             numbered.extend([None] * (conn + 1 - len(numbered)))
             numbered[conn] = f

@@ -14,7 +14,7 @@ from ..core.annotation import Annotation
 from ..core.datagram import Datagram
 from ..core.tracker import DEFAULT_MSL
 from .spill import SortedSpill
-from .steps import Change, EndpointSteps, Step
+from .steps import Change, EndpointSteps, Step, StepLog
 from .wireshark import HandshakeRtt
 from .udp_flows import UdpFlows
 from .zeek import ConnLog, ZeekConn, ZeekRow
@@ -90,8 +90,8 @@ class _Detail:
         self.heard[a.from_client] = True
 
 
-# Both endpoints' steps (EndpointSteps.client, .server), as a retired connection keeps them.
-BothSteps = tuple[list[Step], list[Step]]
+# Both endpoints' steps (EndpointSteps.client_log, .server_log).
+BothSteps = tuple[StepLog, StepLog]
 # A retired connection's summary, made but not timed, and its steps (with detail).
 Done = tuple[ConnSummary, BothSteps | None]
 
@@ -100,7 +100,8 @@ def held_times(both: BothSteps, end: float, time_wait: float) -> dict[str, list[
     """How long each endpoint held each state, the last one until ``end``; a TIME_WAIT
     that ``end`` outlasts ends after ``time_wait`` (2MSL), in CLOSED."""
     out: dict[str, list[Held]] = {}
-    for who, steps in (("client", both[0]), ("server", both[1])):
+    for who, log in (("client", both[0]), ("server", both[1])):
+        steps = log.steps()
         last = steps[-1]
         if last.state == "TIME_WAIT" and end > last.ts + time_wait:
             steps = steps + [Step("CLOSED", last.ts + time_wait, last.frame)]
@@ -170,7 +171,7 @@ class Summaries:
             if t is None:
                 continue
             steps = t.detail.steps if t.detail is not None else None
-            both = (steps.client, steps.server) if steps is not None else None
+            both = (steps.client_log, steps.server_log) if steps is not None else None
             self.done.add(cid, (self._summary(cid, t, explained=False), both))
             self.log.forget(cid)
 
@@ -195,7 +196,7 @@ class Summaries:
                 t = tracks[cid]
                 steps = t.detail.steps if t.detail is not None else None
                 yield self._timed(self._summary(cid, t, self.changes),
-                                  None if steps is None else (steps.client, steps.server))
+                                  None if steps is None else (steps.client_log, steps.server_log))
             else:   # a copy timed: the kept summary would hold its timing to the end
                 s, both = done
                 yield self._timed(copy.copy(s), both)
