@@ -10,6 +10,7 @@ from .connection import Connection, Endpoint
 from .segment import ACK, SYN, Segment, reverse_flow
 
 INF: Final = float("inf")
+NAMES: Final = 4096   # addresses and server endpoints shared, at most (then forgotten)
 
 
 class ConnectionTable:
@@ -26,6 +27,7 @@ class ConnectionTable:
         self.by_key: dict[bytes, tuple[Connection, bool]] = {}
         self._retire: deque[tuple[float, Connection]] = deque()
         self.retire_due = INF      # when the oldest retirement is due
+        self._names: dict[str, str] = {}   # one string for each address and server seen
 
     @property
     def tracked(self) -> int:
@@ -60,6 +62,7 @@ class ConnectionTable:
         else:
             ca, cp, sa, sp = seg.dst, seg.dport, seg.src, seg.sport
             ckey, skey = reverse_flow(seg.flow), seg.flow
+        ca, sa = self._shared(ca), self._shared(sa)
         if flags & SYN and not flags & ACK:
             c, s = Endpoint(ca, cp, T.CLOSED, False), Endpoint(sa, sp, T.LISTEN, False)
         elif flags & SYN:  # SYN+ACK first: the client's SYN was not captured
@@ -68,9 +71,21 @@ class ConnectionTable:
             c, s = Endpoint(ca, cp, T.ESTABLISHED, True), Endpoint(sa, sp, T.ESTABLISHED, True)
         self.connections += 1
         conn = Connection(self.connections, c, s, ckey, skey)
+        conn.server = self._shared(conn.server)
         self.by_key[ckey] = (conn, True)
         self.by_key[skey] = (conn, False)
         return conn, seg.flow == ckey
+
+    def _shared(self, name: str) -> str:
+        """The string kept for ``name`` (an address, a server's endpoint): thousands of
+        connections with the same server keep one. At most NAMES, then forgotten."""
+        names = self._names
+        kept = names.get(name)
+        if kept is None:
+            if len(names) >= NAMES:
+                names.clear()
+            names[name] = kept = name
+        return kept
 
     def _self_connection(self, seg: Segment) -> tuple[Connection, bool]:
         """A socket connected to itself: one endpoint is both client and server, and

@@ -30,6 +30,12 @@ RIGHT_AFTER: Final = 0.005    # data this soon after the ACK was waiting for it
 UNACKED: Final = 256          # unacknowledged sends remembered per direction (retransmission cost)
 
 
+# Shared by the sides and connections that have none yet (most, in a replay without the
+# programs' calls): each gets its own at its first. Never written to.
+NO_CALLS: list[Call] = []
+NO_SENDS: dict[int, float] = {}
+
+
 @dataclass
 class Flag:
     """An analysis flag of one connection: how many, the first frames, first and last time."""
@@ -77,12 +83,12 @@ class Side:
     rto_cost: float = 0.0
     rto_frames: tuple[int, ...] = ()
     options: frozenset[str] = frozenset()              # setsockopt options of its socket
-    calls: list[Call] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=lambda: NO_CALLS)
     io: int = 0                                         # reads and writes kept
     sent: bool = False           # an unacknowledged send: its rel seq, when it first left
     sent_seq: int = 0
     sent_ts: float = 0.0
-    unacked: dict[int, float] = field(default_factory=dict)  # the later ones: rel seq → ts
+    unacked: dict[int, float] = field(default_factory=lambda: NO_SENDS)  # later ones: seq → ts
     small: bool = False          # a small send not acknowledged yet: its frame, time, seq end
     small_frame: int = 0
     small_ts: float = 0.0
@@ -101,6 +107,8 @@ class Side:
         if not self.sent:
             self.sent, self.sent_seq, self.sent_ts = True, seq, ts
         elif seq != self.sent_seq and len(self.unacked) + 1 < UNACKED:
+            if self.unacked is NO_SENDS:
+                self.unacked = {}
             self.unacked.setdefault(seq, ts)
 
     def first_sent(self, seq: int) -> float | None:
@@ -114,6 +122,8 @@ class Side:
         if self.sent and seq == self.sent_seq:
             self.sent_ts = ts
         else:
+            if self.unacked is NO_SENDS:
+                self.unacked = {}
             self.unacked[seq] = ts
 
     def acked(self, ack: int) -> None:
@@ -130,7 +140,10 @@ class Side:
                 return
         self.sent = False
         if grown:
-            self.unacked = {}   # an emptied dict keeps the table it grew to
+            self.unacked = NO_SENDS   # an emptied dict keeps the table it grew to
+
+
+NO_FLAGS: dict[str, Flag] = {}
 
 
 @dataclass
@@ -144,7 +157,7 @@ class ConnFacts:
     server_side: Side
     last_ts: float = 0.0
     rsts: tuple[tuple[int, float, str, str], ...] = ()  # frame, ts, side, event
-    flags: dict[str, Flag] = field(default_factory=dict)
+    flags: dict[str, Flag] = field(default_factory=lambda: NO_FLAGS)
     syns: int = 0                      # SYNs the client sent, first one included
     syn_frames: tuple[int, ...] = ()   # the SYNs sent again
     client_acked: bool = False         # the client sent an ACK (not an RST) after the SYN+ACK
@@ -212,6 +225,8 @@ class FactsCollector:
                     retrans = retrans or name == "retransmission"
                     flag = f.flags.get(name)
                     if flag is None:
+                        if f.flags is NO_FLAGS:
+                            f.flags = {}
                         flag = f.flags[name] = Flag()
                     flag.add(seg.frame, seg.ts)
             if a.from_client:
@@ -364,4 +379,6 @@ class FactsCollector:
                 if side.io >= KEPT_IO:
                     continue
                 side.io += 1
+            if side.calls is NO_CALLS:
+                side.calls = []
             side.calls.append(c)

@@ -69,12 +69,12 @@ class _Track:
 class _Detail:
     """A connection's endpoint steps, handshake RTT and closing order."""
 
-    __slots__ = ("steps", "handshake", "heard", "fin_first", "closing")
+    __slots__ = ("steps", "handshake", "heard_client", "heard_server", "fin_first", "closing")
 
     def __init__(self, a: Annotation, changes: bool) -> None:
         self.steps = EndpointSteps(a, changes)
         self.handshake = HandshakeRtt()
-        self.heard = [False, False]   # the server, the client has sent a segment
+        self.heard_client = self.heard_server = False   # has sent a segment
         self.fin_first = "-"
         self.closing = 0              # bits: the client (1), the server (2) went CLOSING
 
@@ -86,8 +86,12 @@ class _Detail:
             if "CLOSING" in change.path:
                 self.closing |= 1 if change.who == "client" else 2
         if not self.handshake.rtt:
-            self.handshake.feed(a.seg.flags, a.seg.ts, self.heard[not a.from_client])
-        self.heard[a.from_client] = True
+            peer_heard = self.heard_server if a.from_client else self.heard_client
+            self.handshake.feed(a.seg.flags, a.seg.ts, peer_heard)
+        if a.from_client:
+            self.heard_client = True
+        else:
+            self.heard_server = True
 
 
 # Both endpoints' steps (EndpointSteps.client_log, .server_log).

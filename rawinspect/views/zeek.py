@@ -38,6 +38,11 @@ TCP_INACTIVITY_TIMEOUT = 300.0
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
 
 
+# Shared by the endpoints that have none yet (most): each gets its own at its first.
+NO_COUNTERS: dict[str, list[int]] = {}
+NO_BLOCKS: list[tuple[int, int]] = []
+
+
 class ZeekEndpoint:
     """One side, as Zeek's TCP_Endpoint keeps it (the parts conn.log needs)."""
 
@@ -51,16 +56,18 @@ class ZeekEndpoint:
         self.start = self.last = self.ack = 0
         self.fin_cnt = 0
         self.last_syn = self.last_fin = self.last_rst = 0
-        self.counters: dict[str, list[int]] = {}   # letter → [count, threshold]
+        self.counters = NO_COUNTERS   # letter → [count, threshold], once one is counted
         self.pkts = 0
         self.did_close = False
         self.seen_upto = 0      # contiguous payload captured up to (absolute seq)
-        self.blocks: list[tuple[int, int]] = []   # payload captured beyond a hole
+        self.blocks = NO_BLOCKS       # payload captured beyond a hole, once there is one
         self.fin_at = 0         # the sequence number of the last FIN's octet
 
     def captured(self, seq: int, end: int) -> None:
         """Payload [seq, end) was captured: extend the contiguous part, or keep the block."""
         if _delta(seq, self.seen_upto) > 0:
+            if self.blocks is NO_BLOCKS:
+                self.blocks = []
             if len(self.blocks) < 64:
                 self.blocks.append((seq, end))
             return
@@ -85,7 +92,8 @@ class ZeekEndpoint:
             hi = b1 if _delta(ack, b1) > 0 else ack
             if _delta(hi, lo) > 0:
                 missing -= _delta(hi, lo)
-        self.blocks = [b for b in self.blocks if _delta(b[1], ack) > 0]
+        if self.blocks:
+            self.blocks = [b for b in self.blocks if _delta(b[1], ack) > 0]
         self.seen_upto = ack
         return missing
 
@@ -153,6 +161,8 @@ class ZeekConn:
         return False
 
     def _scaled(self, ep: ZeekEndpoint, code: str, frame: int) -> None:
+        if ep.counters is NO_COUNTERS:
+            ep.counters = {}
         count = ep.counters.setdefault(code, [0, 1])
         count[0] += 1
         if count[0] == count[1]:
