@@ -18,10 +18,11 @@ class Endpoint:
         self.port = port
         self.state = state
         self.inferred = inferred       # state assumed, not seen (capture began mid-way)
-        self.base: int | None = None   # sequence number that relative numbers count from
+        # Sequence numbers are 32 bits: -1 says "none yet" and keeps them unboxed, compiled.
+        self.base = -1                 # sequence number that relative numbers count from
         self.nxt = -1                  # highest sequence number sent + 1 (-1: nothing yet)
-        self.syn_seq: int | None = None
-        self.fin_end: int | None = None  # sequence number just after our FIN
+        self.syn_seq = -1              # our SYN's sequence number
+        self.fin_end = -1              # sequence number just after our FIN
         self.fin_acked = False
         self.last_ack = 0                 # last acknowledgement sent (= our RCV.NXT)
         self.win = -1                     # last window advertised, scaled (-1: none yet)
@@ -108,5 +109,5 @@ def _plain_between(sender: Endpoint, receiver: Endpoint) -> bool:
     return not (sender.state in (T.TIME_WAIT, T.CLOSED, T.LISTEN)
                 or receiver.state in (T.TIME_WAIT, T.CLOSED, T.LISTEN, T.SYN_RCVD)
                 or sender.inferred or receiver.inferred
-                or (receiver.fin_end is not None and not receiver.fin_acked)
-                or sender.nxt < 0 or receiver.base is None or sender.base is None)
+                or (receiver.fin_end >= 0 and not receiver.fin_acked)
+                or sender.nxt < 0 or receiver.base < 0 or sender.base < 0)

@@ -62,7 +62,7 @@ class Holds:
         if peer.state == T.SYN_RCVD:
             return _completes(me, peer, seg)
         if flags & FIN:
-            return me.fin_end is None and peer.fin_end is None and peer.state not in (
+            return me.fin_end < 0 and peer.fin_end < 0 and peer.state not in (
                 T.CLOSED, T.LISTEN, T.SYN_SENT)
         return False
 
@@ -188,7 +188,7 @@ def _completes(me: Endpoint, peer: Endpoint, seg: Segment) -> bool:
     """``seg`` acknowledges the SYN of a listener's request (``peer`` in SYN_RCVD) and may
     complete its handshake, unless the accept queue is full: the answer tells."""
     syn = peer.syn_seq
-    return (bool(seg.flags & ACK) and syn is not None and me.state != T.SYN_RCVD
+    return (bool(seg.flags & ACK) and syn >= 0 and me.state != T.SYN_RCVD
             and not seq_lt(seg.ack, (syn + 1) & MASK))
 
 

@@ -86,9 +86,9 @@ def annotation(conn: Connection, seg: Segment, from_client: bool, *, s_before: s
                ) -> Annotation:
     """The Annotation of ``seg``, given sender and receiver, in client/server terms."""
     s, r = (conn.c, conn.s) if from_client else (conn.s, conn.c)
-    sbase: int = s.base if s.base is not None else seg.seq
+    sbase: int = s.base if s.base >= 0 else seg.seq
     if seg.flags & ACK:  # _note_ack has scaled it
-        rel_ack = (seg.ack - r.base) & MASK if r.base is not None else 0
+        rel_ack = (seg.ack - r.base) & MASK if r.base >= 0 else 0
         win = s.win
     else:
         rel_ack = 0
@@ -195,11 +195,11 @@ class Inference:
     @staticmethod
     def _bases(s: Endpoint, r: Endpoint, seg: Segment) -> None:
         """The sequence numbers that relative numbers count from, once known."""
-        if seg.flags & SYN and s.syn_seq is None:
+        if seg.flags & SYN and s.syn_seq < 0:
             s.base = seg.seq
-        elif s.base is None:
+        elif s.base < 0:
             s.base = (seg.seq - 1) & MASK
-        if seg.flags & ACK and r.base is None:
+        if seg.flags & ACK and r.base < 0:
             r.base = (seg.ack - 1) & MASK
 
     def _rst(self, w: _Work, seg: Segment) -> str:
@@ -229,9 +229,9 @@ class Inference:
             s.syn_seq = seg.seq
             _note_wscale(conn, seg, s)
             self._step(w, True, T.SEND_SYNACK)
-        if r.syn_seq is None and r.state == T.SYN_SENT:
+        if r.syn_seq < 0 and r.state == T.SYN_SENT:
             r.syn_seq = (seg.ack - 1) & MASK  # the SYN we did not capture
-        if r.syn_seq is not None and seg.ack == (r.syn_seq + 1) & MASK:
+        if r.syn_seq >= 0 and seg.ack == (r.syn_seq + 1) & MASK:
             if r.state == T.SYN_SENT or r.state == T.SYN_RCVD:
                 self._step(w, False, T.RECV_SYNACK)
         else:
@@ -268,7 +268,7 @@ class Inference:
         s, r, flags = w.s, w.r, seg.flags
         new_fin = False
         if flags & FIN:
-            if s.fin_end is not None:
+            if s.fin_end >= 0:
                 w.notes.append("FIN retransmitted")
             else:
                 s.fin_end = (seg.seq + seg.seg_len) & MASK
@@ -298,9 +298,9 @@ class Inference:
     def _recv_ack(self, w: _Work, ack: int) -> bool:
         """The receiver processes the acknowledgement; True when it newly covers its FIN."""
         r = w.r
-        if r.state == T.SYN_RCVD and r.syn_seq is not None and not seq_lt(ack, (r.syn_seq + 1) & MASK):
+        if r.state == T.SYN_RCVD and r.syn_seq >= 0 and not seq_lt(ack, (r.syn_seq + 1) & MASK):
             self._step(w, False, T.RECV_ACK_OF_SYN)
-        if r.fin_end is not None and not r.fin_acked and not seq_lt(ack, r.fin_end):
+        if r.fin_end >= 0 and not r.fin_acked and not seq_lt(ack, r.fin_end):
             r.fin_acked = True
             return True
         return False
@@ -379,7 +379,7 @@ def _rst_kind(seg: Segment, s: Endpoint, r: Endpoint) -> str:
     if st == T.CLOSED or st == T.LISTEN:
         return T.SEND_RST_REFUSED if st == T.CLOSED and r.state == T.SYN_SENT \
             else T.SEND_RST_NO_SOCKET
-    if st == T.TIME_WAIT or (s.fin_end is not None and not seg.flags & ACK):
+    if st == T.TIME_WAIT or (s.fin_end >= 0 and not seg.flags & ACK):
         return T.SEND_RST_AFTER_CLOSE
     return T.SEND_RST_ABORT
 
@@ -387,7 +387,7 @@ def _rst_kind(seg: Segment, s: Endpoint, r: Endpoint) -> str:
 def _rst_acceptable(seg: Segment, s: Endpoint, r: Endpoint) -> bool:
     """RFC 793/5961: an RST counts only inside the receiver's window."""
     if r.state == T.SYN_SENT:
-        return bool(seg.flags & ACK) and r.syn_seq is not None and seg.ack == (r.syn_seq + 1) & MASK
+        return bool(seg.flags & ACK) and r.syn_seq >= 0 and seg.ack == (r.syn_seq + 1) & MASK
     if r.win < 0:
         return True
     offset = (seg.seq - r.last_ack) & MASK

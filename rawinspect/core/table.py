@@ -131,6 +131,6 @@ class ConnectionTable:
 
 def _port_reused(conn: Connection, seg: Segment) -> bool:
     """A client SYN with a new initial sequence number starts a new connection."""
-    if conn.c.syn_seq is None:
+    if conn.c.syn_seq < 0:
         return conn.finished() and conn.processed
     return seg.seq != conn.c.syn_seq
