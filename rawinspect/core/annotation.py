@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from .segment import Segment
 
+# The analysis of every annotation without a flag (most): shared, so never appended to; an
+# annotation that gets a flag gets a list of its own.
+NO_FLAGS: list[str] = []
+
 
 class Annotation:
     """One segment with both endpoints' states before and after it, and why.

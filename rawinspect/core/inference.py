@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from . import transitions as T
-from .annotation import Annotation
+from .annotation import NO_FLAGS, Annotation
 from .connection import Connection, Endpoint
 from .segment import ACK, FIN, RST, SYN, Segment
 from .seqspace import MASK, seq_lt
@@ -137,7 +137,7 @@ class Inference:
         sst, rst = s.state, (conn.s if from_client else conn.c).state
         return annotation(conn, seg, from_client, s_before=sst, r_before=rst, s_path=None,
                           r_path=None, event=event,
-                          analysis=[*seg.issues] if seg.issues else [], note=note)
+                          analysis=[*seg.issues] if seg.issues else NO_FLAGS, note=note)
 
     def process(self, conn: Connection, seg: Segment, from_client: bool, how: str
                 ) -> Annotation:
@@ -170,7 +170,7 @@ class Inference:
         s.spoke = True
         self._finish(conn, w, seg)
         return annotation(conn, seg, from_client, s_before=sb, r_before=rb, s_path=w.s_path,
-                          r_path=w.r_path, event=event, analysis=w.analysis,
+                          r_path=w.r_path, event=event, analysis=w.analysis or NO_FLAGS,
                           note="; ".join(w.notes), timer_ts=w.timer_ts)
 
     def _finish(self, conn: Connection, w: _Work, seg: Segment) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..core.annotation import Annotation
+from ..core.annotation import NO_FLAGS, Annotation
 from ..core.segment import ACK, FIN, RST, SYN, Segment, reverse_flow
 from ..core.seqspace import MASK, seq_lt
 
@@ -115,7 +115,7 @@ class SeqAnalyzer:
         seg = a.seg
         key = min(seg.flow, reverse_flow(seg.flow))
         if key in self._conn_of_tuple and seg.flags & (SYN | ACK) == SYN:
-            a.analysis.append("reused_ports")
+            a.analysis = [*a.analysis, "reused_ports"]
         self._conn_of_tuple[key] = a.conn
         return ConnAnalysis(key, a.conn)
 
@@ -141,6 +141,8 @@ class SeqAnalyzer:
         if fwd.wscale >= 0 and not flags & SYN:
             window <<= fwd.wscale
         out = a.analysis
+        if out is NO_FLAGS:     # shared: a list of its own, kept if a flag comes
+            out = []
         seen = fwd.seen
         nxt = fwd.nextseq
         if not seen:
@@ -198,6 +200,8 @@ class SeqAnalyzer:
         if (not done and (seglen > 0 or flags & (SYN | FIN)) and nxt
                 and 0 < ((nxt - seq) & MASK) < 0x80000000 and not marks & KEEP_ALIVE):
             self._retransmission_kind(a, fwd, rev, hs.rtt, seq, seglen, out)
+        if out:
+            a.analysis = out
         end = (seq + seglen + (1 if flags & (SYN | FIN) else 0)) & MASK
         if not marks & ZWP:
             if not nxt or 0 < ((end - nxt) & MASK) < 0x80000000:
