@@ -71,7 +71,10 @@ class Tracker:
             if ann is not None:
                 if not holds.pending:
                     return [ann]
-                holds.pending.append(ann)  # ready, but behind a held segment
+                # Ready, but behind a held segment: it waits with its connection's copy of
+                # the flow key, not bytes of its own.
+                seg.flow = hit[0].keys[0] if hit[1] else hit[0].keys[1]
+                holds.pending.append(ann)
                 return holds.drain()
         conn, from_client = self._table.lookup(seg)
         if conn.hold is None and not holds.pending and not holds.starts_hold(conn, seg, from_client):
