@@ -1,10 +1,10 @@
 """Items kept in key order, on disk once there are many: an external merge sort.
 
-What the end of a run prints of every connection (the summaries of the connections the
-tracker retired, Zeek's rows to sort by time) would otherwise grow with the capture. Up
-to ``LIMIT`` items wait in memory; then they are sorted and written, pickled in blocks, as
-one run of a temporary file (unlinked at once: nothing is left behind). ``items`` merges
-the runs and what is still in memory, reading each run a block at a time.
+What the end of a run prints of every connection (the summaries and findings of the
+connections the tracker retired, Zeek's rows to sort by time) would otherwise grow with the
+capture. Up to ``LIMIT`` items wait in memory; then they are sorted and written, pickled
+in blocks, as one run of a temporary file (unlinked at once: nothing is left behind).
+``items`` merges the runs and what is still in memory, reading each run a block at a time.
 """
 
 from __future__ import annotations
