@@ -5,11 +5,12 @@ Each worker reads and decodes the whole file, keeps the segments whose 4-tuple (
 direction) hashes to its shard, so that a connection and every later connection on the
 same ports stay in one worker, and runs the ordinary pipeline on them: tracker, Wireshark's
 analysis, the output's sink. A worker writes its per-segment lines to a file of its own
-and hands back, pickled, what the end of the run needs: its connections' first frames,
-the findings' facts and the connection summaries. The parent numbers the connections in
-the order of their first frames (as one tracker would), merges the lines by frame number
-with those numbers, and prints the findings, summaries and closing line from the merged
-facts. UDP datagrams all go to the first worker.
+and hands back, pickled, what the end of the run needs: its connections' first frames
+and the findings' facts; its connection summaries go to a file of their own, in blocks.
+The parent numbers the connections in the order of their first frames (as one tracker
+would), merges the lines by frame number with those numbers, and prints the findings,
+the summaries (merged as they are read) and the closing line. UDP datagrams all go to the
+first worker.
 
 Only the outputs that merge this way run in parallel: jsonl, ``--conns``, zeek and
 ``--findings-only``, without display filters, ``-c``, ``--explain``, ``-w`` or saved
@@ -31,7 +32,7 @@ import tempfile
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Final, Iterable, Iterator
 
 from ..core.datagram import Datagram
 from ..core.segment import Segment, reverse_flow
@@ -42,6 +43,7 @@ from .output import Output
 from .pipeline import Datagrams, Stats, read_segments, run
 
 AUTO_BYTES = 32 << 20     # --jobs auto: files at least this large run in parallel
+SUMMARY_BLOCK: Final = 256   # summaries a worker pickles together (the parent holds one each)
 
 
 def usable(args: argparse.Namespace) -> str:
@@ -77,7 +79,6 @@ class ShardResult:
     end: float = 0.0                  # the last packet's time (of the whole file)
     stats: Stats | None = None        # the file's counts (the first worker's)
     facts: dict[int, Any] = field(default_factory=dict)
-    summaries: list[ConnSummary] = field(default_factory=list)
     udp: list[UdpFlow] = field(default_factory=list)
     error: str = ""
 
@@ -94,11 +95,12 @@ def _shard(segments: Iterator[Segment], shard: int, jobs: int,
             yield seg
 
 
-def _work(args: argparse.Namespace, shard: int, jobs: int, lines: str) -> ShardResult:
-    """One worker's run, its per-segment lines written to ``lines``."""
+def _work(args: argparse.Namespace, shard: int, jobs: int, tmp: str) -> ShardResult:
+    """One worker's run: its per-segment lines written to shard.lines in ``tmp``, its
+    connection summaries to shard.summaries."""
     result = ShardResult()
     stats = Stats()
-    with open(lines, "w", buffering=1 << 20) as out:
+    with open(os.path.join(tmp, f"{shard}.lines"), "w", buffering=1 << 20) as out:
         sys.stdout = out
         output = Output(args, stats, live=False)
         first = result.first
@@ -127,9 +129,37 @@ def _work(args: argparse.Namespace, shard: int, jobs: int, lines: str) -> ShardR
         result.facts = output.diagnoser.collector.facts
     if output.summaries is not None:
         output.summaries.end = result.end
-        result.summaries = output.summaries.results()
+        with open(os.path.join(tmp, f"{shard}.summaries"), "wb") as f:
+            _dump_blocks(output.summaries.each(), f)
         result.udp = output.summaries.udp.rows
     return result
+
+
+def _dump_blocks(summaries: Iterable[ConnSummary], f: BinaryIO) -> None:
+    """The summaries, pickled SUMMARY_BLOCK at a time."""
+    block: list[ConnSummary] = []
+    for s in summaries:
+        block.append(s)
+        if len(block) == SUMMARY_BLOCK:
+            pickle.dump(block, f, protocol=pickle.HIGHEST_PROTOCOL)
+            block = []
+    if block:
+        pickle.dump(block, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _read_blocks(f: BinaryIO, number: dict[int, int]) -> Iterator[ConnSummary]:
+    """A worker's summaries read back a block at a time, numbered as the run numbers its
+    connections; the file is closed once read."""
+    with f:
+        while True:
+            try:
+                block: list[ConnSummary] = pickle.load(f)
+            except EOFError:
+                return
+            for s in block:
+                s.conn = number[s.conn]
+                s.uid = uid_of(s.start, s.client, s.server, s.conn)
+                yield s
 
 
 def _keep_facts(conns: list[int]) -> None:
@@ -145,7 +175,7 @@ def _fork(args: argparse.Namespace, shard: int, jobs: int, tmp: str) -> int:
     code = 1
     try:  # the child never returns into the parent's code, whatever happens (Ctrl-C)
         try:
-            result = _work(args, shard, jobs, os.path.join(tmp, f"{shard}.lines"))
+            result = _work(args, shard, jobs, tmp)
             code = 0
         except Exception as e:  # the parent then runs one job, which says what is wrong
             result = ShardResult(error=f"{type(e).__name__}: {e}")
@@ -172,7 +202,11 @@ def replay_sharded(args: argparse.Namespace, jobs: int, output: Output) -> bool:
             return False
         numbers = _numbers(results)
         _merge_lines([os.path.join(tmp, f"{k}.lines") for k in range(jobs)], numbers)
-    _set_up(output, results, numbers)
+        # Opened now, read at the end of the run (an open file outlives the directory).
+        summaries: list[BinaryIO] = (
+            [open(os.path.join(tmp, f"{k}.summaries"), "rb") for k in range(jobs)]
+            if output.summaries is not None else [])
+    _set_up(output, results, numbers, summaries)
     return True
 
 
@@ -230,8 +264,10 @@ def _merge_lines(paths: list[str], numbers: list[dict[int, int]]) -> None:
             f.close()
 
 
-def _set_up(output: Output, results: list[ShardResult], numbers: list[dict[int, int]]) -> None:
-    """The run's counts, findings' facts and summaries, from the workers'."""
+def _set_up(output: Output, results: list[ShardResult], numbers: list[dict[int, int]],
+            summaries: list[BinaryIO]) -> None:
+    """The run's counts, findings' facts and summaries (from the workers' ``summaries``
+    files, merged as they are read), from the workers'."""
     stats = output.stats
     first = results[0].stats
     assert first is not None
@@ -245,14 +281,10 @@ def _set_up(output: Output, results: list[ShardResult], numbers: list[dict[int, 
             f.conn = number[conn]
             facts[f.conn] = f
     if output.summaries is not None:
-        merged = []
-        for r, number in zip(results, numbers):
-            for s in r.summaries:
-                s.conn = number[s.conn]
-                s.uid = uid_of(s.start, s.client, s.server, s.conn)
-                merged.append(s)
-        merged.sort(key=lambda s: s.conn)
-        output.summaries.merged = merged
+        # Each worker's in its connections' order, which the run's numbers keep.
+        output.summaries.merged = heapq.merge(
+            *(_read_blocks(f, number) for f, number in zip(summaries, numbers)),
+            key=lambda s: s.conn)
         output.summaries.udp.rows = results[0].udp
 
 

@@ -8,7 +8,7 @@ import base64
 import copy
 import hashlib
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from ..core.annotation import Annotation
 from ..core.datagram import Datagram
@@ -144,7 +144,8 @@ class Summaries:
         self.tracks: dict[int, _Track] = {}
         self.udp = UdpFlows()
         self.end = 0.0
-        self.merged: list[ConnSummary] | None = None   # replay --jobs: the workers' results
+        # replay --jobs: the workers' summaries, merged as they are read (once).
+        self.merged: Iterable[ConnSummary] | None = None
         # The retired connections' summaries, made but not timed, and their steps, by
         # connection (on disk once there are thousands).
         self.done: SortedSpill[Done] = SortedSpill()
