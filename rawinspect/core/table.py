@@ -41,9 +41,6 @@ class ConnectionTable:
         if hit is not None:
             conn, from_client = hit
             if not (flags & SYN and not flags & ACK) or conn.hold is not None:
-                # The connection's own copy of the flow: a segment held or kept for
-                # output keeps no bytes of its own.
-                seg.flow = conn.keys[0] if from_client else conn.keys[1]
                 return hit
             if from_client and not _port_reused(conn, seg):
                 return hit

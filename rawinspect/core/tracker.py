@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Final, Iterable, Protocol
 
 from .annotation import Annotation
-from .connection import Slot
+from .connection import Connection, Slot
 from .holds import Holds
 from .inference import NORMAL, Inference
 from .segment import FIN, RST, SYN, Segment
@@ -24,6 +24,12 @@ from .table import ConnectionTable
 
 DEFAULT_MSL: Final = 30.0   # Linux: TIME_WAIT lasts 60 s = 2MSL
 DEFAULT_HOLD: Final = 3.0   # seconds a SYN or FIN waits for the peer's answer
+
+
+def _waits(seg: Segment, conn: Connection, from_client: bool) -> None:
+    """``seg`` waits (held, or behind a held segment): it keeps its connection's copy of
+    the flow key, not bytes of its own."""
+    seg.flow = conn.keys[0] if from_client else conn.keys[1]
 
 
 class Tracker:
@@ -71,14 +77,13 @@ class Tracker:
             if ann is not None:
                 if not holds.pending:
                     return [ann]
-                # Ready, but behind a held segment: it waits with its connection's copy of
-                # the flow key, not bytes of its own.
-                seg.flow = hit[0].keys[0] if hit[1] else hit[0].keys[1]
-                holds.pending.append(ann)
+                _waits(seg, hit[0], hit[1])
+                holds.pending.append(ann)  # ready, but behind a held segment
                 return holds.drain()
         conn, from_client = self._table.lookup(seg)
         if conn.hold is None and not holds.pending and not holds.starts_hold(conn, seg, from_client):
             return [self._infer.process(conn, seg, from_client, NORMAL)]
+        _waits(seg, conn, from_client)
         holds.add(Slot(seg, conn, from_client))
         return holds.drain()
 
