@@ -37,6 +37,7 @@ from typing import Any, BinaryIO, Callable, Final, Iterable, Iterator
 from ..core.datagram import Datagram
 from ..core.segment import Segment, reverse_flow
 from ..views.findings import Diagnoser
+from ..views.spill import read_blocks, write_blocks
 from ..views.summary import ConnSummary, uid_of
 from ..views.udp_flows import UdpFlow
 from .output import Output
@@ -130,36 +131,20 @@ def _work(args: argparse.Namespace, shard: int, jobs: int, tmp: str) -> ShardRes
     if output.summaries is not None:
         output.summaries.end = result.end
         with open(os.path.join(tmp, f"{shard}.summaries"), "wb") as f:
-            _dump_blocks(output.summaries.each(), f)
+            write_blocks(f, output.summaries.each(), SUMMARY_BLOCK)
         result.udp = output.summaries.udp.rows
     return result
 
 
-def _dump_blocks(summaries: Iterable[ConnSummary], f: BinaryIO) -> None:
-    """The summaries, pickled SUMMARY_BLOCK at a time."""
-    block: list[ConnSummary] = []
-    for s in summaries:
-        block.append(s)
-        if len(block) == SUMMARY_BLOCK:
-            pickle.dump(block, f, protocol=pickle.HIGHEST_PROTOCOL)
-            block = []
-    if block:
-        pickle.dump(block, f, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _read_blocks(f: BinaryIO, number: dict[int, int]) -> Iterator[ConnSummary]:
+def _renumbered_summaries(f: BinaryIO, number: dict[int, int]) -> Iterator[ConnSummary]:
     """A worker's summaries read back a block at a time, numbered as the run numbers its
     connections; the file is closed once read."""
     with f:
-        while True:
-            try:
-                block: list[ConnSummary] = pickle.load(f)
-            except EOFError:
-                return
-            for s in block:
-                s.conn = number[s.conn]
-                s.uid = uid_of(s.start, s.client, s.server, s.conn)
-                yield s
+        s: ConnSummary
+        for s in read_blocks(f):
+            s.conn = number[s.conn]
+            s.uid = uid_of(s.start, s.client, s.server, s.conn)
+            yield s
 
 
 def _keep_facts(conns: list[int]) -> None:
@@ -283,7 +268,7 @@ def _set_up(output: Output, results: list[ShardResult], numbers: list[dict[int, 
     if output.summaries is not None:
         # Each worker's in its connections' order, which the run's numbers keep.
         output.summaries.merged = heapq.merge(
-            *(_read_blocks(f, number) for f, number in zip(summaries, numbers)),
+            *(_renumbered_summaries(f, number) for f, number in zip(summaries, numbers)),
             key=lambda s: s.conn)
         output.summaries.udp.rows = results[0].udp
 

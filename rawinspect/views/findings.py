@@ -13,11 +13,9 @@ when only the wire was seen, and claims only what the wire proves.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 from ..core.annotation import Annotation
@@ -644,12 +642,11 @@ class Diagnoser:
         c = self.collector
         assert not (self.recorded and self.retirements), "retired connections had no calls"
         facts = dict(sorted(c.facts.items()))   # fed per connection, not in frame order
-        origins = sorted((o for o in map(origin, facts.values()) if o is not None), key=_by_ends)
+        origins = sorted((_by_ends(o), o) for o in map(origin, facts.values()) if o is not None)
         run = Run(self.recorded, facts, c.loose, c.bind_options, left_behind or [],
-                  (o for _, o in heapq.merge(((_by_ends(o), o) for o in origins),
-                                             self.origins.items(), key=itemgetter(0))))
+                  (o for _, o in self.origins.merged(origins)))
         rules = _checks(True, run.recorded)
-        for conn, found in self.retired.among(facts):
+        for conn, found in self.retired.merged((conn, None) for conn in facts):
             if found is not None:
                 yield from found
                 continue

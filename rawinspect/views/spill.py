@@ -16,6 +16,7 @@ from operator import itemgetter
 from typing import IO, Any, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
+U = TypeVar("U")
 _key = itemgetter(0)
 LIMIT = 8192   # items kept in memory before they are written as a run
 BLOCK = 128    # items pickled together: what a run holds in memory while merged
@@ -50,10 +51,10 @@ class SortedSpill(Generic[T]):
         runs = [self._read(offset, blocks) for offset, blocks in self.runs]
         return heapq.merge(list(self.memory), *runs, key=_key)
 
-    def among(self, keys: Iterable[Any]) -> Iterable[tuple[Any, T | None]]:
-        """``items`` merged with ``keys`` (in order, none of them kept here), each of
-        those as ``(key, None)``."""
-        return heapq.merge(((k, None) for k in keys), self.items(), key=_key)
+    def merged(self, pairs: Iterable[tuple[Any, U]]) -> Iterable[tuple[Any, T | U]]:
+        """``items`` merged with other ``(key, item)`` pairs (in key order, none of their
+        keys kept here)."""
+        return heapq.merge(pairs, self.items(), key=_key)
 
     def close(self) -> None:
         """Drop the temporary file (the process's end drops it too)."""
@@ -65,12 +66,10 @@ class SortedSpill(Generic[T]):
         """Write what is in memory as one sorted run."""
         if self.file is None:
             self.file = tempfile.TemporaryFile(prefix="rawinspect-")
-        f, memory, block = self.file, self.memory, self.block
-        memory.sort(key=_key)
+        f = self.file
+        self.memory.sort(key=_key)
         offset = f.seek(0, 2)
-        for start in range(0, len(memory), block):
-            pickle.dump(memory[start:start + block], f, protocol=pickle.HIGHEST_PROTOCOL)
-        self.runs.append((offset, -(-len(memory) // block)))
+        self.runs.append((offset, write_blocks(f, self.memory, self.block)))
         self.memory = []
 
     def _read(self, offset: int, blocks: int) -> Iterator[tuple[Any, T]]:
@@ -82,3 +81,27 @@ class SortedSpill(Generic[T]):
             chunk: list[tuple[Any, T]] = pickle.load(f)
             offset = f.tell()
             yield from chunk
+
+
+def write_blocks(f: IO[bytes], items: Iterable[T], size: int) -> int:
+    """``items`` pickled to ``f``, ``size`` to a block; how many blocks."""
+    blocks, block = 0, []
+    for item in items:
+        block.append(item)
+        if len(block) == size:
+            pickle.dump(block, f, protocol=pickle.HIGHEST_PROTOCOL)
+            blocks, block = blocks + 1, []
+    if block:
+        pickle.dump(block, f, protocol=pickle.HIGHEST_PROTOCOL)
+        blocks += 1
+    return blocks
+
+
+def read_blocks(f: IO[bytes]) -> Iterator[Any]:
+    """The items of ``write_blocks``, read to the end of ``f`` a block at a time."""
+    while True:
+        try:
+            block: list[Any] = pickle.load(f)
+        except EOFError:
+            return
+        yield from block
