@@ -646,7 +646,7 @@ class Diagnoser:
         run = Run(self.recorded, facts, c.loose, c.bind_options, left_behind or [],
                   (o for _, o in self.origins.merged(origins)))
         rules = _checks(True, run.recorded)
-        for conn, found in self.retired.merged((conn, None) for conn in facts):
+        for conn, found in self.retired.among(facts):
             if found is not None:
                 yield from found
                 continue

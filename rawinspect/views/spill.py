@@ -56,6 +56,11 @@ class SortedSpill(Generic[T]):
         keys kept here)."""
         return heapq.merge(pairs, self.items(), key=_key)
 
+    def among(self, keys: Iterable[Any]) -> Iterable[tuple[Any, T | None]]:
+        """``merged`` with ``keys`` (in order), each as ``(key, None)``. Made here, not by
+        a compiled caller: mypyc miscompiles a comprehension of ``(int, None)`` pairs."""
+        return self.merged((k, None) for k in keys)
+
     def close(self) -> None:
         """Drop the temporary file (the process's end drops it too)."""
         if self.file is not None:

@@ -196,8 +196,7 @@ class Summaries:
             yield from self.merged
             return
         tracks = self.tracks
-        open_ones: list[tuple[int, None]] = [(cid, None) for cid in sorted(tracks)]
-        for cid, done in self.done.merged(open_ones):
+        for cid, done in self.done.among(sorted(tracks)):
             if done is None:
                 t = tracks[cid]
                 steps = t.detail.steps if t.detail is not None else None
