@@ -48,6 +48,24 @@ def test_the_realistic_mix_in_parallel_prints_what_one_job_prints(capsys, mix, j
     assert code == 0 and "one job" not in err and out.count("\n") > 300
 
 
+def test_workers_retire_their_connections_and_the_parent_keeps_findings_on_disk(
+        capsys, mix, monkeypatch):
+    """A short MSL retires most connections in the workers, which hand on their findings
+    and origins instead of their facts; the parent keeps them on disk past a few dozen."""
+    from rawinspect.views import spill
+    monkeypatch.setattr(spill, "LIMIT", 30)
+    monkeypatch.setattr(spill, "BLOCK", 7)
+    spilled = []
+    real = spill.SortedSpill._spill
+    monkeypatch.setattr(spill.SortedSpill, "_spill", lambda self: spilled.append(1) or real(self))
+    for mode in (["--conns"], ["--findings-only"], ["-T", "jsonl"]):
+        one = replay(capsys, "-j", "1", "--msl", "0.5", "--hold", "0.2", *mode, str(mix))
+        assert one[1].count("connect-same-port") + one[1].count("rst-on-close") > 10
+        spilled.clear()
+        assert replay(capsys, "-j", "2", "--msl", "0.5", "--hold", "0.2", *mode, str(mix)) == one
+        assert spilled, f"{' '.join(mode)}: the parent kept every finding in memory"
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "captures").glob("*.pcap")))
 def test_bundled_captures_in_parallel(capsys, name):
     same_as_one_job(capsys, ROOT / "captures" / name, 2)

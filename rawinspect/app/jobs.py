@@ -4,13 +4,15 @@ connections, merged into the output one process would print.
 Each worker reads and decodes the whole file, keeps the segments whose 4-tuple (either
 direction) hashes to its shard, so that a connection and every later connection on the
 same ports stay in one worker, and runs the ordinary pipeline on them: tracker, Wireshark's
-analysis, the output's sink. A worker writes its per-segment lines to a file of its own
-and hands back, pickled, what the end of the run needs: its connections' first frames
-and the findings' facts; its connection summaries go to a file of their own, in blocks.
-The parent numbers the connections in the order of their first frames (as one tracker
-would), merges the lines by frame number with those numbers, and prints the findings,
-the summaries (merged as they are read) and the closing line. UDP datagrams all go to the
-first worker.
+analysis, the output's sink, the retirement of finished connections. A worker writes its
+per-segment lines to a file of its own, and hands back, pickled, its connections' first
+frames and its counts. Its connection summaries, and its connections' findings and
+origins (what the rules over one connection found, and what ``connect-same-port`` reads),
+go to files of their own, in blocks. The parent numbers the connections in the order of
+their first frames (as one tracker would), merges the lines by frame number with those
+numbers, takes the findings and origins as retired connections' (on disk once there are
+thousands), runs the rules over the whole run, and prints the findings, the summaries
+(merged as they are read) and the closing line. UDP datagrams all go to the first worker.
 
 Only the outputs that merge this way run in parallel: jsonl, ``--conns``, zeek and
 ``--findings-only``, without display filters, ``-c``, ``--explain``, ``-w`` or saved
@@ -31,12 +33,12 @@ import sys
 import tempfile
 import zlib
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Callable, Final, Iterable, Iterator
 
 from ..core.datagram import Datagram
 from ..core.segment import Segment, reverse_flow
-from ..views.findings import Diagnoser
+from ..views.findings import Finding, Origin
 from ..views.spill import read_blocks, write_blocks
 from ..views.summary import ConnSummary, uid_of
 from ..views.udp_flows import UdpFlow
@@ -79,7 +81,6 @@ class ShardResult:
     shown: int = 0
     end: float = 0.0                  # the last packet's time (of the whole file)
     stats: Stats | None = None        # the file's counts (the first worker's)
-    facts: dict[int, Any] = field(default_factory=dict)
     udp: list[UdpFlow] = field(default_factory=list)
     error: str = ""
 
@@ -98,7 +99,8 @@ def _shard(segments: Iterator[Segment], shard: int, jobs: int,
 
 def _work(args: argparse.Namespace, shard: int, jobs: int, tmp: str) -> ShardResult:
     """One worker's run: its per-segment lines written to shard.lines in ``tmp``, its
-    connection summaries to shard.summaries."""
+    connection summaries to shard.summaries, its findings and origins to shard.findings
+    and shard.origins."""
     result = ShardResult()
     stats = Stats()
     with open(os.path.join(tmp, f"{shard}.lines"), "w", buffering=1 << 20) as out:
@@ -118,16 +120,15 @@ def _work(args: argparse.Namespace, shard: int, jobs: int, tmp: str) -> ShardRes
                 udp.add(d)
         udp = Datagrams(output.sink_datagrams)
         segments = _shard(read_segments(args.file, stats, datagram), shard, jobs, result)
-        # The summaries retire their connections here; the findings' facts go to the
-        # parent, which numbers the connections its own way before the rules run.
-        summaries = output.summaries
-        run(segments, output.tracker(False), sink, stats, udp,
-            summaries.retire if summaries is not None else _keep_facts)
+        run(segments, output.tracker(False), sink, stats, udp, output.retire)
         output.close()
     result.connections, result.shown = stats.connections, stats.shown
     result.stats = stats if shard == 0 else None
     if output.findings_wanted:
-        result.facts = output.diagnoser.collector.facts
+        output.diagnoser.retire_all()
+        for name, made in zip(("findings", "origins"), output.diagnoser.made()):
+            with open(os.path.join(tmp, f"{shard}.{name}"), "wb") as f:
+                write_blocks(f, made, SUMMARY_BLOCK)
     if output.summaries is not None:
         output.summaries.end = result.end
         with open(os.path.join(tmp, f"{shard}.summaries"), "wb") as f:
@@ -147,8 +148,21 @@ def _renumbered_summaries(f: BinaryIO, number: dict[int, int]) -> Iterator[ConnS
             yield s
 
 
-def _keep_facts(conns: list[int]) -> None:
-    """A worker without summaries retires nothing: its facts all go to the parent."""
+def _renumbered_findings(f: BinaryIO, number: dict[int, int]) -> Iterator[list[Finding]]:
+    """A worker's findings (a list per connection) read back, numbered as the run numbers
+    its connections; the file is closed once read."""
+    with f:
+        found: list[Finding]
+        for found in read_blocks(f):
+            yield [replace(x, conn=number[x.conn]) for x in found if x.conn is not None]
+
+
+def _renumbered_origins(f: BinaryIO, number: dict[int, int]) -> Iterator[Origin]:
+    """A worker's origins read back, numbered as the run numbers its connections."""
+    with f:
+        o: Origin
+        for o in read_blocks(f):
+            yield o._replace(conn=number[o.conn])
 
 
 def _fork(args: argparse.Namespace, shard: int, jobs: int, tmp: str) -> int:
@@ -187,6 +201,12 @@ def replay_sharded(args: argparse.Namespace, jobs: int, output: Output) -> bool:
             return False
         numbers = _numbers(results)
         _merge_lines([os.path.join(tmp, f"{k}.lines") for k in range(jobs)], numbers)
+        if output.findings_wanted:
+            output.diagnoser.adopt(
+                (x for k in range(jobs) for x in _renumbered_findings(
+                    open(os.path.join(tmp, f"{k}.findings"), "rb"), numbers[k])),
+                (o for k in range(jobs) for o in _renumbered_origins(
+                    open(os.path.join(tmp, f"{k}.origins"), "rb"), numbers[k])))
         # Opened now, read at the end of the run (an open file outlives the directory).
         summaries: list[BinaryIO] = (
             [open(os.path.join(tmp, f"{k}.summaries"), "rb") for k in range(jobs)]
@@ -251,8 +271,8 @@ def _merge_lines(paths: list[str], numbers: list[dict[int, int]]) -> None:
 
 def _set_up(output: Output, results: list[ShardResult], numbers: list[dict[int, int]],
             summaries: list[BinaryIO]) -> None:
-    """The run's counts, findings' facts and summaries (from the workers' ``summaries``
-    files, merged as they are read), from the workers'."""
+    """The run's counts and summaries (from the workers' ``summaries`` files, merged as
+    they are read), from the workers'."""
     stats = output.stats
     first = results[0].stats
     assert first is not None
@@ -260,11 +280,6 @@ def _set_up(output: Output, results: list[ShardResult], numbers: list[dict[int, 
     stats.skipped = first.skipped
     stats.connections = sum(r.connections for r in results)
     stats.shown = sum(r.shown for r in results)
-    facts = output.diagnoser.collector.facts
-    for r, number in zip(results, numbers):
-        for conn, f in r.facts.items():
-            f.conn = number[conn]
-            facts[f.conn] = f
     if output.summaries is not None:
         # Each worker's in its connections' order, which the run's numbers keep.
         output.summaries.merged = heapq.merge(

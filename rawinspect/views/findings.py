@@ -624,6 +624,25 @@ class Diagnoser:
             if o is not None:
                 self.origins.add(_by_ends(o), o)
 
+    def retire_all(self) -> None:
+        """Retire every connection not retired yet (a ``replay -j`` worker at its end: the
+        parent runs the run's rules, over every worker's connections)."""
+        self.retire(sorted(self.collector.facts))
+
+    def made(self) -> tuple[Iterable[list[Finding]], Iterable[Origin]]:
+        """The retired connections' findings (a list for each connection that has any) in
+        connection order, and their origins by client, server and connection."""
+        return (found for _, found in self.retired.items()), (o for _, o in self.origins.items())
+
+    def adopt(self, found: Iterable[list[Finding]], origins: Iterable[Origin]) -> None:
+        """Retired connections' findings and origins made elsewhere (by ``replay -j``'s
+        workers), numbered as this run numbers its connections."""
+        for fs in found:
+            self.retirements += 1
+            self.retired.add(fs[0].conn, fs)
+        for o in origins:
+            self.origins.add(_by_ends(o), o)
+
     def feed(self, anns: list[Annotation]) -> None:
         """The next annotations of the run, in capture order."""
         self.collector.feed(anns)
