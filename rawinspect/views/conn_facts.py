@@ -173,7 +173,7 @@ class ConnFacts:
     @property
     def listened(self) -> bool:
         """The server side was a listener (not one end of a simultaneous open)."""
-        return self.server_side.steps.states[0] == "LISTEN"
+        return self.server_side.steps.first == "LISTEN"
 
     def side(self, who: str) -> Side:
         if who == "client":

@@ -17,7 +17,7 @@ TIME_WAIT ended by its 2MSL timer (``Annotation.timer_ts``) ends at the timer's 
 from __future__ import annotations
 
 from array import array
-from typing import Iterator, NamedTuple
+from typing import Final, Iterator, NamedTuple
 
 from ..core.annotation import Annotation
 
@@ -36,66 +36,90 @@ class Change(NamedTuple):
     path: list[str]
 
 
-class StepLog:
-    """One endpoint's steps, compact: the states (shared strings) in a list, each step's
-    time and frame in one array of doubles (a frame number is exact in a double). Tens of
-    thousands of connections keep four of these each (the summaries', the findings' facts),
-    a third of the size of a list of Steps. Reads as a sequence of (state, time, frame)
-    tuples, which compare equal to the Steps of ``steps``."""
+# The states' names by code, and their codes: a step keeps its state as a number.
+_NAMES: Final[list[str]] = []
+_CODES: Final[dict[str, int]] = {}
 
-    __slots__ = ("states", "stamps")
+
+def _code(state: str) -> int:
+    """The number of ``state``'s name (given it at its first use)."""
+    code = _CODES.get(state)
+    if code is None:
+        code = len(_NAMES)
+        _CODES[state] = code
+        _NAMES.append(state)
+    return code
+
+
+class StepLog:
+    """One endpoint's steps, compact: each step's state (by number), time and frame, three
+    doubles in one array (a frame number is exact in a double). Tens of thousands of
+    connections keep four of these each (the summaries', the findings' facts). Reads as a
+    sequence of (state, time, frame) tuples, which compare equal to the Steps of
+    ``steps``."""
+
+    __slots__ = ("stamps",)
 
     def __init__(self, state: str, ts: float, frame: int) -> None:
-        self.states: list[str] = [state]
-        self.stamps = array("d", (ts, frame))
+        self.stamps = array("d", (_code(state), ts, frame))
 
     def add(self, state: str, ts: float, frame: int) -> None:
         """A new step."""
-        self.states.append(state)
-        self.stamps.append(ts)
-        self.stamps.append(frame)
+        stamps = self.stamps
+        stamps.append(_code(state))
+        stamps.append(ts)
+        stamps.append(frame)
+
+    @property
+    def first(self) -> str:
+        """The state the endpoint started in."""
+        return _NAMES[int(self.stamps[0])]
 
     @property
     def last(self) -> str:
         """The state the endpoint is in."""
-        return self.states[-1]
+        return _NAMES[int(self.stamps[-3])]
 
     def __len__(self) -> int:
-        return len(self.states)
+        return len(self.stamps) // 3
 
     def __getitem__(self, i: int) -> tuple[str, float, int]:
-        n = len(self.states)
+        n = len(self.stamps) // 3
         if i < 0:
             i += n
         if not 0 <= i < n:
             raise IndexError("step index out of range")
         stamps = self.stamps
-        return (self.states[i], stamps[2 * i], int(stamps[2 * i + 1]))
+        return (_NAMES[int(stamps[3 * i])], stamps[3 * i + 1], int(stamps[3 * i + 2]))
 
     def __iter__(self) -> Iterator[tuple[str, float, int]]:
         stamps = self.stamps
-        return iter([(state, stamps[2 * i], int(stamps[2 * i + 1]))
-                     for i, state in enumerate(self.states)])
+        return iter([(_NAMES[int(stamps[i])], stamps[i + 1], int(stamps[i + 2]))
+                     for i in range(0, len(stamps), 3)])
 
     def steps(self) -> list[Step]:
         """Every step, as Steps (a plain tuple is made faster: the findings' rules read
         the log itself)."""
         stamps = self.stamps
-        return [Step(state, stamps[2 * i], int(stamps[2 * i + 1]))
-                for i, state in enumerate(self.states)]
+        return [Step(_NAMES[int(stamps[i])], stamps[i + 1], int(stamps[i + 2]))
+                for i in range(0, len(stamps), 3)]
 
     def __reduce__(self) -> tuple[object, tuple[list[str], bytes]]:
-        """Pickled (replay -j's workers, the retired summaries on disk) without a call of
+        """Pickled (replay -j's workers, the retired summaries on disk) with the states'
+        names, which another process numbers its own way, and without a call of
         ``__init__`` without its arguments, which a compiled class would make."""
-        return _restored, (self.states, self.stamps.tobytes())
+        stamps = self.stamps
+        return _restored, ([_NAMES[int(stamps[i])] for i in range(0, len(stamps), 3)],
+                           stamps.tobytes())
 
 
 def _restored(states: list[str], stamps: bytes) -> StepLog:
-    """A pickled StepLog again."""
+    """A pickled StepLog again: its states numbered as this process numbers them."""
     log = StepLog(states[0], 0.0, 0)
-    log.states = states
     log.stamps = array("d")
     log.stamps.frombytes(stamps)
+    for i, state in enumerate(states):
+        log.stamps[3 * i] = _code(state)
     return log
 
 
