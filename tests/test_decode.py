@@ -10,7 +10,7 @@ import pytest
 
 from frames import eth, ipv4, ipv6, pcap, pcapng, tcp, udp
 from rawinspect.sources.capfile import CaptureFileError, open_capture
-from rawinspect.sources.decode import LINKTYPES, Decoder
+from rawinspect.sources.decode import LINKTYPES, OTHER_JOB, Decoder
 from rawinspect.core.options import options_json, options_text, parse_options, syn_options
 from rawinspect.core.datagram import Datagram
 from rawinspect.core.segment import Segment, flow_key, reverse_flow
@@ -291,3 +291,38 @@ def test_flow_keys_keep_no_memory(src, dst) -> None:
     finally:
         tracemalloc.stop()
     assert grown < 100_000, f"{grown} bytes kept"
+
+
+@pytest.mark.parametrize("v6", [False, True])
+@pytest.mark.parametrize("wrap", ["ethernet", "raw"])   # the fast path, the general one
+def test_each_job_decodes_its_connections_both_ways_and_tells_the_others_apart(v6, wrap):
+    """replay -j: of 3 jobs, exactly one decodes each segment, the same one for both
+    directions of a connection; the others say OTHER_JOB. UDP goes to every job."""
+    src, dst = ("::1", "::2") if v6 else ("10.0.0.1", "10.0.0.2")
+
+    def frame(l4: bytes, a: str, b: str, proto: int = 6) -> tuple[int, bytes]:
+        l3 = ipv6(l4, a, b, nxt=proto) if v6 else ipv4(l4, a, b, proto=proto)
+        if wrap == "raw":
+            return (229 if v6 else 228), l3
+        return 1, eth(l3, ethertype=0x86DD if v6 else 0x0800)
+
+    owners = set()
+    for port in range(40000, 40060):
+        there = frame(tcp(sport=port, dport=80), src, dst)
+        back = frame(tcp(sport=80, dport=port, flags=0x12), dst, src)
+        mine = []
+        for shard in range(3):
+            d = Decoder(shard, 3)
+            got = [d.decode(1, lt, 1.0, buf, 0, len(buf), len(buf)) for lt, buf in (there, back)]
+            assert got[0] == OTHER_JOB or isinstance(got[0], Segment)
+            assert (got[0] == OTHER_JOB) == (got[1] == OTHER_JOB)
+            if isinstance(got[0], Segment):
+                mine.append(shard)
+                assert got[0].flow == Decoder().decode(1, there[0], 1.0, there[1], 0,
+                                                       len(there[1]), len(there[1])).flow
+        assert len(mine) == 1
+        owners.add(mine[0])
+        lt, buf = frame(udp(b"x", sport=port), src, dst, proto=17)
+        assert all(isinstance(Decoder(k, 3).decode(1, lt, 1.0, buf, 0, len(buf), len(buf)),
+                              Datagram) for k in range(3))
+    assert owners == {0, 1, 2}

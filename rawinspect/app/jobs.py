@@ -1,7 +1,7 @@
 """``replay --jobs N``: one capture file annotated by N processes, each a shard of its
 connections, merged into the output one process would print.
 
-Each worker reads and decodes the whole file, keeps the segments whose 4-tuple (either
+Each worker reads the whole file and decodes the segments whose 4-tuple (either
 direction) hashes to its shard, so that a connection and every later connection on the
 same ports stay in one worker, and runs the ordinary pipeline on them: tracker, Wireshark's
 analysis, the output's sink, the retirement of finished connections. A worker writes its
@@ -31,13 +31,11 @@ import shutil
 import signal
 import sys
 import tempfile
-import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Callable, Final, Iterable, Iterator
 
-from ..core.datagram import Datagram
-from ..core.segment import Segment, reverse_flow
+from ..sources.decode import Decoder
 from ..views.findings import Finding, Origin
 from ..views.spill import read_blocks, write_blocks
 from ..views.summary import ConnSummary, uid_of
@@ -79,22 +77,10 @@ class ShardResult:
     first: dict[int, int] = field(default_factory=dict)     # its conn → its first frame
     connections: int = 0
     shown: int = 0
-    end: float = 0.0                  # the last packet's time (of the whole file)
+    end: float = 0.0                  # the latest segment's or datagram's time (of the file)
     stats: Stats | None = None        # the file's counts (the first worker's)
     udp: list[UdpFlow] = field(default_factory=list)
     error: str = ""
-
-
-def _shard(segments: Iterator[Segment], shard: int, jobs: int,
-           result: ShardResult) -> Iterator[Segment]:
-    """The segments of this worker's connections; the time of every one seen."""
-    for seg in segments:
-        flow = seg.flow
-        back = reverse_flow(flow)
-        if seg.ts > result.end:
-            result.end = seg.ts
-        if zlib.crc32(flow if flow < back else back) % jobs == shard:
-            yield seg
 
 
 def _work(args: argparse.Namespace, shard: int, jobs: int, tmp: str) -> ShardResult:
@@ -114,15 +100,12 @@ def _work(args: argparse.Namespace, shard: int, jobs: int, tmp: str) -> ShardRes
                     first[a.conn] = a.seg.frame
             return output.sink(anns)
 
-        def datagram(d: Datagram) -> None:
-            result.end = max(result.end, d.ts)
-            if shard == 0:
-                udp.add(d)
         udp = Datagrams(output.sink_datagrams)
-        segments = _shard(read_segments(args.file, stats, datagram), shard, jobs, result)
+        segments = read_segments(args.file, stats, udp.add if shard == 0 else None,
+                                 Decoder(shard, jobs))
         run(segments, output.tracker(False), sink, stats, udp, output.retire)
         output.close()
-    result.connections, result.shown = stats.connections, stats.shown
+    result.connections, result.shown, result.end = stats.connections, stats.shown, stats.latest
     result.stats = stats if shard == 0 else None
     if output.findings_wanted:
         output.diagnoser.retire_all()

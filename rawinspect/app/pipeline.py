@@ -12,7 +12,7 @@ from .collector import collector_paused
 from ..core.annotation import Annotation
 from ..core.datagram import Datagram
 from ..sources.capfile import Record, open_capture
-from ..sources.decode import Decoder
+from ..sources.decode import OTHER_JOB, Decoder
 from ..core.segment import Segment
 
 
@@ -29,6 +29,7 @@ class Stats:
     dropped: int | None = None  # live capture only: packets the kernel dropped
     calls: int | None = None    # the programs' calls on the timeline, when recorded
     left_out: int = 0           # segments of connections no traced program had a socket on
+    latest: float = 0.0         # the time of the latest TCP segment or UDP datagram read
 
     def summary(self) -> str:
         """The closing line."""
@@ -104,26 +105,29 @@ class Datagrams:
             self.sink(out)
 
 
-def read_segments(path: str, stats: Stats,
-                  udp: Callable[[Datagram], None] | None = None) -> Iterator[Segment]:
+def read_segments(path: str, stats: Stats, udp: Callable[[Datagram], None] | None = None,
+                  decoder: Decoder | None = None) -> Iterator[Segment]:
     """Decode every record of a capture file; count packets, segments and datagrams, and
     what is neither TCP nor UDP.
 
     The file is opened now (CaptureFileError before anything is shown); its records
     are read as the segments are taken.
     """
-    return decode_records(open_capture(path), stats, udp)
+    return decode_records(open_capture(path), stats, udp, decoder)
 
 
 def decode_records(records: Iterator[Record], stats: Stats,
-                   udp: Callable[[Datagram], None] | None = None) -> Iterator[Segment]:
+                   udp: Callable[[Datagram], None] | None = None,
+                   decoder: Decoder | None = None) -> Iterator[Segment]:
     """The segments of ``records`` (a capture file's, or packets from the Python API),
     counted as they are read; the datagrams go to ``udp`` (only counted without it).
+    ``decoder``: one job's of ``replay -j`` (its segments only, every one counted).
 
     The counts are kept in the loop, not in a ``finally``: a generator abandoned after
     ``-c`` is not closed at once, and compiled code never runs its ``finally``.
     """
-    decoder = Decoder()
+    if decoder is None:
+        decoder = Decoder()
     skipped = stats.skipped
     frame = 0
     for linktype, ts, buf, off, caplen, wirelen in records:
@@ -132,11 +136,19 @@ def decode_records(records: Iterator[Record], stats: Stats,
         seg = decoder.decode(frame, linktype, ts, buf, off, caplen, wirelen)
         if isinstance(seg, Segment):
             stats.segments += 1
+            if ts > stats.latest:
+                stats.latest = ts
             yield seg
         elif isinstance(seg, Datagram):
             stats.datagrams += 1
+            if ts > stats.latest:
+                stats.latest = ts
             if udp is not None:
                 udp(seg)
+        elif seg == OTHER_JOB:
+            stats.segments += 1
+            if ts > stats.latest:
+                stats.latest = ts
         else:
             skipped[seg] += 1
 

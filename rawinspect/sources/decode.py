@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Callable, Final
 
 import struct
+import zlib
 
 from ..core.datagram import PREVIEW, Datagram
 from ..core.options import syn_options
-from ..core.segment import SYN, Segment
+from ..core.segment import SYN, Segment, reverse_flow
 
 # Link types (LINKTYPE_* numbers as in pcap files); LINKTYPES below says how to read each.
 LT_NULL: Final = 0
@@ -60,6 +61,8 @@ SKIP_TRUNCATED: Final = "cut short before the TCP flags"
 SKIP_BAD_IP: Final = "malformed IP header"
 SKIP_BAD_UDP: Final = "cut short before the UDP length"
 UDP: Final = 17
+# A TCP segment of a connection that another of replay -j's jobs annotates (not skipped).
+OTHER_JOB: Final = "another job's connection"
 Decoded = Segment | Datagram | str   # a segment, a datagram, or why the packet was skipped
 
 
@@ -72,7 +75,22 @@ class Decoder:
     """Decodes packet records into Segments (TCP) and Datagrams (UDP).
 
     Addresses stay in wire form in ``Segment.flow``; the Segment prints them on demand.
+    Job ``shard`` of ``jobs`` (``replay -j``) decodes only the TCP segments whose 4-tuple,
+    either direction, hashes to it, so that a connection and every later one on the same
+    ports stay in one job; the others it tells apart as ``OTHER_JOB``, before the rest of
+    their header is read.
     """
+
+    def __init__(self, shard: int = 0, jobs: int = 1) -> None:
+        self.shard = shard
+        self.jobs = jobs
+
+    def mine(self, flow: bytes) -> bool:
+        """Whether the connection of ``flow`` (a Segment's) is this job's."""
+        if self.jobs == 1:
+            return True
+        back = reverse_flow(flow)
+        return zlib.crc32(flow if flow < back else back) % self.jobs == self.shard
 
     def decode(self, frame: int, linktype: int, ts: float, buf: bytes, off: int,
                caplen: int, wirelen: int) -> Decoded:
@@ -90,26 +108,32 @@ class Decoder:
                     if totlen == 0:
                         totlen = wirelen - 14
                     if off + 34 + hl <= end and hl >= 20:
+                        flow = buf[off + 26:off + 38]
+                        if not self.mine(flow):
+                            return OTHER_JOB
                         flags = offfl & 0x1FF
                         plen = totlen - 20 - hl
                         raw = buf[off + 54:off + 34 + hl] if hl > 20 else b""
                         return Segment(frame, ts, "", sport, "", dport, seq, ack, flags, win,
                                        plen if plen > 0 else 0,
                                        syn_options(raw) if flags & SYN else None,
-                                       (), buf[off + 26:off + 38], raw)
+                                       (), flow, raw)
             elif etype_hi == 0x86 and caplen >= 74:
                 (etype, vtc, plen, nxt, sport, dport, seq, ack, offfl,
                  win) = _eth_ip6_tcp(buf, off)
                 if etype == ETH_IPV6 and nxt == 6 and plen and vtc >> 4 == 6:
                     hl = (offfl >> 12) * 4
                     if off + 54 + hl <= end and hl >= 20:
+                        flow = buf[off + 22:off + 58]
+                        if not self.mine(flow):
+                            return OTHER_JOB
                         flags = offfl & 0x1FF
                         plen -= hl
                         raw = buf[off + 74:off + 54 + hl] if hl > 20 else b""
                         return Segment(frame, ts, "", sport, "", dport, seq, ack, flags, win,
                                        plen if plen > 0 else 0,
                                        syn_options(raw) if flags & SYN else None,
-                                       (), buf[off + 22:off + 58], raw)
+                                       (), flow, raw)
         link = LINKTYPES.get(linktype)
         if link is None:
             return unsupported(linktype)
@@ -185,6 +209,9 @@ class Decoder:
             offfl, win = _u16(buf, pos + 12)[0], 0
         else:
             sport, dport, seq, ack, offfl, win = _tcp(buf, pos)
+        flow = addrs + buf[pos:pos + 4]
+        if not self.mine(flow):
+            return OTHER_JOB
         hl = (offfl >> 12) * 4
         if hl > avail:
             issues += ("truncated",)
@@ -192,7 +219,7 @@ class Decoder:
         raw = buf[pos + 20:min(pos + hl, end)] if hl > 20 else b""
         return Segment(frame, ts, "", sport, "", dport, seq, ack, flags, win,
                        max(iplen - max(hl, 20), 0), syn_options(raw) if flags & SYN else None,
-                       issues, addrs + buf[pos:pos + 4], raw)
+                       issues, flow, raw)
 
 
 def _udp(frame: int, ts: float, buf: bytes, pos: int, end: int, iplen: int,

@@ -73,7 +73,7 @@ class Side:
     oldest in ``sent_*``, the others in ``unacked``, for the retransmissions' cost), the
     unacknowledged small send, then the delayed ACK of it that the next data may wait for."""
     steps: StepLog                             # (state entered, when, frame)
-    fin: tuple[int, float] | None = None       # its first FIN
+    fin_frame: int = 0                         # its first FIN's frame (0: none)
     data_frames: int = 0
     data_bytes: int = 0
     last_data: float = 0.0
@@ -282,14 +282,14 @@ class FactsCollector:
                 and a.client_before == "ESTABLISHED" and len(f.acks_dropped) < FIRST
                 and f.listened):
             f.acks_dropped += (frame,)   # the listener's full accept queue did not take it
-        if flags & FIN and s.fin is None:
-            s.fin = (frame, ts)
+        if flags & FIN and not s.fin_frame:
+            s.fin_frame = frame
         if payload:
             s.last_data = ts
             if not retrans:
                 s.data_frames += 1
                 s.data_bytes += payload
-            if p.fin is not None and not s.data_after_peer_fin:
+            if p.fin_frame and not s.data_after_peer_fin:
                 s.data_after_peer_fin = frame
         if payload or flags & FIN:
             self._cost(s, a, retrans)

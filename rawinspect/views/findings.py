@@ -221,11 +221,11 @@ def rst_on_close(f: ConnFacts, run: Run) -> Iterator[Finding]:
 def _after_close(f: ConnFacts, who: str) -> tuple[int, int, int] | None:
     """``who`` sent data after the peer's FIN and the peer answered RST: (FIN, data, RST)."""
     me, peer = f.side(who), f.side(_other(who))
-    if not me.data_after_peer_fin or peer.fin is None:
+    if not me.data_after_peer_fin or not peer.fin_frame:
         return None
     rst = next((r for r in f.rsts if r[2] == _other(who) and r[0] > me.data_after_peer_fin
                 and r[3] in ("RST (after close)", "RST (no socket)", "RST (abort)")), None)
-    return (peer.fin[0], me.data_after_peer_fin, rst[0]) if rst else None
+    return (peer.fin_frame, me.data_after_peer_fin, rst[0]) if rst else None
 
 
 def _shut_then_closed(s: Side) -> bool:
