@@ -305,3 +305,27 @@ def test_nagle_scenario_stalls_without_tcp_nodelay_only():
 def test_close_wait_leak_scenario_spares_the_fixed_handler():
     found = [f for f in diagnose(bundled("close-wait-leak")) if f.rule == "close-wait-leak"]
     assert [f.conn for f in found] == [1, 2, 3]   # conn 4's server called close()
+
+
+def test_findings_wrap_as_textwrap_does():
+    """The fast wrap of the findings' lines gives textwrap's lines, on the usual text
+    (hyphens too) and on every kind it hands to textwrap (double spaces, tabs, long
+    words)."""
+    import random
+    import textwrap
+    from rawinspect.render.findings import wrapped
+    rng = random.Random(5)
+    usual = ["frame", "12345", "SO_LINGER", "{on,", "0}", "close()", "→", "a", "ECONNRESET",
+             "RST", "x" * 30, "rst-on-close:", "well-known", "a-b", "12-34", "x-", "-y",
+             "ab--cd", "--", "SO-LINGER-x", "e.g.-like"]
+    others = usual + ["x" * 45, "ab-" * 20, " ", "\t", ""]
+    for i in range(6000):
+        pieces = usual if i % 2 else others
+        text = " " * rng.choice([0, 2, 4]) + " ".join(rng.choice(pieces) for _ in range(
+            rng.randint(0, 30)))
+        if rng.random() < 0.2:
+            text += " "
+        width = rng.randint(20, 120)
+        indent = " " * rng.choice([0, 3, 6])
+        assert wrapped(text, width, indent) == textwrap.wrap(
+            text, width, subsequent_indent=indent), (text, width, indent)

@@ -17,15 +17,69 @@ def _evidence(f: Finding) -> str:
     return "; ".join(p for p in (frames, *f.calls) if p)
 
 
+INDENT = "      "   # a finding's lines after its first
+
+
 def finding_lines(f: Finding, width: int = 80) -> list[str]:
     """One finding: severity and rule, what happened, the evidence, the fix."""
-    wrap = textwrap.TextWrapper(width=max(width, 40), subsequent_indent="      ")
-    out = wrap.wrap(f"  {f.severity.upper()} {f.rule}: {f.what}")
+    width = max(width, 40)
+    out = wrapped(f"  {f.severity.upper()} {f.rule}: {f.what}", width, INDENT)
     evidence = _evidence(f)
     if evidence:
-        out += wrap.wrap(f"    evidence: {evidence}")
-    out += wrap.wrap(f"    fix: {f.fix}")
+        out += wrapped(f"    evidence: {evidence}", width, INDENT)
+    out += wrapped(f"    fix: {f.fix}", width, INDENT)
     return out
+
+
+def wrapped(text: str, width: int, indent: str) -> list[str]:
+    """``textwrap.wrap(text, width, subsequent_indent=indent)``, in a fifth of the time for
+    the usual text: after its leading spaces, words one space apart, with no other blank,
+    each fitting on a line of its own. Any other text goes to textwrap.
+
+    textwrap's own splitting (one regular expression over the whole text) is most of its
+    time; here only a word with a hyphen goes through that expression, and the chunks are
+    filled into lines as textwrap fills them (a space that ends a line is dropped)."""
+    body = text.lstrip(" ")
+    lead = text[:len(text) - len(body)]
+    words = body.split(" ")
+    if (not body or "" in words or max(map(len, words)) > width - max(len(lead), len(indent))
+            or any(c in body for c in "\t\n\r\x0b\x0c")):
+        return textwrap.wrap(text, width, subsequent_indent=indent)
+    chunks = [lead] if lead else []
+    for i, word in enumerate(words):
+        if i:
+            chunks.append(" ")
+        if "-" in word:
+            chunks.extend(c for c in _WORDSEP.split(word) if c)
+        else:
+            chunks.append(word)
+    return _filled(chunks, width, indent)
+
+
+_WORDSEP = textwrap.TextWrapper.wordsep_re
+
+
+def _filled(chunks: list[str], width: int, indent: str) -> list[str]:
+    """Chunks (none longer than a line) as lines, as ``TextWrapper._wrap_chunks`` fills
+    them: as many as fit; a space that ends a line, or starts one after the first, is
+    dropped."""
+    lines: list[str] = []
+    line: list[str] = []
+    size, room, prefix = 0, width, ""
+    for chunk in chunks:
+        if size + len(chunk) > room:
+            if line[-1] == " ":
+                line.pop()
+            lines.append(prefix + "".join(line))
+            line, size, room, prefix = [], 0, width - len(indent), indent
+            if chunk == " ":
+                continue
+        line.append(chunk)
+        size += len(chunk)
+    if line[-1] == " ":
+        line.pop()
+    lines.append(prefix + "".join(line))
+    return lines
 
 
 def findings_text(out: TextIO, findings: Iterable[Finding], recorded: bool, width: int = 80,
