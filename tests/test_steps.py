@@ -133,8 +133,9 @@ def test_a_step_log_reads_as_its_steps_and_survives_pickling() -> None:
     want = [Step("LISTEN", 100.25, 1), Step("SYN_RCVD", 100.5, 2),
             Step("ESTABLISHED", 101.125, 2**40)]
     assert log.steps() == list(log) == want and len(log) == 3 and log.last == "ESTABLISHED"
-    assert log[-1] == want[-1] and log[0] == want[0]
+    assert log[-1] == want[-1] and log[0] == want[0] and log.first == "LISTEN"
+    assert log.has("SYN_RCVD") and not log.has("CLOSE_WAIT") and not log.has("NO_SUCH")
     with pytest.raises(IndexError):
         log[3]
     again = pickle.loads(pickle.dumps(log))
-    assert again.steps() == want and type(again) is StepLog
+    assert again.steps() == want and type(again) is StepLog and again.has("ESTABLISHED")

@@ -131,6 +131,8 @@ def close_wait_leak(f: ConnFacts, run: Run) -> Iterator[Finding]:
     this leaks one descriptor per connection. Fix: call close() when read() returns 0."""
     for who in ("client", "server"):
         s, steps = f.side(who), f.side(who).steps
+        if not steps.has("CLOSE_WAIT"):
+            continue
         for i, (state, ts, frame) in enumerate(steps):
             if state != "CLOSE_WAIT":
                 continue
@@ -161,6 +163,8 @@ def fin_wait_2_hang(f: ConnFacts, run: Run) -> Iterator[Finding]:
     timeout rather than wait for an EOF that may never come."""
     for who in ("client", "server"):
         steps, peer = f.side(who).steps, f.side(_other(who))
+        if not steps.has("FIN_WAIT_2"):
+            continue
         for i, (state, ts, frame) in enumerate(steps):
             if state != "FIN_WAIT_2":
                 continue
@@ -345,9 +349,9 @@ def time_wait_on_server(f: ConnFacts, run: Run) -> Iterator[Finding]:
     restarted server's bind() fails with EADDRINUSE without SO_REUSEADDR. Fix: let the
     client close first where the protocol allows, and set SO_REUSEADDR before bind()."""
     steps = f.side("server").steps
-    tw = next((s for s in steps if s[0] == "TIME_WAIT"), None)
-    if tw is None or not f.listened or any(s[0] == "TIME_WAIT" for s in f.side("client").steps):
+    if not steps.has("TIME_WAIT") or not f.listened or f.side("client").steps.has("TIME_WAIT"):
         return
+    tw = next(s for s in steps if s[0] == "TIME_WAIT")
     yield Finding("time-wait-on-server", NOTE, f.conn, (tw[2],), (),
                   f"the server closed first, so the server ({f.server}) holds TIME_WAIT "
                   f"from frame {tw[2]} for 60 s.",
@@ -451,9 +455,9 @@ def slow_reader(f: ConnFacts, run: Run) -> Iterator[Finding]:
     and the sender stalled, probing with persist probes until the window opened again.
     The receiving program does not read fast enough. Fix: read sooner and more (a larger
     buffer per recv(), a thread or event loop that keeps reading)."""
-    zero, full, probe = f.flag("zero_window"), f.flag("window_full"), f.flag("zero_window_probe")
-    if not zero.count and not full.count:
+    if "zero_window" not in f.flags and "window_full" not in f.flags:
         return
+    zero, full, probe = f.flag("zero_window"), f.flag("window_full"), f.flag("zero_window_probe")
     flag = zero if zero.count else full
     what = (f"the receive window closed {zero.count} time{'s' if zero.count > 1 else ''} "
             f"(zero window from frame {zero.frames[0]})" if zero.count else
@@ -475,9 +479,9 @@ def keep_alive(f: ConnFacts, run: Run) -> Iterator[Finding]:
     peer that has been silent for tcp_keepalive_time (2 h by default). Nothing is wrong:
     the connection is idle. Fix, to notice a dead peer sooner: tune
     TCP_KEEPIDLE/INTVL/CNT, or send application heartbeats."""
-    ka = f.flag("keep_alive")
-    if not ka.count:
+    if "keep_alive" not in f.flags:
         return
+    ka = f.flag("keep_alive")
     yield Finding("keep-alive", NOTE, f.conn, tuple(ka.frames[:3]), (),
                   f"{ka.count} keep-alive probe{'s' if ka.count > 1 else ''} on an idle "
                   f"connection, the first at frame {ka.frames[0]}.",

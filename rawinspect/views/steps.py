@@ -83,6 +83,17 @@ class StepLog:
     def __len__(self) -> int:
         return len(self.stamps) // 3
 
+    def has(self, state: str) -> bool:
+        """Whether the endpoint was ever in ``state`` (without a tuple made per step)."""
+        code = _CODES.get(state)
+        if code is None:
+            return False
+        stamps = self.stamps
+        for i in range(0, len(stamps), 3):
+            if stamps[i] == code:
+                return True
+        return False
+
     def __getitem__(self, i: int) -> tuple[str, float, int]:
         n = len(self.stamps) // 3
         if i < 0:
