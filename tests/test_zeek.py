@@ -371,3 +371,16 @@ def test_zeek_format_writes_every_row_in_time_order_with_its_own_tuple():
         ("40000", "80", "S"), ("80", "40000", "Sha")]
     assert recs[0]["uid"] != recs[1]["uid"]
     assert float(recs[0]["ts"]) <= float(recs[1]["ts"])
+
+
+def test_uids_are_the_first_17_base32_characters_of_the_sha1() -> None:
+    """The uid made by hand is Zeek's look as base64 writes it: "C" and 17 characters."""
+    import base64
+    import hashlib
+    import random
+    from rawinspect.views.zeek import uid
+    rng = random.Random(3)
+    for i in range(3000):
+        text = "".join(rng.choice("0123456789.:[]abcdef→") for _ in range(rng.randint(0, 60)))
+        want = "C" + base64.b32encode(hashlib.sha1(text.encode()).digest()).decode()[:17]
+        assert uid(text) == want, text

@@ -3,8 +3,6 @@ and ``--explain``: the segments behind one connection's verdicts."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import tempfile
 import time
@@ -13,6 +11,7 @@ from typing import IO, Iterable, Sequence, TextIO
 from ..views.spill import SortedSpill
 from ..views.summary import ConnSummary
 from ..views.udp_flows import UdpFlow
+from ..views.zeek import uid as zeek_uid
 
 ZEEK_FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto",
                "service", "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig",
@@ -151,7 +150,7 @@ def _row_uid(uid: str, n: int) -> str:
     """The uid of Zeek row ``n`` of a connection whose first row has ``uid``."""
     if n == 0:
         return uid
-    return "C" + base64.b32encode(hashlib.sha1(f"{uid}/{n}".encode()).digest()).decode()[:17]
+    return zeek_uid(f"{uid}/{n}")
 
 
 def zeek(out: TextIO, summaries: Iterable[ConnSummary], udp: Sequence[UdpFlow] = ()) -> None:

@@ -4,9 +4,7 @@ capture order, read at the end (a connection the tracker retired is summed up th
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -17,7 +15,7 @@ from .spill import SortedSpill
 from .steps import Change, EndpointSteps, Step, StepLog
 from .wireshark import HandshakeRtt
 from .udp_flows import UdpFlows
-from .zeek import ConnLog, ZeekConn, ZeekRow
+from .zeek import ConnLog, ZeekConn, ZeekRow, uid as zeek_uid
 
 
 @dataclass
@@ -122,8 +120,7 @@ def uid(a: Annotation) -> str:
 
 def uid_of(ts: float, client: str, server: str, conn: int) -> str:
     """The uid of connection ``conn`` whose first segment came at ``ts``."""
-    digest = hashlib.sha1(f"{ts:.6f}{client}{server}{conn}".encode()).digest()
-    return "C" + base64.b32encode(digest).decode()[:17]
+    return zeek_uid(f"{ts:.6f}{client}{server}{conn}")
 
 
 class Summaries:

@@ -11,11 +11,10 @@ likely server ports is not done here.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from dataclasses import dataclass, field
 
 from ..core.datagram import Datagram
+from .zeek import uid
 
 UDP_INACTIVITY_TIMEOUT = 60.0   # Zeek's udp_inactivity_timeout (init-bare.zeek)
 
@@ -72,5 +71,4 @@ class UdpFlows:
 
 def _uid(d: Datagram) -> str:
     """A Zeek-style uid, stable for the same flow in the same capture."""
-    digest = hashlib.sha1(f"udp{d.ts:.6f}{d.sender}{d.receiver}".encode()).digest()
-    return "C" + base64.b32encode(digest).decode()[:17]
+    return uid(f"udp{d.ts:.6f}{d.sender}{d.receiver}")

@@ -20,9 +20,10 @@ counted as Zeek's reassembler does: only while both sides are established or clo
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ..core.annotation import Annotation
 from ..core.segment import ACK, FIN, RST, SYN
@@ -39,6 +40,22 @@ _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
 
 
 # Shared by the endpoints that have none yet (most): each gets its own at its first.
+BASE32: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+def uid(text: str) -> str:
+    """A Zeek-style uid made from ``text``: "C" and the first 17 characters of the base32
+    of its SHA-1 (the first 85 bits, five at a time; ``base64.b32encode``, which encodes
+    the whole digest in interpreted code, took a tenth of the time of ``--format zeek``)."""
+    digest = hashlib.sha1(text.encode()).digest()
+    chars = ["C"]
+    for n in (int.from_bytes(digest[:5], "big"), int.from_bytes(digest[5:10], "big")):
+        for shift in range(35, -5, -5):
+            chars.append(BASE32[(n >> shift) & 31])
+    chars.append(BASE32[digest[10] >> 3])
+    return "".join(chars)
+
+
 NO_COUNTERS: dict[str, list[int]] = {}
 NO_BLOCKS: list[tuple[int, int]] = []
 
