@@ -104,6 +104,26 @@ def test_a_damaged_file_in_parallel_says_where_as_one_job_does(capsys, tmp_path,
         replay(capsys, "-j", "1", "-T", "jsonl", str(cut))
 
 
+def test_auto_the_default_shares_a_large_file_shown_per_connection(mix, monkeypatch):
+    """-j auto (the default): the cores for a large file's --conns, zeek or findings; one
+    job for a small file and for the segments' jsonl (whose lines one process merges)."""
+    import argparse
+    import os
+    from rawinspect.app import jobs
+    from rawinspect.app.cli import build_parser
+    assert build_parser().parse_args(["replay", str(mix)]).jobs == "auto"
+    cores = len(os.sched_getaffinity(0))
+
+    def wanted(fmt: str, conns: bool = False, findings: bool = False) -> int:
+        return jobs.jobs_wanted(argparse.Namespace(jobs="auto", file=str(mix), format=fmt,
+                                                   conns=conns, findings_only=findings))
+    assert wanted("table", conns=True) == wanted("zeek") == 1      # 20,000 packets: small
+    monkeypatch.setattr(jobs, "AUTO_BYTES", 1000)
+    assert wanted("table", conns=True) == wanted("jsonl", conns=True) == cores
+    assert wanted("zeek") == wanted("text", findings=True) == cores
+    assert wanted("jsonl") == 1
+
+
 def test_jobs_must_be_a_positive_number_or_auto(capsys, mix):
     with pytest.raises(SystemExit) as e:
         main(["replay", "-j", "0", str(mix)])

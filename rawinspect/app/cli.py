@@ -46,12 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "its annotation as packet comment")
     r.add_argument("--no-calls", action="store_true",
                    help="leave out the programs' calls saved with the capture")
-    r.add_argument("-j", "--jobs", type=jobs_count, default="1", metavar="N",
+    r.add_argument("-j", "--jobs", type=jobs_count, default="auto", metavar="N",
                    help="processes that share the work, each a part of the connections "
                         "(the output is the same): jsonl, --conns, zeek and "
                         "--findings-only of a file without saved calls or display filters; "
-                        "auto: the cores, for a file of 32 MB or more (default: 1; on a "
-                        "2-core machine more jobs were not faster, see the README)")
+                        "with several files, files at a time. auto (the default): the "
+                        "cores for several files, and for one of 32 MB or more shown per "
+                        "connection (--conns, zeek, --findings-only); one job otherwise")
     add_output_options(r)
 
     c = sub.add_parser("capture", help="capture live (root or CAP_NET_RAW) and annotate",

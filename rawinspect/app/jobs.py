@@ -61,9 +61,13 @@ def usable(args: argparse.Namespace) -> str:
 
 
 def jobs_wanted(args: argparse.Namespace) -> int:
-    """How many jobs: -j N, or for "auto" the cores for a large file and 1 for a small."""
+    """How many jobs: -j N, or for "auto" the cores for a large file whose output is made
+    per connection (``--conns``, zeek, ``--findings-only``), and 1 for a small file or the
+    segments' jsonl (the parent merges its lines alone: two jobs were slower than one)."""
     if args.jobs != "auto":
         return int(args.jobs)
+    if args.format == "jsonl" and not (args.conns or args.findings_only):
+        return 1
     try:
         large = os.path.getsize(args.file) >= AUTO_BYTES
     except OSError:
