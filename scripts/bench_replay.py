@@ -4,7 +4,7 @@ in the same run.
 
 Writes a deterministic capture of one of scripts/traffic_mix.py's mixes (``realistic``, the
 default, or ``simple``, the first benchmark's), then times each mode of
-``rawinspect replay FILE > /dev/null``: jsonl, the default table, --conns, zeek,
+``rawinspect replay -j 1 FILE > /dev/null`` (one core): jsonl, the default table, --conns, zeek,
 --findings-only, and tracking alone (every segment filtered out by --port); and the
 references on the same file: ``tshark -T fields ... -e tcp.analysis.flags`` for the
 per-segment modes, ``tshark -q -z conv,tcp`` for the per-connection ones, and
@@ -138,7 +138,8 @@ def main() -> None:
     wanted = args.modes.split(",")
     for name, opts, ref in MODES:
         if name in wanted:
-            measure(name, ours + opts + [str(path)], args.runs, args.packets, refs[ref])
+            measure(name, ours + ["-j", "1"] + opts + [str(path)], args.runs, args.packets,
+                    refs[ref])
             if args.jobs > 1:
                 measure(f"{name} -j {args.jobs}", ours + ["-j", str(args.jobs)] + opts
                         + [str(path)], args.runs, args.packets, refs[ref])
