@@ -43,6 +43,7 @@ HOT_MODULES = [
     "rawinspect/views/zeek.py",
     "rawinspect/views/summary.py",
     "rawinspect/views/conn_facts.py",
+    "rawinspect/render/summaries.py",      # the summaries' rows, made at the end per connection
     "rawinspect/sources/ring.py",          # live capture: the ring's packets, one by one,
     "rawinspect/app/capture_loop.py",      # and the loop that decodes and tracks them
 ]
