@@ -135,13 +135,16 @@ def _renumbered_summaries(f: BinaryIO, number: dict[int, int]) -> Iterator[ConnS
             yield s
 
 
-def _renumbered_findings(f: BinaryIO, number: dict[int, int]) -> Iterator[list[Finding]]:
+def _renumbered_findings(f: BinaryIO, number: dict[int, int]
+                         ) -> Iterator[tuple[int, list[Finding]]]:
     """A worker's findings (a list per connection) read back, numbered as the run numbers
     its connections; the file is closed once read."""
     with f:
+        conn: int
         found: list[Finding]
-        for found in read_blocks(f):
-            yield [replace(x, conn=number[x.conn]) for x in found if x.conn is not None]
+        for conn, found in read_blocks(f):
+            n = number[conn]
+            yield n, [replace(x, conn=n) for x in found]
 
 
 def _renumbered_origins(f: BinaryIO, number: dict[int, int]) -> Iterator[Origin]:

@@ -134,23 +134,20 @@ def decode_records(records: Iterator[Record], stats: Stats,
         frame += 1
         stats.packets = frame
         seg = decoder.decode(frame, linktype, ts, buf, off, caplen, wirelen)
+        if isinstance(seg, str) and seg != OTHER_JOB:
+            skipped[seg] += 1
+            continue
+        if ts > stats.latest:
+            stats.latest = ts
         if isinstance(seg, Segment):
             stats.segments += 1
-            if ts > stats.latest:
-                stats.latest = ts
             yield seg
         elif isinstance(seg, Datagram):
             stats.datagrams += 1
-            if ts > stats.latest:
-                stats.latest = ts
             if udp is not None:
                 udp(seg)
-        elif seg == OTHER_JOB:
+        else:   # another job's segment
             stats.segments += 1
-            if ts > stats.latest:
-                stats.latest = ts
-        else:
-            skipped[seg] += 1
 
 
 def make_tracker(msl: float, hold: float, ordered: bool = True,

@@ -32,7 +32,7 @@ def finding_lines(f: Finding, width: int = 80) -> list[str]:
 
 
 def wrapped(text: str, width: int, indent: str) -> list[str]:
-    """``textwrap.wrap(text, width, subsequent_indent=indent)``, in a fifth of the time for
+    """``textwrap.wrap(text, width, subsequent_indent=indent)``, in a third of the time for
     the usual text: after its leading spaces, words one space apart, with no other blank,
     each fitting on a line of its own. Any other text goes to textwrap.
 

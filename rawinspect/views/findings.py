@@ -633,17 +633,19 @@ class Diagnoser:
         parent runs the run's rules, over every worker's connections)."""
         self.retire(sorted(self.collector.facts))
 
-    def made(self) -> tuple[Iterable[list[Finding]], Iterable[Origin]]:
-        """The retired connections' findings (a list for each connection that has any) in
-        connection order, and their origins by client, server and connection."""
-        return (found for _, found in self.retired.items()), (o for _, o in self.origins.items())
+    def made(self) -> tuple[Iterable[tuple[int, list[Finding]]], Iterable[Origin]]:
+        """The retired connections' findings (``(conn, findings)`` for each connection
+        that has any) in connection order, and their origins by client, server and
+        connection."""
+        return self.retired.items(), (o for _, o in self.origins.items())
 
-    def adopt(self, found: Iterable[list[Finding]], origins: Iterable[Origin]) -> None:
+    def adopt(self, found: Iterable[tuple[int, list[Finding]]],
+              origins: Iterable[Origin]) -> None:
         """Retired connections' findings and origins made elsewhere (by ``replay -j``'s
         workers), numbered as this run numbers its connections."""
-        for fs in found:
+        for conn, fs in found:
             self.retirements += 1
-            self.retired.add(fs[0].conn, fs)
+            self.retired.add(conn, fs)
         for o in origins:
             self.origins.add(_by_ends(o), o)
 
