@@ -65,14 +65,16 @@ class Hold:
 class Connection:
     """One TCP connection: both endpoints, and any segments held for causality."""
 
-    __slots__ = ("id", "c", "s", "keys", "client", "server", "processed", "hold",
-                 "deferred", "wscale_ok", "plain_c", "plain_s", "last_ts", "retiring")
+    __slots__ = ("id", "c", "s", "ckey", "skey", "client", "server", "processed", "hold",
+                 "deferred", "wscale_ok", "plain_c", "plain_s", "last_ts", "retiring",
+                 "retire_at")
 
     def __init__(self, cid: int, c: Endpoint, s: Endpoint, ckey: bytes, skey: bytes) -> None:
         self.id = cid
         self.c = c
         self.s = s
-        self.keys = (ckey, skey)   # Segment.flow of the client's and the server's segments
+        self.ckey = ckey           # Segment.flow of the client's segments
+        self.skey = skey           # and of the server's
         self.client = endpoint(c.addr, c.port)
         self.server = endpoint(s.addr, s.port)
         self.processed = False     # a segment went through the state inference
@@ -85,6 +87,7 @@ class Connection:
         self.plain_c = self.plain_s = False
         self.last_ts = 0.0         # last segment the inference saw
         self.retiring = False      # finished, waiting in the table's retire queue
+        self.retire_at = 0.0       # when it is due there
 
     def finished(self) -> bool:
         """Both endpoints are CLOSED or in TIME_WAIT (or the handshake never started)."""

@@ -23,29 +23,30 @@ class ConnectionTable:
     def __init__(self, retire_after: float) -> None:
         self.retire_after = retire_after
         self.connections = 0       # connections ever started
-        # Segment.flow → (connection, sent by the client): both directions of each.
-        self.by_key: dict[bytes, tuple[Connection, bool]] = {}
-        self._retire: deque[tuple[float, Connection]] = deque()
+        # Segment.flow → connection, both directions of each (the client's when the
+        # flow is its ckey): no tuple per key, a few MB on tens of thousands.
+        self.by_key: dict[bytes, Connection] = {}
+        self._retire: deque[Connection] = deque()   # by retire_at
         self.retire_due = INF      # when the oldest retirement is due
         self._names: dict[str, str] = {}   # one string for each address and server seen
 
     @property
     def tracked(self) -> int:
         """Connections in the table: open ones, and finished ones not yet retired."""
-        return len({id(hit[0]) for hit in self.by_key.values()})
+        return len({id(conn) for conn in self.by_key.values()})
 
     def lookup(self, seg: Segment) -> tuple[Connection, bool]:
         """The connection ``seg`` belongs to (a new one if it starts one), and its side."""
-        hit = self.by_key.get(seg.flow)
+        conn = self.by_key.get(seg.flow)
         flags = seg.flags
-        if hit is not None:
-            conn, from_client = hit
+        if conn is not None:
+            from_client = seg.flow == conn.ckey
             if not (flags & SYN and not flags & ACK) or conn.hold is not None:
-                return hit
+                return conn, from_client
             if from_client and not _port_reused(conn, seg):
-                return hit
+                return conn, from_client
             if not from_client and (not conn.s.spoke or not conn.finished()):
-                return hit  # the server's own SYN: simultaneous open
+                return conn, False  # the server's own SYN: simultaneous open
         return self._new_connection(seg)
 
     def _new_connection(self, seg: Segment) -> tuple[Connection, bool]:
@@ -72,8 +73,7 @@ class ConnectionTable:
         self.connections += 1
         conn = Connection(self.connections, c, s, ckey, skey)
         conn.server = self._shared(conn.server)
-        self.by_key[ckey] = (conn, True)
-        self.by_key[skey] = (conn, False)
+        self.by_key[ckey] = self.by_key[skey] = conn
         return conn, seg.flow == ckey
 
     def _shared(self, name: str) -> str:
@@ -96,14 +96,15 @@ class ConnectionTable:
             ep = Endpoint(seg.src, seg.sport, T.ESTABLISHED, True)
         self.connections += 1
         conn = Connection(self.connections, ep, ep, seg.flow, seg.flow)
-        self.by_key[seg.flow] = (conn, True)
+        self.by_key[seg.flow] = conn
         return conn, True
 
     def finished(self, conn: Connection, ts: float) -> None:
         """Queue a connection that has just finished for retirement."""
         conn.retiring = True
-        self._retire.append((ts + self.retire_after, conn))
-        self.retire_due = self._retire[0][0]
+        conn.retire_at = ts + self.retire_after
+        self._retire.append(conn)
+        self.retire_due = self._retire[0].retire_at
 
     def evict(self, now: float) -> list[int]:
         """Forget finished connections idle for ``retire_after``; returns their ids.
@@ -112,20 +113,20 @@ class ConnectionTable:
         """
         retired: list[int] = []
         retire = self._retire
-        while retire and retire[0][0] < now:
-            _, conn = retire.popleft()
+        while retire and retire[0].retire_at < now:
+            conn = retire.popleft()
             if not conn.finished():
                 conn.retiring = False
                 continue
             if conn.last_ts + self.retire_after >= now:
-                retire.append((conn.last_ts + self.retire_after, conn))
+                conn.retire_at = conn.last_ts + self.retire_after
+                retire.append(conn)
                 continue
-            for key in conn.keys:
-                hit = self.by_key.get(key)
-                if hit is not None and hit[0] is conn:
+            for key in (conn.ckey, conn.skey):
+                if self.by_key.get(key) is conn:
                     del self.by_key[key]
             retired.append(conn.id)
-        self.retire_due = retire[0][0] if retire else INF
+        self.retire_due = retire[0].retire_at if retire else INF
         return retired
 
 

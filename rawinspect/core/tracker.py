@@ -29,7 +29,7 @@ DEFAULT_HOLD: Final = 3.0   # seconds a SYN or FIN waits for the peer's answer
 def _waits(seg: Segment, conn: Connection, from_client: bool) -> None:
     """``seg`` waits (held, or behind a held segment): it keeps its connection's copy of
     the flow key, not bytes of its own."""
-    seg.flow = conn.keys[0] if from_client else conn.keys[1]
+    seg.flow = conn.ckey if from_client else conn.skey
 
 
 class Tracker:
@@ -73,11 +73,12 @@ class Tracker:
             holds.expire(seg.ts)
         hit = self._table.by_key.get(seg.flow)
         if hit is not None and not seg.flags & (SYN | FIN | RST):
-            ann = self._infer.plain(hit[0], seg, hit[1])
+            from_client = seg.flow == hit.ckey
+            ann = self._infer.plain(hit, seg, from_client)
             if ann is not None:
                 if not holds.pending:
                     return [ann]
-                _waits(seg, hit[0], hit[1])
+                _waits(seg, hit, from_client)
                 holds.pending.append(ann)  # ready, but behind a held segment
                 return holds.drain()
         conn, from_client = self._table.lookup(seg)
