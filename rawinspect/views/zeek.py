@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from array import array
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
@@ -142,12 +143,13 @@ _SEEN_BITS = {"I": 0, "Q": 1, "syn": 2, "F": 3, "R": 4, "D": 5, "A": 6}
 @dataclass
 class ZeekConn:
     """One connection's Zeek record, and which frame produced each history letter
-    (``letters[i]`` came from ``frames[i]``: a string and ints, not a tuple a letter)."""
+    (``letters[i]`` came from ``frames[i]``: a string and an array of machine ints, not
+    a tuple or an int object a letter)."""
     orig: ZeekEndpoint = field(default_factory=lambda: ZeekEndpoint(True))
     resp: ZeekEndpoint = field(default_factory=lambda: ZeekEndpoint(False))
     orig_is_client: bool = True   # False: the originator is the tracker's server
     letters: str = ""
-    frames: list[int] = field(default_factory=list)
+    frames: array[int] = field(default_factory=lambda: array("q"))
     seen: int = 0                 # bits of _SEEN_BITS: the kinds recorded, per side
     first_ts: float = 0.0
     last_time: float = 0.0
