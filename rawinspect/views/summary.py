@@ -55,10 +55,10 @@ class _Track:
     is not kept: thousands of them would hold their segments to the end); ``detail``
     None for Zeek's conn.log alone."""
 
-    __slots__ = ("uid", "client", "server", "detail")
+    __slots__ = ("first_ts", "client", "server", "detail")
 
     def __init__(self, a: Annotation, detail: bool, changes: bool) -> None:
-        self.uid = uid(a)
+        self.first_ts = a.seg.ts      # for its uid, made when summarized (not a string each)
         self.client = a.client
         self.server = a.server
         self.detail = _Detail(a, changes) if detail else None
@@ -111,11 +111,6 @@ def held_times(both: BothSteps, end: float, time_wait: float) -> dict[str, list[
         out[who] = [Held(s.state, s.ts, s.frame, until - s.ts)
                     for s, until in zip(steps, ends)]
     return out
-
-
-def uid(a: Annotation) -> str:
-    """A Zeek-style connection uid, stable for the same connection in the same capture."""
-    return uid_of(a.seg.ts, a.client, a.server, a.conn)
 
 
 def uid_of(ts: float, client: str, server: str, conn: int) -> str:
@@ -213,8 +208,9 @@ class Summaries:
             closed = "simultaneous" if d.closing == 3 else d.fin_first
             changes, rtt = d.steps.changes, d.handshake.rtt or None
         return ConnSummary(
-            cid, t.uid, z.first_ts, z.last_time - z.first_ts, t.client,
-            t.server, (z.orig.pkts, z.resp.pkts), (z.orig.size(), z.resp.size()),
+            cid, uid_of(t.first_ts, t.client, t.server, cid), z.first_ts,
+            z.last_time - z.first_ts, t.client, t.server, (z.orig.pkts, z.resp.pkts),
+            (z.orig.size(), z.resp.size()),
             z.conn_state(), z.letters, z.missed_bytes, "-", "-", closed, rtt, {},
             z.history if explained else [], changes if explained else [], self.log.rows(cid))
 
