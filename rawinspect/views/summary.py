@@ -210,8 +210,8 @@ class Summaries:
         return ConnSummary(
             cid, uid_of(t.first_ts, t.client, t.server, cid), z.first_ts,
             z.last_time - z.first_ts, t.client, t.server, (z.orig.pkts, z.resp.pkts),
-            (z.orig.size(), z.resp.size()),
-            z.conn_state(), z.letters, z.missed_bytes, "-", "-", closed, rtt, {},
+            (z.orig.size(), z.resp.size()), z.conn_state(), z.letters, z.missed_bytes,
+            "-", "-", closed, rtt, {},
             z.history if explained else [], changes if explained else [], self.log.rows(cid))
 
     def _timed(self, s: ConnSummary, steps: BothSteps | None) -> ConnSummary:
