@@ -187,9 +187,10 @@ class Decoder:
             issues = ("ip_fragment",)
         if totlen == 0:  # TSO/GRO super-segment
             totlen = wire
+        addrs = b"".join((s, d))   # not s + d: see _tcp
         if proto == UDP:
-            return _udp(frame, ts, buf, pos + ihl, end, totlen - ihl, s + d)
-        return self._tcp(frame, ts, buf, pos + ihl, end, totlen - ihl, s + d, issues)
+            return _udp(frame, ts, buf, pos + ihl, end, totlen - ihl, addrs)
+        return self._tcp(frame, ts, buf, pos + ihl, end, totlen - ihl, addrs, issues)
 
     def _ipv6(self, frame: int, ts: float, buf: bytes, pos: int, end: int,
               wire: int) -> Decoded:
@@ -217,11 +218,12 @@ class Decoder:
             nxt = buf[p]
             p += hlen
             plen -= hlen
-        if nxt == UDP:
-            return _udp(frame, ts, buf, p, end, plen, s + d)
-        if nxt != 6:
+        if nxt != 6 and nxt != UDP:
             return SKIP_NOT_TCP
-        return self._tcp(frame, ts, buf, p, end, plen, s + d, issues)
+        addrs = b"".join((s, d))   # not s + d: see _tcp
+        if nxt == UDP:
+            return _udp(frame, ts, buf, p, end, plen, addrs)
+        return self._tcp(frame, ts, buf, p, end, plen, addrs, issues)
 
     def _tcp(self, frame: int, ts: float, buf: bytes, pos: int, end: int, iplen: int,
              addrs: bytes, issues: tuple[str, ...]) -> Segment | str:
@@ -234,7 +236,9 @@ class Decoder:
             offfl, win = _u16(buf, pos + 12)[0], 0
         else:
             sport, dport, seq, ack, offfl, win = _tcp(buf, pos)
-        flow = addrs + buf[pos:pos + 4]
+        # Joined, not added: compiled by mypyc 1.13, ``bytes + bytes`` leaks its left
+        # operand when that is a new object (mypyc issue 1192), here every packet.
+        flow = b"".join((addrs, buf[pos:pos + 4]))
         if not self.mine(flow):
             return OTHER_JOB
         hl = (offfl >> 12) * 4
@@ -256,7 +260,8 @@ def _udp(frame: int, ts: float, buf: bytes, pos: int, end: int, iplen: int,
     sport, dport, length = _udp_header(buf, pos)
     size = (length if length >= 8 else iplen) - 8
     data = buf[pos + 8:min(pos + 8 + min(max(size, 0), PREVIEW), end)]
-    return Datagram(frame, ts, sport, dport, max(size, 0), data, addrs + buf[pos:pos + 4])
+    return Datagram(frame, ts, sport, dport, max(size, 0), data,
+                    b"".join((addrs, buf[pos:pos + 4])))
 
 
 # Link layers: where the IP header starts. Each returns (IP version, offset) or a skip reason.
